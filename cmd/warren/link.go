@@ -1,0 +1,11 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+func runLink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return errors.ErrUnsupported // TODO(skeleton): replaced by its owner
+}
