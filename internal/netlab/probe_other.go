@@ -1,0 +1,7 @@
+//go:build !linux
+
+package netlab
+
+import "errors"
+
+func canCreateNamespaces() error { return errors.ErrUnsupported }
