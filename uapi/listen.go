@@ -1,0 +1,57 @@
+package uapi
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultDir is the directory where wg and wg-quick look for control
+// sockets.
+const DefaultDir = "/var/run/wireguard"
+
+// ErrInUse is returned by Listen when a live daemon already answers on the
+// interface's socket.
+var ErrInUse = errors.New("socket in use")
+
+// Listener is a UAPI control socket, <dir>/<iface>.sock, readable and
+// writable by its owner only (mode 0600) in a directory of mode 0755 (when
+// Listen creates it). Close removes the socket file if it is still ours.
+type Listener struct {
+	l    *net.UnixListener
+	path string
+	ino  uint64 // inode of the socket file we created
+}
+
+var _ net.Listener = (*Listener)(nil)
+
+// Listen creates the control socket of iface in DefaultDir; see ListenDir.
+func Listen(iface string) (*Listener, error) {
+	return ListenDir(DefaultDir, iface)
+}
+
+// SocketPath returns the path of iface's control socket in dir.
+func SocketPath(dir, iface string) string {
+	return filepath.Join(dir, iface+".sock")
+}
+
+// checkName rejects interface names that would escape the socket directory
+// or are not valid Linux interface names (at most 15 bytes).
+func checkName(iface string) error {
+	if iface == "" || len(iface) > 15 || iface == "." || iface == ".." ||
+		strings.ContainsAny(iface, "/\x00 \t\n") {
+		return fmt.Errorf("invalid interface name %q", iface)
+	}
+	return nil
+}
+
+// Accept waits for the next connection.
+func (l *Listener) Accept() (net.Conn, error) { return l.l.Accept() }
+
+// Addr returns the socket's address.
+func (l *Listener) Addr() net.Addr { return l.l.Addr() }
+
+// Path returns the socket file's path.
+func (l *Listener) Path() string { return l.path }

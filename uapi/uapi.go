@@ -1,0 +1,157 @@
+// Package uapi owns WireGuard's cross-platform userspace API
+// (https://www.wireguard.com/xplatform/): the line protocol spoken on
+// /var/run/wireguard/<iface>.sock by wg, wg-quick and warren.
+//
+// It parses "set=1" requests into a typed Change, formats "get=1" replies
+// from a typed State, and answers each request with an errno line, byte for
+// byte as wireguard-go does. It applies nothing itself: the engine implements
+// Device, and a Server drives it from connections.
+//
+// A session on one connection is a sequence of requests:
+//
+//	get=1\n\n                      -> key=value lines..., errno=0\n\n
+//	set=1\n key=value\n ... \n     -> errno=N\n\n
+//	anything else\n                -> the connection is closed, no reply
+//
+// Keys are lowercase hex (64 characters), numbers decimal.
+package uapi
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/warrenvpn/warren/crypto"
+)
+
+// Errno values sent in "errno=N" status lines. They are negated Linux errno
+// numbers, as in wireguard-go on every platform that has them.
+const (
+	ErrnoIO        = -5  // -EIO: reading the request or writing the reply failed
+	ErrnoInvalid   = -22 // -EINVAL: unknown key or invalid value
+	ErrnoProtocol  = -71 // -EPROTO: a line without "="
+	ErrnoPortInUse = -98 // -EADDRINUSE: listen_port or fwmark could not be applied
+	ErrnoUnknown   = -55 // any other failure of Device.Apply
+)
+
+// Error is a failed request with the errno to report. Device.Apply returns
+// one (for example with ErrnoPortInUse) to choose the status line; any other
+// error is reported as ErrnoUnknown.
+type Error struct {
+	Errno int64
+	Err   error
+}
+
+// Errorf returns an *Error with the given errno and a formatted cause.
+func Errorf(errno int64, format string, args ...any) *Error {
+	return &Error{Errno: errno, Err: fmt.Errorf(format, args...)}
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("uapi errno %d: %v", e.Errno, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// errnoOf returns the errno to report for err (0 for nil).
+func errnoOf(err error) int64 {
+	if err == nil {
+		return 0
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Errno
+	}
+	return ErrnoUnknown
+}
+
+// Device is the configurable side of the engine, as the Server sees it.
+//
+// The Server serialises its own calls: it never calls Apply concurrently with
+// Apply or State. The engine may change its state by other means at the same
+// time and must guard that itself.
+type Device interface {
+	// State returns a snapshot of the configuration and statistics. The
+	// Server only reads the result and does not keep it.
+	State() (*State, error)
+
+	// Apply applies a validated change as a whole: if it returns an error,
+	// nothing of c has been applied. Return an *Error to choose the errno
+	// (ErrnoPortInUse when the listen port or fwmark cannot be bound,
+	// ErrnoInvalid for values the engine rejects). c is borrowed for the call.
+	Apply(c *Change) error
+}
+
+// State is what "get=1" reports.
+type State struct {
+	PrivateKey crypto.PrivateKey // zero: none (the line is omitted)
+	ListenPort uint16            // 0: omitted
+	FwMark     uint32            // 0: omitted
+	Peers      []PeerState       // in the order to report
+}
+
+// PeerState is one peer in a State.
+type PeerState struct {
+	PublicKey           crypto.PublicKey
+	PresharedKey        crypto.PresharedKey // zero: none (still reported, as zeros)
+	Endpoint            netip.AddrPort      // invalid (zero): none, omitted
+	LastHandshake       time.Time           // zero: never (reported as 0 and 0)
+	TxBytes             uint64              // bytes sent, including WireGuard overhead
+	RxBytes             uint64              // bytes received, including WireGuard overhead
+	PersistentKeepalive uint16              // seconds; 0: off
+	AllowedIPs          []netip.Prefix      // in the order to report (as inserted)
+}
+
+// Change is a parsed "set=1" request: what to change, in request order. The
+// engine applies it as a whole, in this order, with wireguard-go's meaning:
+//
+//  1. PrivateKey (if not nil): set it; a zero key removes it. A peer whose
+//     public key equals the new key's public key is removed.
+//  2. ListenPort, FwMark (if not nil): rebind; failure is ErrnoPortInUse.
+//  3. ReplacePeers: remove every existing peer.
+//  4. Peers, in order (a public key may occur more than once; each entry
+//     acts on the state left by the ones before it). An entry whose public
+//     key equals the device's own public key (after step 1) is ignored.
+type Change struct {
+	PrivateKey   *crypto.PrivateKey // nil: unchanged; zero: remove the key
+	ListenPort   *uint16            // nil: unchanged; 0: pick a random port
+	FwMark       *uint32            // nil: unchanged; 0: clear the mark
+	ReplacePeers bool
+	Peers        []PeerChange
+}
+
+// PeerChange is the part of a Change about one peer, identified by its public
+// key. The engine applies it as follows:
+//
+//   - Remove: remove the peer if it exists (with its allowed IPs); nothing
+//     else in the entry applies (the parser leaves the other fields zero).
+//   - UpdateOnly: if the peer does not exist, ignore the whole entry.
+//     Otherwise (and without UpdateOnly) create the peer if needed, then:
+//   - PresharedKey, Endpoint, PersistentKeepalive: set each one that is not
+//     nil. Turning persistent keepalive on from off sends a keepalive at once.
+//   - ReplaceAllowedIPs: remove all of the peer's allowed IPs first.
+//   - AllowedIPs, in order: insert each prefix for this peer (moving it from
+//     any other peer), or with Remove delete it if it belongs to this peer.
+//
+// The parser already folds the order of the request into this shape: an
+// allowed_ip line before replace_allowed_ips=true is dropped, and later
+// lines after remove=true are validated but not recorded.
+type PeerChange struct {
+	PublicKey           crypto.PublicKey
+	Remove              bool
+	UpdateOnly          bool
+	PresharedKey        *crypto.PresharedKey // nil: unchanged; zero: none
+	Endpoint            *netip.AddrPort      // nil: unchanged
+	PersistentKeepalive *uint16              // seconds; nil: unchanged; 0: off
+	ReplaceAllowedIPs   bool
+	AllowedIPs          []AllowedIPChange
+}
+
+// AllowedIPChange adds or (with Remove, from "allowed_ip=-prefix") deletes
+// one prefix of a peer. Prefix is as written: host bits may be set, and the
+// allowed-IPs table clears them.
+type AllowedIPChange struct {
+	Prefix netip.Prefix
+	Remove bool
+}
