@@ -1,0 +1,128 @@
+package config
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/warrenvpn/warren/crypto"
+)
+
+// Defaults and limits of the [Interface] section.
+const (
+	DefaultMTU = 1420  // bytes: 1500 - 32 WireGuard - 8 UDP - 40 IPv6
+	MinMTU     = 68    // bytes: the IPv4 minimum (RFC 791), ETH_MIN_MTU
+	MaxMTU     = 65535 // bytes: the largest MTU a TUN or TAP link takes
+	MinIPv6MTU = 1280  // bytes: RFC 8200; Linux turns IPv6 off below it
+)
+
+// Config is one parsed wg-quick style file.
+type Config struct {
+	// Name is the interface name taken from the file name (wg0.conf → wg0),
+	// or "" when the file name is not NAME.conf with a valid NAME.
+	Name      string
+	Interface Interface
+	Peers     []Peer
+}
+
+// Interface is the [Interface] section.
+type Interface struct {
+	PrivateKey crypto.PrivateKey
+	ListenPort uint16 // 0 = a random port
+	// Addresses are the interface's addresses with their on-link prefix
+	// length, host bits kept (10.0.0.1/24); a bare address is a /32 or /128.
+	Addresses []netip.Prefix
+	MTU       int    // bytes; DefaultMTU when the file has no MTU
+	Table     Table  // routing table for the peers' allowed IPs
+	FwMark    uint32 // 0 = off
+	// DNS holds the DNS server addresses in canonical text form, and
+	// DNSSearch the search domains, both in file order. wg-quick puts every
+	// DNS entry that looks like an IP address in the first list and every
+	// other entry in the second.
+	DNS       []string
+	DNSSearch []string
+	// Hook commands for the shell, in file order; each line is one command.
+	PreUp, PostUp, PreDown, PostDown []string
+	Mode                             Mode // warren's own key; ModeTUN by default
+}
+
+// Peer is one [Peer] section.
+type Peer struct {
+	PublicKey    crypto.PublicKey
+	PresharedKey crypto.PresharedKey // zero = none
+	// AllowedIPs are masked to their prefix length (10.0.0.7/24 is stored as
+	// 10.0.0.0/24, which is what the kernel keeps), without duplicates, in
+	// file order.
+	AllowedIPs []netip.Prefix
+	// Endpoint is host:port as written ("198.18.0.1:51820",
+	// "[fd00:7761::1]:51820" or "vpn.example.com:51820"); "" = none.
+	// ResolveEndpoint turns it into an address.
+	Endpoint            string
+	PersistentKeepalive time.Duration // whole seconds; 0 = off
+}
+
+// Table is the value of the Table key: where wg-quick puts the routes for
+// the peers' allowed IPs. It is TableAuto, TableOff or a kernel routing
+// table ID (1 to 4294967295).
+type Table int64
+
+// Table values with a name.
+const (
+	// TableAuto (the default) routes through the main table, except that
+	// a default route goes through its own table selected by an fwmark rule.
+	TableAuto Table = 0
+	// TableOff adds no routes.
+	TableOff     Table = -1
+	TableDefault Table = 253 // iproute2's name "default"
+	TableMain    Table = 254 // iproute2's name "main"
+	TableLocal   Table = 255 // iproute2's name "local"
+)
+
+// String returns the Table value as the file writes it.
+func (t Table) String() string {
+	switch t {
+	case TableAuto:
+		return "auto"
+	case TableOff:
+		return "off"
+	case TableDefault:
+		return "default"
+	case TableMain:
+		return "main"
+	case TableLocal:
+		return "local"
+	}
+	return strconv.FormatInt(int64(t), 10)
+}
+
+// ID returns the routing table ID to add routes to: 254 (main) for
+// TableAuto, 0 for TableOff, otherwise t itself.
+func (t Table) ID() uint32 {
+	switch {
+	case t == TableAuto:
+		return uint32(TableMain)
+	case t < 0:
+		return 0
+	}
+	return uint32(t)
+}
+
+// Mode is warren's own Mode key: the kind of adapter.
+type Mode uint8
+
+// Modes.
+const (
+	ModeTUN Mode = iota // layer 3, as WireGuard
+	ModeTAP             // layer 2 frames, warren only
+)
+
+// String returns "tun" or "tap".
+func (m Mode) String() string {
+	switch m {
+	case ModeTUN:
+		return "tun"
+	case ModeTAP:
+		return "tap"
+	}
+	return "Mode(" + strconv.Itoa(int(m)) + ")"
+}

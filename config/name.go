@@ -1,0 +1,65 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+)
+
+// Dir is where `warren up NAME` looks for NAME.conf, as wg-quick does.
+const Dir = "/etc/wireguard"
+
+// MaxNameLen is the longest interface name Linux takes (IFNAMSIZ - 1).
+const MaxNameLen = 15 // bytes
+
+// ValidName reports whether name is a valid interface name by wg-quick's
+// rule ^[a-zA-Z0-9_=+.-]{1,15}$, without the names "." and "..", which
+// Linux refuses.
+func ValidName(name string) bool {
+	if len(name) == 0 || len(name) > MaxNameLen || name == "." || name == ".." {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '_', c == '=', c == '+', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// NameFromPath returns the interface name a config file path stands for:
+// the base name without ".conf" (/etc/wireguard/wg0.conf → wg0). It fails
+// with an *Error wrapping ErrInterfaceName when that is not a valid name.
+func NameFromPath(path string) (string, error) {
+	name, ok := strings.CutSuffix(filepath.Base(path), ".conf")
+	if !ok || !ValidName(name) {
+		return "", &Error{File: path, Err: ErrInterfaceName}
+	}
+	return name, nil
+}
+
+// PathFor maps the argument of `warren up ARG` to a config file and an
+// interface name. An argument that ends in ".conf" or contains a '/' is a
+// path, and the interface is named after the file; any other argument is
+// an interface name, read from Dir/NAME.conf.
+//
+// wg-quick checks the other way round (an argument that is a valid name is
+// always a name, so `wg-quick up wg0.conf` reads /etc/wireguard/wg0.conf.conf);
+// warren treats it as the file ./wg0.conf.
+func PathFor(arg string) (path, name string, err error) {
+	if strings.HasSuffix(arg, ".conf") || strings.Contains(arg, "/") {
+		name, err := NameFromPath(arg)
+		if err != nil {
+			return "", "", err
+		}
+		return arg, name, nil
+	}
+	if !ValidName(arg) {
+		return "", "", fmt.Errorf("%q is neither an interface name ([a-zA-Z0-9_=+.-]{1,15}) nor a path to NAME.conf", arg)
+	}
+	return Dir + "/" + arg + ".conf", arg, nil
+}
