@@ -256,6 +256,9 @@ func enslavePorts(h *netlink.Handle, br netlink.Link, spec LinkSpec) error {
 			return fmt.Errorf("add bridge %s: port %s: %w", spec.Name, name, ErrLinkNotFound)
 		}
 		if err := h.LinkSetMaster(port, br); err != nil {
+			if errors.Is(err, unix.EBUSY) {
+				return fmt.Errorf("add bridge %s: port %s is busy (enslaved elsewhere or the parent of a macvlan/macvtap)", spec.Name, name)
+			}
 			return addError("enslave port "+name+" to", "bridge", spec.Name, err)
 		}
 		if spec.Hairpin {
