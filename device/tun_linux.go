@@ -1,0 +1,217 @@
+package device
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/tun"
+)
+
+// tunClonePath is the TUN clone device.
+const tunClonePath = "/dev/net/tun"
+
+// TUN is a Linux TUN interface carrying IP packets, over wireguard-go's tun
+// package with its offloads on: with IFF_VNET_HDR one Read may return a large
+// TCP or UDP segment split into MTU-sized packets, and Write coalesces TCP
+// and UDP packets back (GRO) before they reach the kernel.
+//
+// The device lives in the network namespace of the thread that opened it;
+// its methods may be called from any thread afterwards.
+type TUN struct {
+	dev   tun.Device
+	name  string
+	ctl   int          // AF_INET socket in the device's namespace, for MTU queries
+	mtu   atomic.Int64 // bytes, refreshed on the kernel's link events
+	batch int
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	wg        sync.WaitGroup // eventLoop
+}
+
+var _ Adapter = (*TUN)(nil)
+
+// OpenTUN creates (or attaches to) the TUN interface name in the calling
+// thread's network namespace and sets its MTU. It does not bring the link up:
+// that is part of the host state. A missing /dev/net/tun and missing
+// privileges give errors whose text tells the user what to do.
+func OpenTUN(name string, mtu int) (*TUN, error) {
+	if err := checkMTU(mtu); err != nil {
+		return nil, fmt.Errorf("creating TUN %s: %w", name, err)
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil || name == "" {
+		return nil, fmt.Errorf("creating TUN %q: invalid interface name", name)
+	}
+	fd, err := unix.Open(tunClonePath, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, openTUNError(name, err)
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, openTUNError(name, err)
+	}
+	// Non-blocking before the file meets the runtime poller, so that Close
+	// wakes a blocked Read.
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("creating TUN %s: %w", name, err)
+	}
+	ctl, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("creating TUN %s: control socket: %w", name, err)
+	}
+	file := os.NewFile(uintptr(fd), tunClonePath)
+	dev, err := tun.CreateTUNFromFile(file, mtu)
+	if err != nil {
+		file.Close()
+		unix.Close(ctl)
+		return nil, fmt.Errorf("creating TUN %s: %w", name, err)
+	}
+	t := &TUN{dev: dev, name: name, ctl: ctl, batch: dev.BatchSize()}
+	if n, err := t.queryMTU(); err == nil {
+		t.mtu.Store(int64(n))
+	} else {
+		t.mtu.Store(int64(mtu))
+	}
+	t.wg.Go(t.eventLoop)
+	return t, nil
+}
+
+// openTUNError turns the errors of opening the clone device and TUNSETIFF
+// into one line a user can act on.
+func openTUNError(name string, err error) error {
+	switch {
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
+		return &openError{tunClonePath + " not found: load the tun module", err}
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return &openError{fmt.Sprintf("creating TUN %s: permission denied: run as root or with CAP_NET_ADMIN", name), err}
+	case errors.Is(err, unix.EBUSY):
+		return &openError{fmt.Sprintf("creating TUN %s: interface busy: another process holds it", name), err}
+	case errors.Is(err, unix.EINVAL):
+		return &openError{fmt.Sprintf("creating TUN %s: an interface of another kind has that name", name), err}
+	}
+	return fmt.Errorf("creating TUN %s: %w", name, err)
+}
+
+// eventLoop drains the device's events until Close, refreshing the MTU when
+// the kernel reports a link change. It ends when wireguard-go's listeners
+// have stopped and closed the channel.
+func (t *TUN) eventLoop() {
+	for ev := range t.dev.Events() {
+		if ev&tun.EventMTUUpdate != 0 {
+			if n, err := t.queryMTU(); err == nil {
+				t.mtu.Store(int64(n))
+			}
+		}
+	}
+}
+
+// queryMTU asks the kernel for the interface's MTU, through a socket of the
+// device's own namespace.
+func (t *TUN) queryMTU() (int, error) {
+	ifr, err := unix.NewIfreq(t.name)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.IoctlIfreq(t.ctl, unix.SIOCGIFMTU, ifr); err != nil {
+		return 0, err
+	}
+	return int(ifr.Uint32()), nil
+}
+
+// Read reads a batch of packets into bufs[i][offset:]. Each buffer must hold
+// offset+MTU bytes; len(bufs) should be BatchSize so that a large segment
+// fits once split (tun.ErrTooManySegments otherwise, with the packets that
+// fit).
+func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	if t.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	n, err := t.dev.Read(bufs, sizes, offset)
+	if err != nil {
+		err = t.mapError("read", err)
+	}
+	return n, err
+}
+
+// Write writes the packets bufs[i][offset:]; offset must be at least
+// TUNHeadroom. Packets of one TCP or UDP flow may be coalesced. Because the
+// kernel sees coalesced packets, a failure cannot be pinned on single
+// packets: Write returns len(bufs) on success and 0 with the joined errors
+// otherwise.
+func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
+	if t.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	if offset < TUNHeadroom {
+		return 0, fmt.Errorf("write TUN %s: offset %d below the %d-byte headroom", t.name, offset, TUNHeadroom)
+	}
+	if _, err := t.dev.Write(bufs, offset); err != nil {
+		return 0, t.mapError("write", err)
+	}
+	return len(bufs), nil
+}
+
+// mapError makes a closed device report net.ErrClosed, and one deleted from
+// outside report ErrRemoved as well. The poller reports a deleted device as
+// "not pollable" (EPOLLERR), so the device itself is asked.
+func (t *TUN) mapError(op string, err error) error {
+	if t.closed.Load() {
+		return net.ErrClosed
+	}
+	if errors.Is(err, os.ErrClosed) || t.isDetached() {
+		return fmt.Errorf("%s TUN %s: %w: %w", op, t.name, ErrRemoved, net.ErrClosed)
+	}
+	return fmt.Errorf("%s TUN %s: %w", op, t.name, err)
+}
+
+// isDetached reports whether the interface behind the file is gone: the
+// kernel then answers TUNGETIFF with EBADFD.
+func (t *TUN) isDetached() bool {
+	rc, err := t.dev.File().SyscallConn()
+	if err != nil {
+		return false
+	}
+	var ioctlErr error
+	if rc.Control(func(fd uintptr) {
+		var ifr *unix.Ifreq
+		if ifr, ioctlErr = unix.NewIfreq(""); ioctlErr == nil {
+			ioctlErr = unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr)
+		}
+	}) != nil {
+		return false
+	}
+	return errors.Is(ioctlErr, unix.EBADFD)
+}
+
+// BatchSize is the most packets one Read returns or one Write takes: 128
+// with offloads, 1 without.
+func (t *TUN) BatchSize() int { return t.batch }
+
+// MTU is the interface's current MTU, following changes made on the host.
+func (t *TUN) MTU() int { return int(t.mtu.Load()) }
+
+// Name is the interface name.
+func (t *TUN) Name() string { return t.name }
+
+// Close removes the interface (unless another process holds it), wakes a
+// blocked Read, and returns once the device's goroutines have ended. It is
+// idempotent.
+func (t *TUN) Close() error {
+	t.closeOnce.Do(func() {
+		t.closed.Store(true)
+		t.closeErr = t.dev.Close()
+		t.wg.Wait()
+		unix.Close(t.ctl)
+	})
+	return t.closeErr
+}

@@ -1,0 +1,301 @@
+package device_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/warrenvpn/warren/device"
+	"github.com/warrenvpn/warren/device/devicetest"
+	"github.com/warrenvpn/warren/internal/netlab"
+)
+
+// Addresses of the TUN tests: the TUN carries local, the far end is peer.
+var (
+	tunLocal4 = netip.MustParsePrefix("198.18.1.1/24")
+	tunPeer4  = netip.MustParseAddr("198.18.1.2")
+	tunLocal6 = netip.MustParsePrefix("fd00:7761:1::1/64")
+	tunPeer6  = netip.MustParseAddr("fd00:7761:1::2")
+)
+
+const testOffset = 16 // the engine's offset
+
+// newTestTUN opens a TUN named wtun0 inside a fresh namespace, gives it
+// tunLocal4 and tunLocal6 and brings it up.
+func newTestTUN(t *testing.T, mtu int) (*netlab.Namespace, *device.TUN) {
+	t.Helper()
+	ns := netlab.NewTestNamespace(t)
+	var tun *device.TUN
+	err := ns.Do(func() (err error) {
+		tun, err = device.OpenTUN("wtun0", mtu)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("OpenTUN: %v", err)
+	}
+	t.Cleanup(func() { tun.Close() })
+	h := ns.Handle()
+	link, err := h.LinkByName("wtun0")
+	if err != nil {
+		t.Fatalf("LinkByName: %v", err)
+	}
+	for _, p := range []netip.Prefix{tunLocal4, tunLocal6} {
+		a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}, Flags: unix.IFA_F_NODAD}
+		if err := h.AddrAdd(link, a); err != nil {
+			t.Fatalf("AddrAdd %s: %v", p, err)
+		}
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		t.Fatalf("LinkSetUp: %v", err)
+	}
+	return ns, tun
+}
+
+// startReader reads tun in a goroutine and delivers copies of each batch,
+// until Read fails; the last error is sent on errc.
+func startReader(t *testing.T, tun *device.TUN) (batches <-chan [][]byte, errc <-chan error) {
+	bc := make(chan [][]byte, 100)
+	ec := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bufs := make([][]byte, tun.BatchSize())
+		for i := range bufs {
+			bufs[i] = make([]byte, testOffset+65535)
+		}
+		sizes := make([]int, len(bufs))
+		for {
+			n, err := tun.Read(bufs, sizes, testOffset)
+			batch := make([][]byte, n)
+			for i := range n {
+				batch[i] = bytes.Clone(bufs[i][testOffset : testOffset+sizes[i]])
+			}
+			if n > 0 {
+				bc <- batch
+			}
+			if err != nil {
+				ec <- err
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		tun.Close()
+		<-done
+	})
+	return bc, ec
+}
+
+// inNamespace runs f inside ns and fails t on error.
+func inNamespace(t *testing.T, ns *netlab.Namespace, f func() error) {
+	t.Helper()
+	if err := ns.Do(f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTUNWrite(t *testing.T) {
+	netlab.RequireRoot(t)
+	ns, tun := newTestTUN(t, 1420)
+	if got := tun.BatchSize(); got != 128 {
+		t.Errorf("BatchSize() = %d, want 128 (offloads on)", got)
+	}
+	tests := []struct {
+		name   string
+		local  netip.Addr
+		peer   netip.Addr
+		count  int
+		offset int
+	}{
+		{"ipv4", tunLocal4.Addr(), tunPeer4, 1, testOffset},
+		{"ipv4 batch", tunLocal4.Addr(), tunPeer4, 20, testOffset},
+		{"ipv6 batch", tunLocal6.Addr(), tunPeer6, 20, testOffset},
+		{"minimum headroom", tunLocal4.Addr(), tunPeer4, 3, device.TUNHeadroom},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var conn *net.UDPConn
+			inNamespace(t, ns, func() (err error) {
+				conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(tc.local, 0)))
+				return err
+			})
+			defer conn.Close()
+			dst := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+			src := netip.AddrPortFrom(tc.peer, 5000)
+			bufs := make([][]byte, tc.count)
+			for i := range bufs {
+				pkt := devicetest.UDPPacket(src, dst, fmt.Appendf(nil, "packet %d", i))
+				bufs[i] = append(make([]byte, tc.offset), pkt...)
+			}
+			n, err := tun.Write(bufs, tc.offset)
+			if n != tc.count || err != nil {
+				t.Fatalf("Write() = %d, %v; want %d, nil", n, err, tc.count)
+			}
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 2000)
+			for i := range tc.count {
+				n, err := conn.Read(buf)
+				if err != nil {
+					t.Fatalf("receive packet %d: %v", i, err)
+				}
+				if got, want := string(buf[:n]), fmt.Sprintf("packet %d", i); got != want {
+					t.Errorf("received %q, want %q", got, want)
+				}
+			}
+		})
+	}
+	if _, err := tun.Write([][]byte{make([]byte, 100)}, device.TUNHeadroom-1); err == nil {
+		t.Errorf("Write with offset %d succeeded, want error", device.TUNHeadroom-1)
+	}
+}
+
+func TestTUNRead(t *testing.T) {
+	netlab.RequireRoot(t)
+	ns, tun := newTestTUN(t, 1420)
+	batches, _ := startReader(t, tun)
+	tests := []struct {
+		name     string
+		peer     netip.Addr
+		segments int // UDP GSO segments in one send; 0 for a plain send
+	}{
+		{"ipv4", tunPeer4, 0},
+		{"ipv6", tunPeer6, 0},
+		{"ipv4 segments", tunPeer4, 8},
+		{"ipv6 segments", tunPeer6, 8},
+	}
+	const segment = 1000 // bytes
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := netip.AddrPortFrom(tc.peer, uint16(6000+i))
+			payload := bytes.Repeat([]byte{byte(i)}, segment*max(tc.segments, 1))
+			inNamespace(t, ns, func() error {
+				conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				if tc.segments > 0 {
+					raw, err := conn.SyscallConn()
+					if err != nil {
+						return err
+					}
+					var serr error
+					raw.Control(func(fd uintptr) {
+						serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT, segment)
+					})
+					if serr != nil {
+						return fmt.Errorf("UDP_SEGMENT: %w", serr)
+					}
+				}
+				_, err = conn.Write(payload)
+				return err
+			})
+			want := max(tc.segments, 1)
+			var got [][]byte
+			reads := 0
+			timeout := time.After(5 * time.Second)
+			for len(got) < want {
+				select {
+				case batch := <-batches:
+					for _, pkt := range batch {
+						// Skip the host's own chatter (IPv6 router solicitations, MLD).
+						if _, d, p, ok := devicetest.ParseUDP(pkt); ok && d == dst {
+							got = append(got, p)
+						}
+					}
+					reads++
+				case <-timeout:
+					t.Fatalf("received %d of %d packets to %v", len(got), want, dst)
+				}
+			}
+			if !bytes.Equal(bytes.Join(got, nil), payload) {
+				t.Errorf("payload differs")
+			}
+			t.Logf("%d packets in %d reads", len(got), reads)
+		})
+	}
+}
+
+// TestTUNClose covers L7: Close wakes a blocked Read, later calls return
+// net.ErrClosed, Close twice is fine, and the interface is gone.
+func TestTUNClose(t *testing.T) {
+	netlab.RequireRoot(t)
+	ns, tun := newTestTUN(t, 1420)
+	_, errc := startReader(t, tun)
+	if err := tun.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) || errors.Is(err, device.ErrRemoved) {
+			t.Errorf("blocked Read after Close = %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read still blocked after Close")
+	}
+	if _, err := tun.Write([][]byte{make([]byte, 100)}, testOffset); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Write after Close = %v, want net.ErrClosed", err)
+	}
+	if err := tun.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := ns.Handle().LinkByName("wtun0"); err == nil {
+		t.Errorf("wtun0 still exists after Close")
+	}
+}
+
+// TestTUNRemoved covers the adapter side of L4: the interface deleted from
+// outside ends Read with ErrRemoved.
+func TestTUNRemoved(t *testing.T) {
+	netlab.RequireRoot(t)
+	ns, tun := newTestTUN(t, 1420)
+	_, errc := startReader(t, tun)
+	link, err := ns.Handle().LinkByName("wtun0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Handle().LinkDel(link); err != nil {
+		t.Fatalf("LinkDel: %v", err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, device.ErrRemoved) || !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Read after deletion = %v, want ErrRemoved and net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read still blocked after the interface was deleted")
+	}
+}
+
+// TestTUNMTU covers L10 for the adapter: MTU follows the host.
+func TestTUNMTU(t *testing.T) {
+	netlab.RequireRoot(t)
+	ns, tun := newTestTUN(t, 1420)
+	if got := tun.MTU(); got != 1420 {
+		t.Errorf("MTU() = %d, want 1420", got)
+	}
+	for _, mtu := range []int{1280, 9000} {
+		link, err := ns.Handle().LinkByName("wtun0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ns.Handle().LinkSetMTU(link, mtu); err != nil {
+			t.Fatalf("LinkSetMTU(%d): %v", mtu, err)
+		}
+		// The change arrives as a netlink event: wait for it, bounded.
+		deadline := time.Now().Add(5 * time.Second)
+		for tun.MTU() != mtu && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if got := tun.MTU(); got != mtu {
+			t.Errorf("MTU() after set to %d = %d", mtu, got)
+		}
+	}
+}
