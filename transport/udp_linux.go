@@ -1,0 +1,352 @@
+//go:build linux
+
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// UDP is a batched UDP socket: one dual-stack AF_INET6 socket bound to
+// [::]:port, or an AF_INET socket where IPv6 is unavailable.
+//
+// Receive and Send may be called from several goroutines at once; each call
+// borrows a preallocated scratch area (message headers, iovecs, control
+// buffers), so the steady state allocates nothing per packet. After Close,
+// every call returns net.ErrClosed.
+type UDP struct {
+	conn  *net.UDPConn
+	raw   syscall.RawConn
+	port  uint16
+	is6   bool // dual-stack AF_INET6 socket; IPv4 peers are v4-mapped
+	batch int
+	gro   bool // UDP_GRO is on; fixed at Listen
+	log   *slog.Logger
+
+	closed    atomic.Bool
+	gso       atomic.Bool  // UDP_SEGMENT is used; turned off on EIO and repeated EINVAL
+	gsoEINVAL atomic.Int32 // GSO sends in a row that failed with EINVAL
+	segHint   atomic.Int32 // largest GRO segment count of the last read
+
+	spill  spill
+	rxFree chan *rxScratch
+	txFree chan *txScratch
+}
+
+// Listen opens the socket described by opts. A port already in use gives an
+// error like "listen UDP port 51820: address already in use" that wraps the
+// errno.
+func Listen(opts Options) (*UDP, error) {
+	return listen(opts, true)
+}
+
+// listen opens the socket, trying the dual-stack one first when tryIPv6.
+func listen(opts Options, tryIPv6 bool) (*UDP, error) {
+	var (
+		conn *net.UDPConn
+		err  error
+	)
+	if tryIPv6 {
+		conn, err = listenDualStack(opts.Port)
+	}
+	if !tryIPv6 || errors.Is(err, unix.EAFNOSUPPORT) {
+		conn, err = net.ListenUDP("udp4", &net.UDPAddr{Port: int(opts.Port)})
+	}
+	if err != nil {
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			err = errno
+		}
+		return nil, fmt.Errorf("listen UDP port %d: %w", opts.Port, err)
+	}
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("listen UDP port %d: %w", opts.Port, err)
+	}
+	la := conn.LocalAddr().(*net.UDPAddr)
+	u := &UDP{
+		conn:   conn,
+		raw:    raw,
+		port:   uint16(la.Port),
+		is6:    la.IP.To4() == nil,
+		batch:  opts.batchSize(),
+		log:    opts.logger(),
+		rxFree: make(chan *rxScratch, scratchPoolSize),
+		txFree: make(chan *txScratch, scratchPoolSize),
+	}
+	if err := u.configure(opts); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return u, nil
+}
+
+// listenDualStack binds [::]:port with IPV6_V6ONLY off.
+func listenDualStack(port uint16) (*net.UDPConn, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var err error
+		if cerr := c.Control(func(fd uintptr) {
+			err = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+		}); cerr != nil {
+			return cerr
+		}
+		if err != nil {
+			return fmt.Errorf("clear IPV6_V6ONLY: %w", err)
+		}
+		return nil
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp6", net.JoinHostPort("::", strconv.Itoa(int(port))))
+	if err != nil {
+		return nil, err
+	}
+	return pc.(*net.UDPConn), nil
+}
+
+// configure sets the fwmark, the buffer sizes and the offloads.
+func (u *UDP) configure(opts Options) error {
+	var err error
+	cerr := u.raw.Control(func(fd uintptr) {
+		s := int(fd)
+		if opts.FwMark != 0 {
+			if e := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_MARK, int(opts.FwMark)); e != nil {
+				err = fmt.Errorf("set fwmark %d on UDP port %d: %w", opts.FwMark, u.port, e)
+				return
+			}
+		}
+		// Best effort: the FORCE variants need CAP_NET_ADMIN, the plain ones
+		// are capped at net.core.[rw]mem_max. Less only costs throughput.
+		if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, socketBufferSize) != nil {
+			_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF, socketBufferSize)
+		}
+		if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, socketBufferSize) != nil {
+			_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBufferSize)
+		}
+		if opts.DisableOffload {
+			return
+		}
+		// A kernel that knows UDP_SEGMENT answers the getsockopt; whether
+		// the route can checksum the segments shows only on the first send.
+		if _, e := unix.GetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_SEGMENT); e == nil {
+			u.gso.Store(true)
+		}
+		if unix.SetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil {
+			v, e := unix.GetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_GRO)
+			u.gro = e == nil && v == 1
+		}
+	})
+	if cerr != nil {
+		return fmt.Errorf("configure UDP port %d: %w", u.port, cerr)
+	}
+	return err
+}
+
+// Receive blocks until at least one datagram arrived and returns how many
+// it wrote into bufs, with their lengths in sizes and their senders in eps
+// (IPv4 senders as 4-byte addresses). It returns at most
+// min(len(bufs), len(sizes), len(eps), BatchSize()) datagrams. Each bufs[i]
+// must be at least BufferSize bytes: with GRO one read may return a 64 KB
+// super-datagram that is split into the following buffers. The buffers are
+// only borrowed for the call. Safe for concurrent use.
+func (u *UDP) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
+	if u.closed.Load() {
+		return 0, net.ErrClosed
+	}
+	nb, err := checkReceive(bufs, sizes, eps, u.batch)
+	if err != nil {
+		return 0, err
+	}
+	n := u.spill.deliver(bufs[:nb], sizes, eps)
+	if n == nb {
+		return n, nil
+	}
+	s := u.getRx()
+	k, err := u.read(s, bufs[n:nb], sizes[n:nb], eps[n:nb], n == 0)
+	u.putRx(s)
+	if n += k; n > 0 {
+		return n, nil
+	}
+	return 0, err
+}
+
+// read does one recvmmsg into bufs and splits coalesced messages. Unless
+// block, it returns 0 datagrams instead of waiting.
+func (u *UDP) read(s *rxScratch, bufs [][]byte, sizes []int, eps []netip.AddrPort, block bool) (int, error) {
+	m := len(bufs)
+	if h := int(u.segHint.Load()); u.gro && h > 1 {
+		// Ask for about as many messages as the last read's super-datagrams
+		// need to fill bufs; splitMessages spills any excess.
+		m = min(m, (m+h-1)/h)
+	}
+	s.prepare(bufs[:m])
+	s.block = block
+	err := u.raw.Read(s.readFn)
+	defer s.release(m)
+	switch {
+	case err != nil:
+		if u.closed.Load() || errors.Is(err, net.ErrClosed) {
+			return 0, net.ErrClosed
+		}
+		return 0, fmt.Errorf("receive on UDP port %d: %w", u.port, err)
+	case s.errno == unix.EAGAIN:
+		return 0, nil
+	case s.errno != 0:
+		return 0, fmt.Errorf("receive on UDP port %d: %w", u.port, s.errno)
+	}
+	msgs := s.messages(s.n)
+	n, maxCount := splitMessages(bufs, sizes, eps, msgs, &u.spill)
+	if u.gro && int(u.segHint.Load()) != maxCount {
+		u.segHint.Store(int32(maxCount))
+	}
+	return n, nil
+}
+
+// Send sends every datagram in bufs to ep with as few sendmmsg calls as the
+// socket allows: runs of equal-sized datagrams (the last may be shorter)
+// leave as one GSO super-datagram of up to 64 segments and 64 KB. The buffers
+// are only borrowed for the call and never written. A datagram that fails is
+// skipped; Send returns the first failure after trying the rest. Safe for
+// concurrent use.
+func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort) error {
+	if u.closed.Load() {
+		return net.ErrClosed
+	}
+	if len(bufs) == 0 {
+		return nil
+	}
+	s := u.getTx()
+	defer u.putTx(s)
+	if err := s.setDestination(ep, u.is6); err != nil {
+		return fmt.Errorf("send to %v: %w", ep, err)
+	}
+	maxPayload := maxPayloadIPv4
+	if ep.Addr().Unmap().Is6() {
+		maxPayload = maxPayloadIPv6
+	}
+	gso := u.gso.Load()
+	var first error
+	for rest := bufs; len(rest) > 0; {
+		chunk := rest[:min(len(rest), u.batch)]
+		s.groups = planGroups(s.groups, chunk, maxPayload, gso)
+		s.build(chunk)
+		next := len(chunk)
+		for i := 0; i < len(s.groups); {
+			sent, errno, err := u.write(s, i, len(s.groups))
+			i += sent
+			if err != nil {
+				s.release()
+				return err
+			}
+			if errno == 0 {
+				break
+			}
+			if s.groups[i].count > 1 && u.gsoRefused(errno) {
+				// Resend from this message on without GSO.
+				gso, next = false, s.groups[i].start
+				break
+			}
+			if first == nil {
+				first = fmt.Errorf("send to %v: %w", ep, errno)
+			}
+			i++
+		}
+		if gso && u.gsoEINVAL.Load() != 0 {
+			u.gsoEINVAL.Store(0)
+		}
+		s.release()
+		rest = rest[next:]
+	}
+	return first
+}
+
+// write sends s.msgs[from:to] and returns how many went out before the
+// first failing message.
+func (u *UDP) write(s *txScratch, from, to int) (sent int, errno unix.Errno, err error) {
+	s.next, s.to, s.errno = from, to, 0
+	if err := u.raw.Write(s.writeFn); err != nil {
+		if u.closed.Load() || errors.Is(err, net.ErrClosed) {
+			return s.next - from, 0, net.ErrClosed
+		}
+		return s.next - from, 0, fmt.Errorf("send on UDP port %d: %w", u.port, err)
+	}
+	return s.next - from, s.errno, nil
+}
+
+// gsoRefused reports whether errno from a GSO send means the message should
+// go again without GSO, and turns GSO off for good where the route or kernel
+// cannot do it. EIO: the device cannot checksum the segments (udp(7)).
+// EINVAL: also a segment larger than the route MTU, so only repeated ones
+// turn GSO off.
+func (u *UDP) gsoRefused(errno unix.Errno) bool {
+	switch errno {
+	case unix.EIO, unix.ENOPROTOOPT, unix.EOPNOTSUPP:
+	case unix.EINVAL:
+		if u.gsoEINVAL.Add(1) < gsoEINVALLimit {
+			return true
+		}
+	default:
+		return false
+	}
+	if u.gso.Swap(false) {
+		u.log.Warn("UDP GSO turned off", "port", u.port, "err", errno)
+	}
+	return true
+}
+
+// BatchSize returns the most datagrams one Receive returns.
+func (u *UDP) BatchSize() int { return u.batch }
+
+// Port returns the bound UDP port.
+func (u *UDP) Port() uint16 { return u.port }
+
+// Offload reports whether UDP GSO (send) and GRO (receive) are in use.
+func (u *UDP) Offload() (gso, gro bool) { return u.gso.Load(), u.gro }
+
+// Close closes the socket, unblocking any Receive. It is idempotent.
+func (u *UDP) Close() error {
+	if !u.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	return u.conn.Close()
+}
+
+func (u *UDP) getRx() *rxScratch {
+	select {
+	case s := <-u.rxFree:
+		return s
+	default:
+		return newRxScratch(u.batch)
+	}
+}
+
+func (u *UDP) putRx(s *rxScratch) {
+	select {
+	case u.rxFree <- s:
+	default:
+	}
+}
+
+func (u *UDP) getTx() *txScratch {
+	select {
+	case s := <-u.txFree:
+		return s
+	default:
+		return newTxScratch(u.batch)
+	}
+}
+
+func (u *UDP) putTx(s *txScratch) {
+	select {
+	case u.txFree <- s:
+	default:
+	}
+}

@@ -1,0 +1,289 @@
+//go:build linux
+
+package transport
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// listenTB opens a transport on a random port and closes it at cleanup.
+func listenTB(tb testing.TB, opts Options) *UDP {
+	tb.Helper()
+	u, err := Listen(opts)
+	if err != nil {
+		tb.Fatalf("Listen(%+v) = %v", opts, err)
+	}
+	tb.Cleanup(func() { u.Close() })
+	return u
+}
+
+// receiveBufs makes n receive buffers of BufferSize bytes.
+func receiveBufs(n int) ([][]byte, []int, []netip.AddrPort) {
+	bufs := make([][]byte, n)
+	for i := range bufs {
+		bufs[i] = make([]byte, BufferSize)
+	}
+	return bufs, make([]int, n), make([]netip.AddrPort, n)
+}
+
+// receiveAll receives until want datagrams arrived and checks their order,
+// sizes, contents and source.
+func receiveAll(tb testing.TB, u *UDP, want [][]byte, from netip.AddrPort, batch int) {
+	tb.Helper()
+	bufs, sizes, eps := receiveBufs(batch)
+	got := 0
+	for got < len(want) {
+		n, err := u.Receive(bufs, sizes, eps)
+		if err != nil {
+			tb.Fatalf("Receive after %d of %d datagrams: %v", got, len(want), err)
+		}
+		for i := range n {
+			if got >= len(want) {
+				tb.Fatalf("received more than the %d datagrams sent", len(want))
+			}
+			if eps[i] != from {
+				tb.Errorf("datagram %d from %v, want %v", got, eps[i], from)
+			}
+			if !bytes.Equal(bufs[i][:sizes[i]], want[got]) {
+				tb.Errorf("datagram %d: %d bytes, want %d bytes %x...", got, sizes[i], len(want[got]), want[got][:min(8, len(want[got]))])
+			}
+			got++
+		}
+	}
+}
+
+func loopback(tb testing.TB, u *UDP, family string) netip.AddrPort {
+	tb.Helper()
+	if family == "ipv6" {
+		return netip.AddrPortFrom(netip.IPv6Loopback(), u.Port())
+	}
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), u.Port())
+}
+
+func TestRoundTrip(t *testing.T) {
+	mixed := []int{100, 1200, 1200, 1200, 1200, 500, 1400, 1400, 1400, 1, 0, 1400, 1300, 1300, 1300, 1300, 1300, 1300}
+	tests := []struct {
+		name    string
+		family  string
+		offload bool
+		sizes   []int
+		batch   int
+	}{
+		{"ipv4 offload mixed", "ipv4", true, mixed, 64},
+		{"ipv4 plain mixed", "ipv4", false, mixed, 64},
+		{"ipv6 offload mixed", "ipv6", true, mixed, 64},
+		{"ipv6 plain mixed", "ipv6", false, mixed, 64},
+		{"ipv4 offload 200x1400", "ipv4", true, repeat(200, 1400), 64},
+		{"ipv6 offload 200x1400 batch 7", "ipv6", true, repeat(200, 1400), 7},
+		{"ipv4 plain 200x1400 batch 7", "ipv4", false, repeat(200, 1400), 7},
+		{"ipv4 offload jumbo", "ipv4", true, []int{9000, 9000, 9000, 60000, 65507}, 64},
+		{"ipv6 offload jumbo", "ipv6", true, []int{9000, 9000, 9000, 60000, 65527}, 64},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := Options{DisableOffload: !tc.offload, BatchSize: tc.batch}
+			a, b := listenTB(t, opts), listenTB(t, opts)
+			var want [][]byte
+			for i, n := range tc.sizes {
+				want = append(want, datagram(i, n))
+			}
+			if err := a.Send(want, loopback(t, b, tc.family)); err != nil {
+				t.Fatalf("Send = %v", err)
+			}
+			receiveAll(t, b, want, loopback(t, a, tc.family), tc.batch)
+			gso, gro := a.Offload()
+			t.Logf("gso %v, gro %v", gso, gro)
+			if tc.offload && !gso {
+				t.Errorf("GSO off after sending over loopback")
+			}
+		})
+	}
+}
+
+// TestGROSplit sends 64 datagrams of 1200 bytes as GSO super-datagrams and
+// checks that the GRO receiver splits them back with the right sizes,
+// contents and source, also when its batch is smaller than what one read
+// returns (the spill path).
+func TestGROSplit(t *testing.T) {
+	for _, batch := range []int{64, 16, 1} {
+		t.Run(fmt.Sprint("batch ", batch), func(t *testing.T) {
+			a, b := listenTB(t, Options{}), listenTB(t, Options{BatchSize: batch})
+			if gso, gro := b.Offload(); !gso || !gro {
+				skipOrFail(t, "kernel without UDP GSO/GRO")
+			}
+			var want [][]byte
+			for i := range 64 {
+				want = append(want, datagram(i, 1200))
+			}
+			if err := a.Send(want, loopback(t, b, "ipv4")); err != nil {
+				t.Fatalf("Send = %v", err)
+			}
+			receiveAll(t, b, want, loopback(t, a, "ipv4"), batch)
+			// 64 x 1200 bytes leave as 54 + 10 segments (64 KB limit).
+			if h := b.segHint.Load(); h <= 1 {
+				t.Errorf("last GRO message had %d segments, want > 1 (not coalesced?)", h)
+			}
+			if p := b.spill.pending.Load(); p != 0 {
+				t.Errorf("spill holds %d after receiving everything", p)
+			}
+		})
+	}
+}
+
+func skipOrFail(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why)
+	}
+	t.Skip(why)
+}
+
+func TestCloseUnblocksReceive(t *testing.T) {
+	u, err := Listen(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() {
+		bufs, sizes, eps := receiveBufs(4)
+		_, err := u.Receive(bufs, sizes, eps)
+		done <- err
+	}()
+	if err := u.Close(); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("blocked Receive after Close = %v, want net.ErrClosed", err)
+	}
+	bufs, sizes, eps := receiveBufs(1)
+	if _, err := u.Receive(bufs, sizes, eps); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Receive after Close = %v, want net.ErrClosed", err)
+	}
+	if err := u.Send([][]byte{{1}}, netip.MustParseAddrPort("127.0.0.1:9")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Send after Close = %v, want net.ErrClosed", err)
+	}
+	if err := u.Close(); err != nil {
+		t.Errorf("second Close = %v, want nil", err)
+	}
+}
+
+func TestListenErrors(t *testing.T) {
+	a := listenTB(t, Options{})
+	_, err := Listen(Options{Port: a.Port()})
+	want := fmt.Sprintf("listen UDP port %d: address already in use", a.Port())
+	if err == nil || err.Error() != want || !errors.Is(err, syscall.EADDRINUSE) {
+		t.Errorf("Listen on a used port = %v, want %q wrapping EADDRINUSE", err, want)
+	}
+}
+
+func TestReceiveShortBuffer(t *testing.T) {
+	u := listenTB(t, Options{})
+	if _, err := u.Receive([][]byte{make([]byte, 1500)}, make([]int, 1), make([]netip.AddrPort, 1)); err == nil {
+		t.Errorf("Receive with a 1500-byte buffer = nil error, want one")
+	}
+}
+
+func TestIPv4Only(t *testing.T) {
+	a, err := listen(Options{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b := listenTB(t, Options{})
+	if a.is6 {
+		t.Fatalf("listen(ipv4 only) made an IPv6 socket")
+	}
+	want := [][]byte{datagram(1, 1000), datagram(2, 1000), datagram(3, 10)}
+	if err := a.Send(want, loopback(t, b, "ipv4")); err != nil {
+		t.Fatalf("Send = %v", err)
+	}
+	receiveAll(t, b, want, loopback(t, a, "ipv4"), 8)
+	if err := b.Send(want, loopback(t, a, "ipv4")); err != nil {
+		t.Fatalf("Send = %v", err)
+	}
+	receiveAll(t, a, want, loopback(t, b, "ipv4"), 8)
+	if err := a.Send(want, loopback(t, b, "ipv6")); !errors.Is(err, unix.EAFNOSUPPORT) {
+		t.Errorf("Send to IPv6 from an IPv4 socket = %v, want EAFNOSUPPORT", err)
+	}
+}
+
+func TestFwMark(t *testing.T) {
+	u, err := Listen(Options{FwMark: 51820})
+	if os.Geteuid() != 0 {
+		if err == nil {
+			u.Close()
+			t.Skip("SO_MARK allowed without root")
+		}
+		t.Skipf("not root: %v", err)
+	}
+	if err != nil {
+		t.Fatalf("Listen(FwMark 51820) = %v", err)
+	}
+	t.Cleanup(func() { u.Close() })
+	var mark int
+	if err := u.raw.Control(func(fd uintptr) {
+		mark, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || mark != 51820 {
+		t.Errorf("SO_MARK = %d, %v, want 51820", mark, err)
+	}
+}
+
+func TestSendErrors(t *testing.T) {
+	u := listenTB(t, Options{})
+	if err := u.Send([][]byte{{1}}, netip.AddrPort{}); err == nil {
+		t.Errorf("Send to the zero endpoint = nil, want an error")
+	}
+	if err := u.Send(nil, netip.AddrPort{}); err != nil {
+		t.Errorf("Send of nothing = %v, want nil", err)
+	}
+}
+
+func TestAllocs(t *testing.T) {
+	for _, offload := range []bool{true, false} {
+		t.Run(fmt.Sprint("offload ", offload), func(t *testing.T) {
+			opts := Options{DisableOffload: !offload}
+			a, b := listenTB(t, opts), listenTB(t, opts)
+			dst := loopback(t, b, "ipv6")
+			batch := make([][]byte, 64)
+			for i := range batch {
+				batch[i] = datagram(i, 1000+i%2*400) // mixed sizes
+			}
+			rbufs, sizes, eps := receiveBufs(64)
+			roundTrip := func() {
+				if err := a.Send(batch, dst); err != nil {
+					t.Fatal(err)
+				}
+				for got := 0; got < len(batch); {
+					n, err := b.Receive(rbufs, sizes, eps)
+					if err != nil {
+						t.Fatal(err)
+					}
+					got += n
+				}
+			}
+			if n := testing.AllocsPerRun(50, roundTrip); n != 0 {
+				t.Errorf("Send+Receive of 64 datagrams: %v allocations, want 0", n)
+			}
+			discard := netip.AddrPortFrom(netip.IPv6Loopback(), 9)
+			if n := testing.AllocsPerRun(50, func() {
+				if err := a.Send(batch, discard); err != nil {
+					t.Fatal(err)
+				}
+			}); n != 0 {
+				t.Errorf("Send of 64 datagrams: %v allocations, want 0", n)
+			}
+		})
+	}
+}
