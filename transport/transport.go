@@ -107,3 +107,33 @@ func checkReceive(bufs [][]byte, sizes []int, eps []netip.AddrPort, batch int) (
 	}
 	return nb, nil
 }
+
+// freeList keeps up to scratchPoolSize scratch areas for reuse. Unlike a
+// sync.Pool it never drops them at a GC, so the steady state stays free of
+// allocations.
+type freeList[T any] struct {
+	c     chan *T
+	alloc func() *T
+}
+
+func newFreeList[T any](alloc func() *T) freeList[T] {
+	return freeList[T]{c: make(chan *T, scratchPoolSize), alloc: alloc}
+}
+
+// get returns a free scratch area or a new one.
+func (f freeList[T]) get() *T {
+	select {
+	case s := <-f.c:
+		return s
+	default:
+		return f.alloc()
+	}
+}
+
+// put returns s for reuse, or drops it when the list is full.
+func (f freeList[T]) put(s *T) {
+	select {
+	case f.c <- s:
+	default:
+	}
+}

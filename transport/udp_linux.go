@@ -38,8 +38,8 @@ type UDP struct {
 	segHint   atomic.Int32 // largest GRO segment count of the last read
 
 	spill  spill
-	rxFree chan *rxScratch
-	txFree chan *txScratch
+	rxFree freeList[rxScratch]
+	txFree freeList[txScratch]
 }
 
 // Listen opens the socket described by opts. A port already in use gives an
@@ -81,9 +81,9 @@ func listen(opts Options, tryIPv6 bool) (*UDP, error) {
 		is6:    la.IP.To4() == nil,
 		batch:  opts.batchSize(),
 		log:    opts.logger(),
-		rxFree: make(chan *rxScratch, scratchPoolSize),
-		txFree: make(chan *txScratch, scratchPoolSize),
 	}
+	u.rxFree = newFreeList(func() *rxScratch { return newRxScratch(u.batch) })
+	u.txFree = newFreeList(func() *txScratch { return newTxScratch(u.batch) })
 	if err := u.configure(opts); err != nil {
 		conn.Close()
 		return nil, err
@@ -169,9 +169,9 @@ func (u *UDP) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, er
 	if n == nb {
 		return n, nil
 	}
-	s := u.getRx()
+	s := u.rxFree.get()
 	k, err := u.read(s, bufs[n:nb], sizes[n:nb], eps[n:nb], n == 0)
-	u.putRx(s)
+	u.rxFree.put(s)
 	if n += k; n > 0 {
 		return n, nil
 	}
@@ -223,8 +223,8 @@ func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort) error {
 	if len(bufs) == 0 {
 		return nil
 	}
-	s := u.getTx()
-	defer u.putTx(s)
+	s := u.txFree.get()
+	defer u.txFree.put(s)
 	if err := s.setDestination(ep, u.is6); err != nil {
 		return fmt.Errorf("send to %v: %w", ep, err)
 	}
@@ -317,36 +317,4 @@ func (u *UDP) Close() error {
 		return nil
 	}
 	return u.conn.Close()
-}
-
-func (u *UDP) getRx() *rxScratch {
-	select {
-	case s := <-u.rxFree:
-		return s
-	default:
-		return newRxScratch(u.batch)
-	}
-}
-
-func (u *UDP) putRx(s *rxScratch) {
-	select {
-	case u.rxFree <- s:
-	default:
-	}
-}
-
-func (u *UDP) getTx() *txScratch {
-	select {
-	case s := <-u.txFree:
-		return s
-	default:
-		return newTxScratch(u.batch)
-	}
-}
-
-func (u *UDP) putTx(s *txScratch) {
-	select {
-	case u.txFree <- s:
-	default:
-	}
 }
