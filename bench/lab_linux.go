@@ -1,0 +1,491 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	wgcrypto "github.com/warrenvpn/warren/crypto"
+	"github.com/warrenvpn/warren/internal/netlab"
+	"golang.org/x/sys/unix"
+)
+
+// Process tuning.
+const (
+	stopTimeout  = 3 * time.Second // SIGTERM to SIGKILL
+	linkTimeout  = 10 * time.Second
+	linkPoll     = 20 * time.Millisecond
+	logTailBytes = 2048 // of a failed process's output, in its error
+)
+
+// tunnelPlan is the addressing of one tunnel scenario: interface names,
+// inner addresses and UDP ports of the two sides.
+type tunnelPlan struct {
+	ifA, ifB     string
+	addrA, addrB netip.Prefix
+	port         uint16
+}
+
+// planFor returns the addressing of scenario. Each scenario has its own
+// subnet of 198.19.0.0/16 and interface names that carry the process ID,
+// because the UAPI sockets (/var/run/wireguard/NAME.sock) of both sides
+// share one file system.
+func planFor(scenario string) tunnelPlan {
+	var n int
+	var tag string
+	switch scenario {
+	case ScenarioWireGuardGo:
+		n, tag = 1, "g"
+	default:
+		n, tag = 2, "w"
+	}
+	id := os.Getpid() % 10_000_000
+	return tunnelPlan{
+		ifA:   fmt.Sprintf("wb%s%da", tag, id),
+		ifB:   fmt.Sprintf("wb%s%db", tag, id),
+		addrA: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(n), 1}), 24),
+		addrB: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(n), 2}), 24),
+		port:  uint16(51820 + n),
+	}
+}
+
+// nsLab is the namespace lab on Linux.
+type nsLab struct {
+	o   *Options
+	lab *netlab.Lab
+	dir string // private files: keys, configurations
+}
+
+// newLab builds the namespaces and the veth pair.
+func newLab(ctx context.Context, o *Options) (lab, error) {
+	dir, err := os.MkdirTemp("", "warren-bench-")
+	if err != nil {
+		return nil, err
+	}
+	l, err := netlab.NewLab(o.Prefix, o.MTU)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &nsLab{o: o, lab: l, dir: dir}, nil
+}
+
+// Close removes the namespaces, everything in them and the private files.
+func (l *nsLab) Close() error {
+	return errors.Join(l.lab.Close(), os.RemoveAll(l.dir))
+}
+
+// start brings up scenario and probes it.
+func (l *nsLab) start(ctx context.Context, scenario string) (*endpoints, error) {
+	var ep *endpoints
+	var err error
+	switch scenario {
+	case ScenarioVeth:
+		ep = l.endpoints(l.lab.AddrB.Addr(), selfCPU, nil)
+	case ScenarioWireGuardGo:
+		ep, err = l.startWireGuardGo(ctx)
+	case ScenarioWarren:
+		ep, err = l.startWarren(ctx)
+	default:
+		err = fmt.Errorf("unknown scenario %q", scenario)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := Probe(ctx, ep.path, probeTimeout); err != nil {
+		if ep.close != nil {
+			err = errors.Join(err, ep.close())
+		}
+		return nil, err
+	}
+	return ep, nil
+}
+
+// endpoints returns the endpoints of traffic from A to serverAddr in B.
+func (l *nsLab) endpoints(serverAddr netip.Addr, meter Meter, procs []*proc) *endpoints {
+	ep := &endpoints{
+		path:      Path{Client: l.lab.A, Server: l.lab.B, ServerAddr: serverAddr},
+		meter:     meter,
+		clientCmd: l.lab.A.Command,
+		serverCmd: l.lab.B.Command,
+	}
+	if len(procs) > 0 {
+		ep.meter = func() (time.Duration, error) {
+			var sum time.Duration
+			for _, p := range procs {
+				c, err := p.cpu()
+				if err != nil {
+					return 0, err
+				}
+				sum += c
+			}
+			return sum, nil
+		}
+		ep.close = func() error {
+			var errs []error
+			for _, p := range procs {
+				errs = append(errs, p.stop())
+			}
+			return errors.Join(errs...)
+		}
+	}
+	return ep
+}
+
+// side is one end of a tunnel scenario.
+type side struct {
+	ns       *netlab.Namespace
+	iface    string
+	addr     netip.Prefix
+	key      wgcrypto.PrivateKey
+	peerAddr netip.Prefix   // tunnel address of the other side
+	endpoint netip.AddrPort // veth address and port of the other side
+}
+
+// startTunnel starts both ends of scenario's tunnel, with fresh keys: up
+// starts the endpoint process of side s, whose peer is peer, and returns it
+// (also with an error, if it started). If any step fails, every process
+// started so far is stopped.
+func (l *nsLab) startTunnel(scenario string, up func(s, peer side, port uint16) (*proc, error)) (_ *endpoints, err error) {
+	plan := planFor(scenario)
+	var keys [2]wgcrypto.PrivateKey
+	for i := range keys {
+		if keys[i], err = wgcrypto.NewPrivateKey(rand.Reader); err != nil {
+			return nil, err
+		}
+	}
+	sides := [2]side{
+		{l.lab.A, plan.ifA, plan.addrA, keys[0], plan.addrB, netip.AddrPortFrom(l.lab.AddrB.Addr(), plan.port)},
+		{l.lab.B, plan.ifB, plan.addrB, keys[1], plan.addrA, netip.AddrPortFrom(l.lab.AddrA.Addr(), plan.port)},
+	}
+	var procs []*proc
+	defer func() {
+		if err != nil {
+			for _, p := range procs {
+				p.stop()
+			}
+		}
+	}()
+	for i, s := range sides {
+		p, err := up(s, sides[1-i], plan.port)
+		if p != nil {
+			procs = append(procs, p)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return l.endpoints(plan.addrB.Addr(), nil, procs), nil
+}
+
+// startWireGuardGo runs one wireguard-go process per namespace, configures
+// it with wg and its interface with netlink.
+func (l *nsLab) startWireGuardGo(ctx context.Context) (*endpoints, error) {
+	bin := l.o.WireGuardGoPath
+	if bin == "" {
+		bin = "wireguard-go"
+	}
+	bin, lerr := exec.LookPath(bin)
+	if lerr != nil {
+		return nil, fmt.Errorf("%w: wireguard-go not found (install it or pass --wireguard-go PATH): %v", ErrUnavailable, lerr)
+	}
+	wg, lerr := exec.LookPath("wg")
+	if lerr != nil {
+		return nil, fmt.Errorf("%w: wg (wireguard-tools) not found: %v", ErrUnavailable, lerr)
+	}
+	return l.startTunnel(ScenarioWireGuardGo, func(s, peer side, port uint16) (*proc, error) {
+		p, err := startProc(ctx, s.ns, "wireguard-go "+s.iface, []string{"WG_PROCESS_FOREGROUND=1"}, bin, "-f", s.iface)
+		if err != nil {
+			return nil, err
+		}
+		link, err := waitLink(ctx, s.ns, s.iface, p)
+		if err != nil {
+			return p, err
+		}
+		keyFile := filepath.Join(l.dir, s.iface+".key")
+		if err := os.WriteFile(keyFile, []byte(s.key.String()+"\n"), 0o600); err != nil {
+			return p, err
+		}
+		out, err := s.ns.Command(ctx, wg, "set", s.iface,
+			"listen-port", strconv.Itoa(int(port)),
+			"private-key", keyFile,
+			"peer", peer.key.PublicKey().String(),
+			"allowed-ips", netip.PrefixFrom(s.peerAddr.Addr(), 32).String(),
+			"endpoint", s.endpoint.String(),
+		).CombinedOutput()
+		if err != nil {
+			return p, fmt.Errorf("wg set %s: %v: %s", s.iface, err, bytes.TrimSpace(out))
+		}
+		return p, configureLink(s.ns.Handle(), link, s.addr, l.o.tunnelMTU())
+	})
+}
+
+// startWarren runs `warren up FILE.conf` in each namespace: warren sets up
+// its interface, addresses and routes itself.
+func (l *nsLab) startWarren(ctx context.Context) (*endpoints, error) {
+	bin := l.o.WarrenPath
+	if bin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("%w: warren binary: %v", ErrUnavailable, err)
+		}
+		bin = exe
+	}
+	if _, serr := os.Stat(bin); serr != nil {
+		return nil, fmt.Errorf("%w: warren binary: %v", ErrUnavailable, serr)
+	}
+	return l.startTunnel(ScenarioWarren, func(s, peer side, port uint16) (*proc, error) {
+		conf := filepath.Join(l.dir, s.iface+".conf")
+		if err := os.WriteFile(conf, []byte(warrenConfig(s, peer, port, l.o.tunnelMTU())), 0o600); err != nil {
+			return nil, err
+		}
+		p, err := startProc(ctx, s.ns, "warren up "+s.iface, nil, bin, "up", conf)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := waitLink(ctx, s.ns, s.iface, p); err != nil {
+			return p, err
+		}
+		return p, waitAddr(ctx, s.ns, s.iface, s.addr.Addr(), p)
+	})
+}
+
+// warrenConfig is the wg-quick style configuration of s, whose peer is peer.
+func warrenConfig(s, peer side, port uint16, mtu int) string {
+	return fmt.Sprintf(`[Interface]
+PrivateKey = %s
+ListenPort = %d
+Address = %s
+MTU = %d
+
+[Peer]
+PublicKey = %s
+AllowedIPs = %s
+Endpoint = %s
+`, s.key, port, s.addr, mtu, peer.key.PublicKey(), netip.PrefixFrom(s.peerAddr.Addr(), 32), s.endpoint)
+}
+
+// configureLink gives link its address and MTU and brings it up.
+func configureLink(h *netlink.Handle, link netlink.Link, addr netip.Prefix, mtu int) error {
+	name := link.Attrs().Name
+	if err := h.LinkSetMTU(link, mtu); err != nil {
+		return fmt.Errorf("set MTU %d on %s: %w", mtu, name, err)
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), addr.Addr().BitLen())}}
+	if err := h.AddrAdd(link, a); err != nil {
+		return fmt.Errorf("add %s to %s: %w", addr, name, err)
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set %s up: %w", name, err)
+	}
+	return nil
+}
+
+// waitLink waits until interface name exists in ns, or p exits.
+func waitLink(ctx context.Context, ns *netlab.Namespace, name string, p *proc) (netlink.Link, error) {
+	var link netlink.Link
+	err := poll(ctx, p, "interface "+name, func() bool {
+		var err error
+		link, err = ns.Handle().LinkByName(name)
+		return err == nil
+	})
+	return link, err
+}
+
+// waitAddr waits until interface name in ns carries addr and is up, or p exits.
+func waitAddr(ctx context.Context, ns *netlab.Namespace, name string, addr netip.Addr, p *proc) error {
+	return poll(ctx, p, fmt.Sprintf("address %s on %s", addr, name), func() bool {
+		link, err := ns.Handle().LinkByName(name)
+		if err != nil || link.Attrs().Flags&net.FlagUp == 0 {
+			return false
+		}
+		addrs, err := ns.Handle().AddrList(link, netlink.FAMILY_ALL)
+		if err != nil {
+			return false
+		}
+		for _, a := range addrs {
+			if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == addr {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// poll calls ready until it reports true, p exits, ctx ends or linkTimeout passes.
+func poll(ctx context.Context, p *proc, what string, ready func() bool) error {
+	deadline := time.Now().Add(linkTimeout)
+	for !ready() {
+		if p.exited() {
+			return fmt.Errorf("%s exited before %s appeared: %w", p.name, what, p.failure())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: no %s after %v; output: %s", p.name, what, linkTimeout, p.tail())
+		}
+		if err := sleep(ctx, linkPoll); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// proc is a tunnel endpoint process running inside a namespace.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	out  tailBuffer
+	done chan struct{} // closed when the process has exited
+	err  error         // of Wait, valid after done
+}
+
+// startProc starts bin with args inside ns. Canceling ctx stops it like stop.
+func startProc(ctx context.Context, ns *netlab.Namespace, name string, env []string, bin string, args ...string) (*proc, error) {
+	cmd := ns.Command(ctx, bin, args...)
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = &p.out, &p.out
+	// Killed with the bench should the bench die without cleaning up.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = stopTimeout
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// exited reports whether the process has ended.
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// failure describes how an exited process ended, with the end of its output.
+func (p *proc) failure() error {
+	<-p.done
+	return fmt.Errorf("%v; output: %s", p.err, p.tail())
+}
+
+// tail is the end of the process's output.
+func (p *proc) tail() string {
+	s := strings.TrimSpace(p.out.String())
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// stop ends the process with SIGTERM, then SIGKILL after stopTimeout, and
+// waits for it. A process that had already died reports why.
+func (p *proc) stop() error {
+	if p.exited() {
+		return fmt.Errorf("%s died during the run: %w", p.name, p.failure())
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(stopTimeout):
+		p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s ignored SIGTERM for %v", p.name, stopTimeout)
+	}
+	return nil
+}
+
+// cpu is the CPU time (user+system, all threads) the process has used.
+func (p *proc) cpu() (time.Duration, error) {
+	if p.exited() {
+		return 0, fmt.Errorf("%s died: %w", p.name, p.failure())
+	}
+	return procCPU(p.cmd.Process.Pid)
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat times. Linux fixes it at
+// 100 on every architecture Go supports.
+const clockTicks = 100
+
+// procCPU reads utime+stime of process pid from /proc/PID/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU returns utime+stime of a /proc/PID/stat line. The command
+// name (field 2) may contain spaces, so fields are counted after its ")".
+func parseStatCPU(stat string) (time.Duration, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc/PID/stat")
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return 0, errors.New("short /proc/PID/stat")
+	}
+	utime, err1 := strconv.ParseUint(f[11], 10, 64)
+	stime, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("malformed /proc/PID/stat: %w", err)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// selfCPU is the CPU time of this process: in the veth scenario the traffic
+// generators are the endpoints, and the kernel's work for the veth pair is
+// charged to them.
+func selfCPU() (time.Duration, error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
+// tailBuffer keeps the last logTailBytes written to it; safe for
+// concurrent use.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+// Write appends b, dropping the oldest bytes beyond logTailBytes.
+func (t *tailBuffer) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, b...)
+	if n := len(t.buf) - logTailBytes; n > 0 {
+		t.buf = append(t.buf[:0], t.buf[n:]...)
+	}
+	return len(b), nil
+}
+
+// String returns the bytes kept.
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
