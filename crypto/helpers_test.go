@@ -1,6 +1,7 @@
 package crypto
 
 import (
+	"io"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -87,3 +88,6 @@ func handshake(tb testing.TB, ini, resp testPeer, now time.Time, r *testRand) (*
 	}
 	return ki, kr
 }
+
+// newTestRandN returns a reader that yields n bytes and then io.EOF.
+func newTestRandN(n int) io.Reader { return io.LimitReader(newTestRand(1), int64(n)) }

@@ -111,15 +111,6 @@ func kdf3(t0, t1, t2 *[hashSize]byte, key, input []byte) {
 	clear(prk[:])
 }
 
-// mac sets out = BLAKE2s-128 keyed with key over msg (mac1, mac2, cookies).
-func mac(out *[macSize]byte, key []byte, msg ...[]byte) {
-	d, _ := blake2s.New128(key)
-	for _, m := range msg {
-		d.Write(m)
-	}
-	d.Sum(out[:0])
-}
-
 // sharedSecret returns X25519(priv, pub) and whether it is usable: a
 // low-order pub yields all zeros, which the handshake refuses.
 func sharedSecret(priv *PrivateKey, pub *PublicKey) ([hashSize]byte, bool) {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // MessageType is the first byte of every WireGuard message. The three bytes
@@ -147,4 +148,15 @@ func SenderIndex(msg []byte) uint32 {
 		return binary.LittleEndian.Uint32(msg[4:])
 	}
 	return 0
+}
+
+// RandomIndex draws a sender index: 32 uniformly random bits from rand,
+// with no fixed bits (RELIABILITY P13). The engine draws a fresh one for
+// every handshake message and retries on a collision in its index table.
+func RandomIndex(rand io.Reader) (uint32, error) {
+	var b [4]byte
+	if _, err := io.ReadFull(rand, b[:]); err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint32(b[:]), nil
 }
