@@ -1,0 +1,329 @@
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/warrenvpn/warren/allowedips"
+	"github.com/warrenvpn/warren/crypto"
+)
+
+// Config is the whole configuration of an Engine, as `wg syncconf` sees
+// it.
+type Config struct {
+	PrivateKey crypto.PrivateKey // zero: none; the engine then answers nothing
+	ListenPort uint16            // informational: the transport is bound by the caller
+	FwMark     uint32            // informational: the transport is bound by the caller
+	Peers      []PeerConfig
+}
+
+// PeerConfig configures one peer.
+type PeerConfig struct {
+	PublicKey           crypto.PublicKey
+	PresharedKey        crypto.PresharedKey // zero: none
+	Endpoint            netip.AddrPort      // zero: unknown until the peer reaches us
+	AllowedIPs          []netip.Prefix
+	PersistentKeepalive time.Duration // 0 disables; whole seconds up to 65535 s
+}
+
+// ErrInvalidConfig is wrapped by the errors of SetConfig and AddPeer.
+var ErrInvalidConfig = errors.New("invalid config")
+
+// maxKeepalive is the largest persistent keepalive (a uint16 of seconds).
+const maxKeepalive = 65535 * time.Second
+
+func (pc *PeerConfig) validate() error {
+	if pc.PublicKey.IsZero() {
+		return fmt.Errorf("%w: peer without public key", ErrInvalidConfig)
+	}
+	if pc.PersistentKeepalive < 0 || pc.PersistentKeepalive > maxKeepalive {
+		return fmt.Errorf("%w: peer %s: persistent keepalive %v out of range", ErrInvalidConfig, pc.PublicKey, pc.PersistentKeepalive)
+	}
+	for _, p := range pc.AllowedIPs {
+		if !p.IsValid() {
+			return fmt.Errorf("%w: peer %s: invalid allowed IP %v", ErrInvalidConfig, pc.PublicKey, p)
+		}
+	}
+	return nil
+}
+
+// SetConfig replaces the configuration: peers not in c are removed, peers in
+// c are added or updated. Untouched peers keep their sessions (L14); a new
+// private key ends every session. On error nothing is applied.
+func (e *Engine) SetConfig(c Config) error {
+	seen := make(map[crypto.PublicKey]bool, len(c.Peers))
+	for i := range c.Peers {
+		pc := &c.Peers[i]
+		if err := pc.validate(); err != nil {
+			return err
+		}
+		if seen[pc.PublicKey] {
+			return fmt.Errorf("%w: duplicate peer %s", ErrInvalidConfig, pc.PublicKey)
+		}
+		seen[pc.PublicKey] = true
+	}
+	e.state.Lock()
+	defer e.state.Unlock()
+	if e.state.closed {
+		return ErrClosed
+	}
+	e.setPrivateKeyLocked(c.PrivateKey)
+	e.local.Lock()
+	e.local.listenPort, e.local.fwMark = c.ListenPort, c.FwMark
+	e.local.Unlock()
+	for _, p := range e.peerList() {
+		if !seen[p.publicKey] {
+			e.removePeerLocked(p)
+		}
+	}
+	for i := range c.Peers {
+		e.upsertPeerLocked(&c.Peers[i], true)
+	}
+	return nil
+}
+
+// ErrClosed is returned by configuration calls on a closed engine.
+var ErrClosed = errors.New("engine closed")
+
+// AddPeer adds the peer, or updates it if it exists (replacing its allowed
+// IPs; a zero Endpoint keeps the current one). Its sessions are kept.
+func (e *Engine) AddPeer(pc PeerConfig) error {
+	if err := pc.validate(); err != nil {
+		return err
+	}
+	e.state.Lock()
+	defer e.state.Unlock()
+	if e.state.closed {
+		return ErrClosed
+	}
+	e.upsertPeerLocked(&pc, true)
+	return nil
+}
+
+// RemovePeer removes the peer with public key pk and reports whether it
+// existed.
+func (e *Engine) RemovePeer(pk crypto.PublicKey) bool {
+	e.state.Lock()
+	defer e.state.Unlock()
+	p := e.peerByKey(pk)
+	if p == nil {
+		return false
+	}
+	e.removePeerLocked(p)
+	return true
+}
+
+// Config returns the current configuration; endpoints are the current ones
+// (after roaming).
+func (e *Engine) Config() Config {
+	e.local.RLock()
+	c := Config{PrivateKey: e.local.privateKey, ListenPort: e.local.listenPort, FwMark: e.local.fwMark}
+	e.local.RUnlock()
+	for _, p := range e.peerList() {
+		p.mu.Lock()
+		pc := PeerConfig{PublicKey: p.publicKey, PresharedKey: p.psk, Endpoint: p.endpoint, PersistentKeepalive: p.keepalive}
+		p.mu.Unlock()
+		pc.AllowedIPs = e.routes.Entries(p)
+		c.Peers = append(c.Peers, pc)
+	}
+	return c
+}
+
+// Stats returns a snapshot of every peer, in configuration order.
+func (e *Engine) Stats() []PeerStats {
+	peers := e.peerList()
+	out := make([]PeerStats, 0, len(peers))
+	for _, p := range peers {
+		out = append(out, p.stats())
+	}
+	return out
+}
+
+// SetMTU changes the MTU used to cap padding from the next packet on. Values
+// outside 0..65535 are rejected (L10); 0 means no cap.
+func (e *Engine) SetMTU(mtu int) error {
+	if mtu < 0 || mtu > maxPacketSize {
+		return fmt.Errorf("%w: MTU %d", ErrInvalidConfig, mtu)
+	}
+	e.mtu.Store(int64(mtu))
+	return nil
+}
+
+// setPrivateKeyLocked installs a new private key: sessions and handshakes
+// with every peer end, and a peer with our own public key is removed (C6).
+// e.state must be held.
+func (e *Engine) setPrivateKeyLocked(k crypto.PrivateKey) {
+	e.local.Lock()
+	if e.local.privateKey.Equal(k) && (e.local.identity != nil) == !k.IsZero() {
+		e.local.Unlock()
+		return
+	}
+	e.local.privateKey = k
+	var id *crypto.Identity
+	if !k.IsZero() {
+		id = crypto.NewIdentity(k)
+		e.local.publicKey = id.PublicKey()
+	} else {
+		e.local.publicKey = crypto.PublicKey{}
+	}
+	e.local.identity = id
+	pub := e.local.publicKey
+	e.local.Unlock()
+
+	for _, p := range e.peerList() {
+		if id != nil && p.publicKey == pub {
+			e.removePeerLocked(p)
+			continue
+		}
+		p.mu.Lock()
+		p.wipeLocked()
+		p.setIdentityLocked(id)
+		p.mu.Unlock()
+	}
+}
+
+// setIdentityLocked points p's handshakes at id (nil: no private key). p.mu
+// must be held.
+func (p *Peer) setIdentityLocked(id *crypto.Identity) {
+	switch {
+	case id == nil:
+		p.initiator, p.responder = nil, nil
+	case p.initiator == nil:
+		p.initiator = crypto.NewHandshake(id, p.publicKey, p.psk)
+		p.responder = crypto.NewHandshake(id, p.publicKey, p.psk)
+	default:
+		p.initiator.SetIdentity(id)
+		p.responder.SetIdentity(id)
+	}
+}
+
+// upsertPeerLocked adds or updates a peer; with replaceIPs its allowed IPs
+// become exactly pc.AllowedIPs, otherwise they are added. A peer with our
+// own public key is ignored (C6) and nil returned. e.state must be held.
+func (e *Engine) upsertPeerLocked(pc *PeerConfig, replaceIPs bool) *Peer {
+	p := e.peerForUpdateLocked(pc.PublicKey, true)
+	if p == nil {
+		return nil
+	}
+	p.setPresharedKey(pc.PresharedKey)
+	if pc.Endpoint.IsValid() {
+		p.setEndpoint(pc.Endpoint)
+	}
+	turnedOn := p.setKeepalive(pc.PersistentKeepalive)
+	e.routes.Update(func(b *allowedips.Batch[*Peer]) {
+		if replaceIPs {
+			b.RemoveValue(p)
+		}
+		for _, prefix := range pc.AllowedIPs {
+			b.Insert(prefix, p)
+		}
+	})
+	if turnedOn && e.up.Load() {
+		p.sendKeepalive()
+	}
+	return p
+}
+
+// peerForUpdateLocked returns the peer with key pk, creating it if create
+// is set. It returns nil for our own public key (C6) and for a missing
+// peer without create. e.state must be held.
+func (e *Engine) peerForUpdateLocked(pk crypto.PublicKey, create bool) *Peer {
+	e.local.RLock()
+	id, pub := e.local.identity, e.local.publicKey
+	e.local.RUnlock()
+	if id != nil && pk == pub {
+		return nil
+	}
+	p := e.peerByKey(pk)
+	if p != nil || !create {
+		return p
+	}
+	p = &Peer{e: e, publicKey: pk}
+	p.setIdentityLocked(id)
+	e.peers.Lock()
+	e.peers.byKey[p.publicKey] = p
+	e.peers.list = append(slices.Clip(e.peers.list), p)
+	e.peers.Unlock()
+	return p
+}
+
+// setPresharedKey changes p's preshared key for the next handshake.
+func (p *Peer) setPresharedKey(psk crypto.PresharedKey) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.psk.Equal(psk) {
+		return
+	}
+	p.psk = psk
+	if p.initiator != nil {
+		p.initiator.SetPresharedKey(psk)
+		p.responder.SetPresharedKey(psk)
+	}
+}
+
+// setKeepalive sets the persistent keepalive interval and reports whether
+// it was just turned on (a keepalive is then due at once).
+func (p *Peer) setKeepalive(d time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	turnedOn := p.keepalive == 0 && d > 0
+	p.keepalive = d
+	if d == 0 {
+		p.timers.persistentKeepalive.disarm()
+	}
+	return turnedOn
+}
+
+// removePeerLocked removes p with its routes, sessions and staged packets.
+// e.state must be held.
+func (e *Engine) removePeerLocked(p *Peer) {
+	e.peers.Lock()
+	delete(e.peers.byKey, p.publicKey)
+	e.peers.list = slices.DeleteFunc(slices.Clone(e.peers.list), func(q *Peer) bool { return q == p })
+	e.peers.Unlock()
+	e.routes.RemoveValue(p)
+	p.mu.Lock()
+	p.removed = true
+	p.wipeLocked()
+	p.purgeStagedLocked()
+	p.timersStopLocked()
+	p.mu.Unlock()
+}
+
+// peerByKey returns the peer with public key pk, or nil.
+func (e *Engine) peerByKey(pk crypto.PublicKey) *Peer {
+	e.peers.RLock()
+	defer e.peers.RUnlock()
+	return e.peers.byKey[pk]
+}
+
+// peerList returns the peers in configuration order. The slice is shared
+// and must not be modified: updates replace it.
+func (e *Engine) peerList() []*Peer {
+	e.peers.RLock()
+	defer e.peers.RUnlock()
+	return e.peers.list
+}
+
+// start brings p up with the engine: a persistent keepalive goes out (and
+// so a handshake) at once (L3). e.state must be held.
+func (p *Peer) start() {
+	p.mu.Lock()
+	ka := p.keepalive > 0
+	p.mu.Unlock()
+	if ka {
+		p.sendKeepalive()
+	}
+}
+
+// stop wipes p's sessions, handshakes, timers and staged packets (L3).
+func (p *Peer) stop() {
+	p.mu.Lock()
+	p.wipeLocked()
+	p.purgeStagedLocked()
+	p.timersStopLocked()
+	p.mu.Unlock()
+}

@@ -1,0 +1,319 @@
+package tunnel
+
+import (
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenvpn/warren/allowedips"
+	"github.com/warrenvpn/warren/crypto"
+	"github.com/warrenvpn/warren/device"
+)
+
+// Transport is the engine's UDP side: batched datagrams to and from
+// endpoints. package transport implements it over a UDP socket and
+// transport/transporttest over an in-memory network.
+//
+// Receive blocks until at least one datagram is ready and fills bufs[i],
+// sizes[i] and eps[i]; each buffer is the caller's and holds at least
+// bufferSize bytes. Send sends every buffer as one datagram to ep; the
+// buffers are borrowed for the call. Receive and Send may run concurrently,
+// and Send from several goroutines. After Close, Receive returns
+// net.ErrClosed.
+type Transport interface {
+	Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error)
+	Send(bufs [][]byte, ep netip.AddrPort) error
+	BatchSize() int
+	Close() error
+}
+
+// Options tune an Engine. The zero value is ready to use.
+type Options struct {
+	// Logger receives the engine's logs; nil discards them. Nothing is
+	// logged per packet at Info or above.
+	Logger *slog.Logger
+	// Clock is the time source of every timer; nil means SystemClock.
+	Clock Clock
+	// Rand supplies handshake randomness, receiver indices and timer
+	// jitter; nil means crypto/rand.Reader.
+	Rand io.Reader
+	// TickInterval is the resolution of the timers. 0 means 100 ms. A
+	// negative value starts no timer goroutine: the caller drives the
+	// timers with Engine.Tick (tests with a fake clock do this).
+	TickInterval time.Duration
+	// Rebind, if set, moves the transport to another listen port or
+	// fwmark when a UAPI set asks for one (the caller owns the socket).
+	// Without it such a request fails with ErrnoPortInUse.
+	Rebind func(port uint16, fwMark uint32) (Transport, error)
+}
+
+// Engine is a WireGuard device in user space: it moves packets between an
+// adapter and a transport, encrypting, routing by allowed IPs and running
+// handshakes and timers. Its methods are safe for concurrent use.
+//
+// Lock order: Engine.state, then Engine.local, then Peer.mu, then
+// indexTable.mu. No lock is held across a call to the adapter or the
+// transport.
+type Engine struct {
+	adapter   device.Adapter
+	tr        atomic.Pointer[transportBox] // replaced by a rebind
+	log       *slog.Logger
+	warn      rateLimitedLog
+	clock     Clock
+	tickEvery time.Duration
+	rebind    func(port uint16, fwMark uint32) (Transport, error)
+
+	rand struct {
+		sync.Mutex // guards r
+		r          io.Reader
+	}
+
+	// state serialises Up, Down, configuration changes and Close.
+	state struct {
+		sync.Mutex
+		closed bool
+	}
+	up atomic.Bool // reports whether the engine is up; written under state
+
+	// local is our identity and the informational socket settings.
+	local struct {
+		sync.RWMutex // guards the fields below
+		privateKey   crypto.PrivateKey
+		publicKey    crypto.PublicKey
+		listenPort   uint16
+		fwMark       uint32
+		identity     *crypto.Identity // nil without a private key
+	}
+
+	peers struct {
+		sync.RWMutex // guards byKey and list; Peer values stay valid after removal
+		byKey        map[crypto.PublicKey]*Peer
+		list         []*Peer // configuration order; replaced, never modified in place
+	}
+	routes allowedips.Table[*Peer] // allowed IPs; lock-free lookups
+
+	indices    indexTable
+	handshakes chan handshakeWork // bounded (D4), filled by receiveLoop
+	underLoad  atomic.Int64       // Clock.Now until which cookies are demanded (D6)
+	mtu        atomic.Int64
+
+	pool  bufferPool
+	drops dropCounters
+
+	done      chan struct{} // closed by Close: goroutines stop
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	fatal     struct {
+		sync.Mutex // guards err
+		err        error
+	}
+}
+
+// New returns an Engine that takes ownership of adapter and tr (Close
+// closes them) and starts its goroutines. The engine starts down and
+// without a private key: call SetConfig and Up.
+func New(adapter device.Adapter, tr Transport, opts Options) *Engine {
+	e := newEngine(adapter, tr, opts)
+	e.wg.Go(e.readLoop)
+	e.wg.Go(e.receiveLoop)
+	e.wg.Go(e.handshakeWorker)
+	if e.tickEvery > 0 {
+		e.wg.Go(e.timerLoop)
+	}
+	return e
+}
+
+// newEngine returns an Engine without goroutines; tests drive it step by
+// step through processOutbound, processInbound, drainHandshakes and Tick.
+func newEngine(adapter device.Adapter, tr Transport, opts Options) *Engine {
+	e := &Engine{
+		adapter:    adapter,
+		log:        opts.Logger,
+		clock:      opts.Clock,
+		tickEvery:  opts.TickInterval,
+		rebind:     opts.Rebind,
+		handshakes: make(chan handshakeWork, handshakeQueueSize),
+		done:       make(chan struct{}),
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.clock == nil {
+		e.clock = SystemClock()
+	}
+	if e.tickEvery == 0 {
+		e.tickEvery = defaultTickEvery
+	}
+	e.tr.Store(&transportBox{tr})
+	e.rand.r = opts.Rand
+	if e.rand.r == nil {
+		e.rand.r = rand.Reader
+	}
+	e.warn = rateLimitedLog{log: e.log, clock: e.clock, last: make(map[string]time.Duration)}
+	e.peers.byKey = make(map[crypto.PublicKey]*Peer)
+	e.indices.init()
+	e.mtu.Store(int64(adapter.MTU()))
+	return e
+}
+
+// Up starts moving packets: peers with a persistent keepalive handshake at
+// once (L3). Up on an engine that is up does nothing.
+func (e *Engine) Up() error {
+	e.state.Lock()
+	defer e.state.Unlock()
+	if e.state.closed {
+		return net.ErrClosed
+	}
+	if e.up.Load() {
+		return nil
+	}
+	e.up.Store(true)
+	for _, p := range e.peerList() {
+		p.start()
+	}
+	return nil
+}
+
+// Down stops moving packets: keypairs and handshakes are wiped, timers
+// stopped and staged packets purged (L3). Packets read while down are
+// dropped and counted. The adapter and transport stay open.
+func (e *Engine) Down() error {
+	e.state.Lock()
+	defer e.state.Unlock()
+	if e.state.closed {
+		return net.ErrClosed
+	}
+	e.downLocked()
+	return nil
+}
+
+// downLocked takes the engine down; e.state must be held.
+func (e *Engine) downLocked() {
+	if !e.up.Load() {
+		return
+	}
+	e.up.Store(false)
+	for _, p := range e.peerList() {
+		p.stop()
+	}
+}
+
+// IsUp reports whether the engine is up.
+func (e *Engine) IsUp() bool { return e.up.Load() }
+
+// Close takes the engine down, closes the transport and the adapter, waits
+// for every goroutine to return and wipes the keys. It is idempotent and
+// returns the first fatal error the engine met, if any.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		e.state.Lock()
+		e.downLocked()
+		e.state.closed = true
+		e.state.Unlock()
+
+		close(e.done)
+		var errs []error
+		if err := e.transport().Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+		if err := e.adapter.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, err)
+		}
+		e.wg.Wait()
+
+		e.local.Lock()
+		e.local.privateKey.Zero()
+		e.local.identity = nil
+		e.local.Unlock()
+		if err := errors.Join(errs...); err != nil {
+			e.setFatal(err)
+		}
+	})
+	e.fatal.Lock()
+	defer e.fatal.Unlock()
+	return e.fatal.err
+}
+
+var errRebind = errors.New("the engine cannot rebind its transport")
+
+// transportBox lets the transport be swapped atomically.
+type transportBox struct{ Transport }
+
+// transport returns the current transport.
+func (e *Engine) transport() Transport { return e.tr.Load().Transport }
+
+// setFatal records err as the engine's fatal error unless one is recorded.
+func (e *Engine) setFatal(err error) {
+	e.fatal.Lock()
+	if e.fatal.err == nil {
+		e.fatal.err = err
+	}
+	e.fatal.Unlock()
+}
+
+// isClosing reports whether Close has begun.
+func (e *Engine) isClosing() bool {
+	select {
+	case <-e.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Drops returns how many packets were dropped for reason r.
+func (e *Engine) Drops(r DropReason) uint64 {
+	if r < 0 || r >= numDropReasons {
+		return 0
+	}
+	return e.drops[r].Load()
+}
+
+// DropCounts returns the non-zero drop counters by reason name.
+func (e *Engine) DropCounts() map[string]uint64 {
+	m := make(map[string]uint64)
+	for r := range numDropReasons {
+		if n := e.drops[r].Load(); n != 0 {
+			m[r.String()] = n
+		}
+	}
+	return m
+}
+
+// readRand fills b from the injected randomness source.
+func (e *Engine) readRand(b []byte) error {
+	e.rand.Lock()
+	defer e.rand.Unlock()
+	_, err := io.ReadFull(e.rand.r, b)
+	return err
+}
+
+// lockedRand serialises reads of the engine's randomness source, which
+// need not be safe for concurrent use.
+type lockedRand struct{ e *Engine }
+
+func (r lockedRand) Read(b []byte) (int, error) {
+	if err := r.e.readRand(b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// randReader returns the engine's randomness for the crypto package.
+func (e *Engine) randReader() io.Reader { return lockedRand{e} }
+
+// jitter returns a random duration in [0, RekeyTimeoutJitter).
+func (e *Engine) jitter() time.Duration {
+	var b [4]byte
+	if err := e.readRand(b[:]); err != nil {
+		return 0
+	}
+	v := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
+	return time.Duration(uint64(v)%uint64(RekeyTimeoutJitter/time.Millisecond)) * time.Millisecond
+}

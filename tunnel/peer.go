@@ -1,0 +1,180 @@
+package tunnel
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/warrenvpn/warren/crypto"
+)
+
+// Peer is one remote WireGuard peer of an Engine.
+type Peer struct {
+	e         *Engine
+	publicKey crypto.PublicKey
+
+	// initiator runs the handshakes we start and responder the ones the
+	// peer starts. Keeping the two roles apart lets simultaneous initiations
+	// (P17) both complete instead of overwriting each other. Both are
+	// internally locked; they are replaced only under mu.
+	initiator *crypto.Handshake
+	responder *crypto.Handshake
+
+	mu        sync.Mutex // guards the fields below
+	psk       crypto.PresharedKey
+	endpoint  netip.AddrPort
+	keepalive time.Duration // persistent keepalive interval; 0 disables
+	keys      struct {
+		current  *keypair // confirmed session used for sending
+		previous *keypair // still opens packets in flight after a rotation
+		next     *keypair // responder's session awaiting confirmation (P9)
+	}
+	initiatorIndex uint32 // index of our outstanding initiation; 0 if none
+	responderIndex uint32 // index of our last response; 0 if none
+	timers         peerTimers
+	staged         stagedQueue
+	lastHandshake  time.Time // wall clock, for statistics
+	removed        bool
+
+	txBytes atomic.Uint64
+	rxBytes atomic.Uint64
+}
+
+// keypair is one transport session of a peer.
+type keypair struct {
+	*crypto.Keypair
+	peer    *Peer
+	created time.Duration // Clock.Now at derivation
+}
+
+// isExpired reports whether k is past Reject-After-Time at now (R7).
+func (k *keypair) isExpired(now time.Duration) bool { return now-k.created >= RejectAfterTime }
+
+// sendKeypairLocked returns the keypair to seal with, or nil when a
+// handshake is needed first. p.mu must be held.
+func (p *Peer) sendKeypairLocked(now time.Duration) *keypair {
+	kp := p.keys.current
+	if kp == nil || kp.isExpired(now) {
+		return nil
+	}
+	return kp
+}
+
+// installInitiatorKeypairLocked makes kp, derived by us as initiator, the
+// current session. An unconfirmed responder session becomes the previous
+// one so that packets the peer sealed under it still open (P17); the rules
+// are wireguard-go's BeginSymmetricSession. p.mu must be held.
+func (p *Peer) installInitiatorKeypairLocked(kp *keypair) {
+	if p.keys.previous != nil {
+		p.retireLocked(p.keys.previous)
+	}
+	if p.keys.next != nil {
+		p.keys.previous = p.keys.next
+		p.keys.next = nil
+		if p.keys.current != nil {
+			p.retireLocked(p.keys.current)
+		}
+	} else {
+		p.keys.previous = p.keys.current
+	}
+	p.keys.current = kp
+}
+
+// installResponderKeypairLocked parks kp, derived by us as responder, as
+// the next session until the initiator's first packet confirms it (P9).
+// p.mu must be held.
+func (p *Peer) installResponderKeypairLocked(kp *keypair) {
+	if p.keys.next != nil {
+		p.retireLocked(p.keys.next)
+	}
+	p.keys.next = kp
+	if p.keys.previous != nil {
+		p.retireLocked(p.keys.previous)
+		p.keys.previous = nil
+	}
+}
+
+// confirmLocked promotes kp if it is the next keypair: the initiator used
+// it, so key confirmation is done. It reports whether it did. p.mu must be
+// held.
+func (p *Peer) confirmLocked(kp *keypair) bool {
+	if p.keys.next != kp {
+		return false
+	}
+	if p.keys.previous != nil {
+		p.retireLocked(p.keys.previous)
+	}
+	p.keys.previous = p.keys.current
+	p.keys.current = kp
+	p.keys.next = nil
+	return true
+}
+
+// retireLocked removes kp from the index table. p.mu must be held.
+func (p *Peer) retireLocked(kp *keypair) {
+	p.e.indices.remove(kp.LocalIndex)
+}
+
+// wipeLocked forgets every keypair and handshake of p (Down, give-up with
+// key expiry, private key change). p.mu must be held.
+func (p *Peer) wipeLocked() {
+	for _, kp := range []*keypair{p.keys.current, p.keys.previous, p.keys.next} {
+		if kp != nil {
+			p.retireLocked(kp)
+		}
+	}
+	p.keys.current, p.keys.previous, p.keys.next = nil, nil, nil
+	p.clearHandshakesLocked()
+}
+
+// clearHandshakesLocked forgets the pending handshakes. p.mu must be held.
+func (p *Peer) clearHandshakesLocked() {
+	if p.initiatorIndex != 0 {
+		p.e.indices.remove(p.initiatorIndex)
+		p.initiatorIndex = 0
+	}
+	if p.responderIndex != 0 {
+		p.e.indices.remove(p.responderIndex)
+		p.responderIndex = 0
+	}
+	if p.initiator != nil {
+		p.initiator.Clear()
+	}
+	if p.responder != nil {
+		p.responder.Clear()
+	}
+}
+
+// purgeStagedLocked drops every staged packet and counts them. p.mu must be
+// held.
+func (p *Peer) purgeStagedLocked() {
+	for b := p.staged.pop(); b != nil; b = p.staged.pop() {
+		p.e.pool.put(b)
+		p.e.drops.add(DropStagedPurged, 1)
+	}
+}
+
+// setEndpoint sets the peer's endpoint (configuration); IPv4-mapped
+// addresses are unmapped as the transport reports them.
+func (p *Peer) setEndpoint(ep netip.AddrPort) {
+	p.mu.Lock()
+	p.endpoint = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
+	p.mu.Unlock()
+}
+
+// PublicKey returns the peer's public key.
+func (p *Peer) PublicKey() crypto.PublicKey { return p.publicKey }
+
+// stats returns a snapshot of p.
+func (p *Peer) stats() PeerStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return PeerStats{
+		PublicKey:     p.publicKey,
+		Endpoint:      p.endpoint,
+		LastHandshake: p.lastHandshake,
+		TxBytes:       p.txBytes.Load(),
+		RxBytes:       p.rxBytes.Load(),
+	}
+}

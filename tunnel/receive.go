@@ -1,0 +1,230 @@
+package tunnel
+
+// The inbound path (DESIGN.md "A packet's way in"), run to completion by
+// one goroutine, receiveLoop, on buffers it owns:
+//
+//  1. Receive a batch from the transport.
+//  2. Parse each datagram (size, type, reserved bytes; M1-M4). Handshake
+//     messages are copied to the handshake queue (handshake.go).
+//  3. Data: the keypair by receiver index (M5), Reject-After-Time (R7),
+//     Open in place (M6), only then the replay window (R3, R4). From here
+//     the packet is authenticated: it is noted for roaming and timers.
+//  4. Empty payload: a keepalive, done (M10). Otherwise the inner IP header
+//     is checked (M7, M8; padding trimmed) and the inner source must map to
+//     the same peer by allowed IPs (M9, N6).
+//  5. One Adapter.Write for the batch, at Offset.
+//  6. Per keypair seen: endpoint to the latest outer source (RO1-RO3), key
+//     confirmation (P9), timers, rekey once past 165 s.
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/warrenvpn/warren/crypto"
+)
+
+// seenKeypair is what one batch did with one keypair.
+type seenKeypair struct {
+	kp    *keypair
+	ep    netip.AddrPort // outer source of the latest authenticated packet
+	data  bool           // a non-keepalive payload arrived
+	bytes uint64
+}
+
+// inbound is receiveLoop's scratch, made once.
+type inbound struct {
+	bufs  [][]byte
+	sizes []int
+	eps   []netip.AddrPort
+	write [][]byte
+	seen  []seenKeypair
+}
+
+func newInbound(batch int) *inbound {
+	in := &inbound{
+		bufs:  make([][]byte, batch),
+		sizes: make([]int, batch),
+		eps:   make([]netip.AddrPort, batch),
+		write: make([][]byte, 0, batch),
+		seen:  make([]seenKeypair, 0, batch),
+	}
+	for i := range in.bufs {
+		in.bufs[i] = make([]byte, bufferSize)
+	}
+	return in
+}
+
+// receiveLoop moves datagrams from the transport to the adapter until the
+// transport is closed. Transient errors are retried (L8).
+func (e *Engine) receiveLoop() {
+	tr := e.transport()
+	in := newInbound(max(batchSize(tr.BatchSize()), defaultBatchSize))
+	failures := 0
+	for {
+		n, err := tr.Receive(in.bufs[:min(len(in.bufs), batchSize(tr.BatchSize()))], in.sizes, in.eps)
+		if n > 0 {
+			e.processInbound(in, n)
+		}
+		if err == nil {
+			failures = 0
+			continue
+		}
+		if errors.Is(err, net.ErrClosed) && !e.isClosing() {
+			if next := e.transport(); next != tr {
+				tr = next // rebound: the old transport was closed
+				continue
+			}
+		}
+		if errors.Is(err, net.ErrClosed) || !e.retryAfter(err, &failures, "receive") {
+			return
+		}
+	}
+}
+
+// processInbound handles the n datagrams in in.
+func (e *Engine) processInbound(in *inbound, n int) {
+	if !e.up.Load() {
+		e.drops.add(DropDown, uint64(n))
+		return
+	}
+	now := e.clock.Now()
+	write := in.write[:0]
+	seen := in.seen[:0]
+	for i := range n {
+		msg := in.bufs[i][:in.sizes[i]]
+		typ, err := crypto.Parse(msg)
+		if err != nil {
+			if err == crypto.ErrShort {
+				e.drops.add(DropShort, 1)
+			} else {
+				e.drops.add(DropUnknownType, 1)
+			}
+			continue
+		}
+		if typ != crypto.MessageData {
+			e.queueHandshake(msg, in.eps[i])
+			continue
+		}
+		ent, ok := e.indices.lookup(binary.LittleEndian.Uint32(msg[4:]))
+		if !ok || ent.kp == nil {
+			e.drops.add(DropUnknownIndex, 1)
+			continue
+		}
+		kp := ent.kp
+		if kp.isExpired(now) {
+			e.drops.add(DropExpired, 1)
+			continue
+		}
+		pt, counter, err := kp.Open(msg)
+		if err != nil {
+			e.drops.add(DropAuthFailed, 1)
+			continue
+		}
+		if !kp.AcceptCounter(counter) {
+			e.drops.add(DropReplay, 1)
+			continue
+		}
+		// Authenticated from here on.
+		s := seenIndex(&seen, kp)
+		seen[s].ep = in.eps[i]
+		seen[s].bytes += uint64(len(msg))
+		if len(pt) == 0 {
+			continue // keepalive (M10)
+		}
+		seen[s].data = true
+		size, reason, ok := innerPacket(pt)
+		if !ok {
+			e.drops.add(reason, 1)
+			continue
+		}
+		if src, ok := e.routes.LookupPacketSrc(pt); !ok || src != kp.peer {
+			e.drops.add(DropSourceCheck, 1)
+			continue
+		}
+		write = append(write, msg[:Offset+size])
+	}
+	if len(write) > 0 {
+		if w, err := e.adapter.Write(write, Offset); err != nil {
+			e.drops.add(DropWriteError, uint64(len(write)-w))
+			if !errors.Is(err, net.ErrClosed) {
+				e.warn.warn("write", "adapter write failed", "err", err)
+			}
+		}
+		clear(write)
+	}
+	in.write = write[:0]
+	for i := range seen {
+		e.received(&seen[i], now)
+	}
+	clear(seen)
+	in.seen = seen[:0]
+}
+
+// seenIndex returns the index of kp in *seen, appending it if new.
+func seenIndex(seen *[]seenKeypair, kp *keypair) int {
+	for i := range *seen {
+		if (*seen)[i].kp == kp {
+			return i
+		}
+	}
+	*seen = append(*seen, seenKeypair{kp: kp})
+	return len(*seen) - 1
+}
+
+// received applies what a batch authenticated under one keypair.
+func (e *Engine) received(s *seenKeypair, now time.Duration) {
+	kp := s.kp
+	p := kp.peer
+	p.rxBytes.Add(s.bytes)
+	p.mu.Lock()
+	p.endpoint = s.ep
+	confirmed := p.confirmLocked(kp)
+	p.timersAnyReceivedLocked()
+	p.timersTraversalLocked(now)
+	if s.data {
+		p.timersDataReceivedLocked(now)
+	}
+	rekey := false
+	if kp == p.keys.current && kp.IsInitiator && !p.timers.lastMinuteHandshake &&
+		now-kp.created >= rekeyOnReceiveTime {
+		p.timers.lastMinuteHandshake = true
+		rekey = true
+	}
+	p.mu.Unlock()
+	if confirmed {
+		p.flushStaged()
+	}
+	if rekey {
+		p.sendInitiation(false)
+	}
+}
+
+// innerPacket checks the IP header of an authenticated payload and returns
+// the packet's length without padding, or false and the drop reason (M7,
+// M8).
+func innerPacket(pt []byte) (int, DropReason, bool) {
+	switch pt[0] >> 4 {
+	case 4:
+		if len(pt) < 20 {
+			return 0, DropLengthError, false
+		}
+		n := int(binary.BigEndian.Uint16(pt[2:4]))
+		if n < 20 || n > len(pt) {
+			return 0, DropLengthError, false
+		}
+		return n, 0, true
+	case 6:
+		if len(pt) < 40 {
+			return 0, DropLengthError, false
+		}
+		n := 40 + int(binary.BigEndian.Uint16(pt[4:6]))
+		if n > len(pt) {
+			return 0, DropLengthError, false
+		}
+		return n, 0, true
+	}
+	return 0, DropFrameError, false
+}

@@ -1,0 +1,284 @@
+package tunnel
+
+// The outbound path (DESIGN.md "A packet's way out"), run to completion by
+// one goroutine, readLoop, on buffers it owns:
+//
+//  1. Read a batch from the adapter at Offset.
+//  2. Route each packet by destination with the allowed-IPs table; no match
+//     is dropped and counted.
+//  3. Per peer, in the order the peer first appears in the batch: a peer
+//     without a usable session (or with packets already staged) gets its
+//     packets copied into its staged queue (128, oldest dropped) and a
+//     handshake; otherwise each packet is sealed in place (nonce from the
+//     keypair's counter) and the peer's packets leave in one Transport.Send
+//     call, so that GSO applies.
+//  4. Timers: data sent, rekey after 120 s or RekeyAfterMessages.
+//
+// Peer.mu is taken once per peer per batch and never across Send. Staged
+// packets and keepalives are sent by flushStaged from whichever goroutine
+// made a session usable.
+
+import (
+	"errors"
+	"net"
+	"time"
+)
+
+// outbound is readLoop's scratch, made once.
+type outbound struct {
+	bufs  [][]byte // adapter buffers, bufferSize each
+	sizes []int
+	peers []*Peer  // route of packet i, nil once handled
+	group [][]byte // one peer's sealed messages
+}
+
+func newOutbound(batch int) *outbound {
+	o := &outbound{
+		bufs:  make([][]byte, batch),
+		sizes: make([]int, batch),
+		peers: make([]*Peer, batch),
+		group: make([][]byte, 0, batch),
+	}
+	for i := range o.bufs {
+		o.bufs[i] = make([]byte, bufferSize)
+	}
+	return o
+}
+
+func batchSize(n int) int {
+	if n <= 0 {
+		return defaultBatchSize
+	}
+	return n
+}
+
+// readLoop moves packets from the adapter to the transport until the
+// adapter is closed.
+func (e *Engine) readLoop() {
+	o := newOutbound(batchSize(e.adapter.BatchSize()))
+	failures := 0
+	for {
+		n, err := e.adapter.Read(o.bufs, o.sizes, Offset)
+		if n > 0 {
+			e.processOutbound(o, n)
+		}
+		if err == nil {
+			failures = 0
+			continue
+		}
+		if errors.Is(err, net.ErrClosed) || !e.retryAfter(err, &failures, "adapter read") {
+			return
+		}
+	}
+}
+
+// retryAfter handles a failed read of a loop (L8): it logs at a limited
+// rate and waits readRetryDelay. It reports false, recording a fatal error,
+// after maxReadFailures failures in a row or when the engine closes.
+func (e *Engine) retryAfter(err error, failures *int, what string) bool {
+	if e.isClosing() {
+		return false
+	}
+	*failures++
+	if *failures > maxReadFailures {
+		e.log.Error(what+" failed, stopping", "err", err)
+		e.setFatal(err)
+		return false
+	}
+	e.warn.warn(what, what+" failed", "err", err)
+	return e.sleep(readRetryDelay)
+}
+
+// sleep waits d of real time or until Close; it reports whether the engine
+// is still running.
+func (e *Engine) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-e.done:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// processOutbound routes, seals and sends the n packets in o.
+func (e *Engine) processOutbound(o *outbound, n int) {
+	if !e.up.Load() {
+		e.drops.add(DropDown, uint64(n))
+		return
+	}
+	for i := range n {
+		p, ok := e.routes.LookupPacketDst(o.bufs[i][Offset : Offset+o.sizes[i]])
+		if !ok {
+			e.drops.add(DropNoRoute, 1)
+			p = nil
+		}
+		o.peers[i] = p
+	}
+	now := e.clock.Now()
+	mtu := int(e.mtu.Load())
+	for i := range n {
+		if p := o.peers[i]; p != nil {
+			e.sendPeerBatch(o, p, i, n, now, mtu)
+		}
+	}
+}
+
+// sendPeerBatch handles every packet of p in o from index first on.
+func (e *Engine) sendPeerBatch(o *outbound, p *Peer, first, n int, now time.Duration, mtu int) {
+	p.mu.Lock()
+	kp := p.sendKeypairLocked(now)
+	ep := p.endpoint
+	if kp == nil || p.staged.len() > 0 || !ep.IsValid() {
+		for j := first; j < n; j++ {
+			if o.peers[j] != p {
+				continue
+			}
+			o.peers[j] = nil
+			b := e.pool.get()
+			b.n = copy(b.b[Offset:], o.bufs[j][Offset:Offset+o.sizes[j]])
+			p.stageLocked(b)
+		}
+		p.mu.Unlock()
+		if kp != nil && ep.IsValid() {
+			p.flushStaged()
+		} else {
+			p.sendInitiation(false)
+		}
+		return
+	}
+	p.mu.Unlock()
+
+	group := o.group[:0]
+	var bytes uint64
+	exhausted := false
+	for j := first; j < n; j++ {
+		if o.peers[j] != p {
+			continue
+		}
+		o.peers[j] = nil
+		m, err := kp.Seal(o.bufs[j], o.sizes[j], mtu)
+		if err != nil {
+			exhausted = true // ErrRejectAfterMessages: a new session is needed
+			e.drops.add(DropSendError, 1)
+			continue
+		}
+		group = append(group, o.bufs[j][:m])
+		bytes += uint64(m)
+	}
+	o.group = group[:0]
+	if len(group) == 0 {
+		if exhausted {
+			p.sendInitiation(false)
+		}
+		return
+	}
+	if err := e.transport().Send(group, ep); err != nil {
+		e.drops.add(DropSendError, uint64(len(group)))
+		e.warn.warn("send", "send failed", "endpoint", ep, "err", err)
+	}
+	clear(group) // readLoop's buffers stay referenced by o.bufs only
+	p.sent(kp, now, bytes, true, exhausted)
+}
+
+// sent updates p after messages under kp left: statistics, timers, and a
+// new handshake when the initiator's keypair is due for a rekey (120 s or
+// RekeyAfterMessages) or exhausted.
+func (p *Peer) sent(kp *keypair, now time.Duration, bytes uint64, data, exhausted bool) {
+	p.txBytes.Add(bytes)
+	p.mu.Lock()
+	if data {
+		p.timersDataSentLocked(now)
+	}
+	p.timersAnySentLocked()
+	p.timersTraversalLocked(now)
+	rekey := kp.IsInitiator && (now-kp.created >= RekeyAfterTime || kp.NeedsRekey())
+	p.mu.Unlock()
+	if rekey || exhausted {
+		p.sendInitiation(false)
+	}
+}
+
+// stageLocked queues b for sending once a session is up, dropping the
+// oldest staged packet when full (D9). p.mu must be held.
+func (p *Peer) stageLocked(b *packetBuffer) {
+	if old := p.staged.push(b); old != nil {
+		p.e.pool.put(old)
+		p.e.drops.add(DropStagedOverflow, 1)
+	}
+}
+
+// stageKeepaliveLocked stages an empty packet. p.mu must be held.
+func (p *Peer) stageKeepaliveLocked() {
+	b := p.e.pool.get()
+	b.n = 0
+	p.stageLocked(b)
+}
+
+// sendKeepalive sends a keepalive, or starts a handshake without a session.
+func (p *Peer) sendKeepalive() {
+	p.mu.Lock()
+	if p.staged.len() == 0 {
+		p.stageKeepaliveLocked()
+	}
+	p.mu.Unlock()
+	p.flushStaged()
+}
+
+// flushStaged seals and sends p's staged packets if it has a usable
+// session, and otherwise starts a handshake.
+func (p *Peer) flushStaged() {
+	e := p.e
+	if !e.up.Load() {
+		return
+	}
+	now := e.clock.Now()
+	mtu := int(e.mtu.Load())
+	var staged [maxStagedPackets]*packetBuffer
+	p.mu.Lock()
+	kp := p.sendKeypairLocked(now)
+	ep := p.endpoint
+	if kp == nil || !ep.IsValid() {
+		pending := p.staged.len() > 0
+		p.mu.Unlock()
+		if pending {
+			p.sendInitiation(false)
+		}
+		return
+	}
+	n := 0
+	for b := p.staged.pop(); b != nil; b = p.staged.pop() {
+		staged[n] = b
+		n++
+	}
+	p.mu.Unlock()
+	if n == 0 {
+		return
+	}
+
+	bufs := make([][]byte, 0, n)
+	var bytes uint64
+	data, exhausted := false, false
+	for _, b := range staged[:n] {
+		m, err := kp.Seal(b.b[:], b.n, mtu)
+		if err != nil {
+			exhausted = true
+			e.drops.add(DropSendError, 1)
+			continue
+		}
+		data = data || b.n > 0
+		bufs = append(bufs, b.b[:m])
+		bytes += uint64(m)
+	}
+	if len(bufs) > 0 {
+		if err := e.transport().Send(bufs, ep); err != nil {
+			e.drops.add(DropSendError, uint64(len(bufs)))
+			e.warn.warn("send", "send failed", "endpoint", ep, "err", err)
+		}
+	}
+	for _, b := range staged[:n] {
+		e.pool.put(b)
+	}
+	p.sent(kp, now, bytes, data, exhausted)
+}

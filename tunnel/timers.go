@@ -1,0 +1,191 @@
+package tunnel
+
+// The timers of whitepaper section 6 and RELIABILITY "Timers", after
+// wireguard-go's timers.go, as deadlines on each peer:
+//
+//  1. Every event (data sent, data received, handshake initiated, ...)
+//     arms or disarms deadlines under Peer.mu.
+//  2. Engine.Tick, called every TickInterval by timerLoop or by a test,
+//     collects the expired deadlines of each peer under Peer.mu and clears
+//     them.
+//  3. With the lock released it performs the actions: send a keepalive,
+//     send an initiation, give up, wipe keys.
+//
+// All times are Clock.Now values, so a fake clock drives everything.
+
+import (
+	"time"
+)
+
+// deadline is one timer of a peer; the zero value is disarmed.
+type deadline struct {
+	at  time.Duration
+	set bool
+}
+
+func (d *deadline) arm(at time.Duration) { d.at, d.set = at, true }
+func (d *deadline) disarm()              { d.set = false }
+
+// expired reports whether d is armed and due at now, and disarms it if so.
+func (d *deadline) expired(now time.Duration) bool {
+	if !d.set || now < d.at {
+		return false
+	}
+	d.set = false
+	return true
+}
+
+// peerTimers is guarded by Peer.mu.
+type peerTimers struct {
+	retransmitHandshake  deadline
+	sendKeepalive        deadline
+	newHandshake         deadline
+	zeroKeyMaterial      deadline
+	persistentKeepalive  deadline
+	needAnotherKeepalive bool
+	attempts             int           // retransmissions of the current handshake
+	lastInitiation       time.Duration // Clock.Now of the last initiation sent
+	initiated            bool          // lastInitiation is valid
+	lastMinuteHandshake  bool          // the receive-side rekey at 165 s happened
+}
+
+// timer events; p.mu must be held for each.
+
+func (p *Peer) timersDataSentLocked(now time.Duration) {
+	if !p.timers.newHandshake.set {
+		p.timers.newHandshake.arm(now + KeepaliveTimeout + RekeyTimeout + p.e.jitter())
+	}
+}
+
+func (p *Peer) timersDataReceivedLocked(now time.Duration) {
+	if !p.timers.sendKeepalive.set {
+		p.timers.sendKeepalive.arm(now + KeepaliveTimeout)
+	} else {
+		p.timers.needAnotherKeepalive = true
+	}
+}
+
+func (p *Peer) timersAnySentLocked() { p.timers.sendKeepalive.disarm() }
+
+func (p *Peer) timersAnyReceivedLocked() { p.timers.newHandshake.disarm() }
+
+func (p *Peer) timersHandshakeInitiatedLocked(now time.Duration) {
+	p.timers.retransmitHandshake.arm(now + RekeyTimeout + p.e.jitter())
+}
+
+func (p *Peer) timersHandshakeCompleteLocked() {
+	p.timers.retransmitHandshake.disarm()
+	p.timers.attempts = 0
+	p.timers.lastMinuteHandshake = false
+	p.lastHandshake = p.e.clock.Wall()
+}
+
+func (p *Peer) timersSessionDerivedLocked(now time.Duration) {
+	p.timers.zeroKeyMaterial.arm(now + ZeroKeyMaterialTime)
+}
+
+func (p *Peer) timersTraversalLocked(now time.Duration) {
+	if p.keepalive > 0 {
+		p.timers.persistentKeepalive.arm(now + p.keepalive)
+	}
+}
+
+func (p *Peer) timersStopLocked() { p.timers = peerTimers{} }
+
+// timerAction is what an expired deadline asks for.
+type timerAction uint8
+
+const (
+	actRetransmit timerAction = 1 << iota
+	actGiveUp
+	actKeepalive
+	actNewHandshake
+	actZeroKeys
+	actPersistentKeepalive
+)
+
+// expireLocked collects the actions due at now. p.mu must be held.
+func (p *Peer) expireLocked(now time.Duration) timerAction {
+	var a timerAction
+	t := &p.timers
+	if t.retransmitHandshake.expired(now) {
+		if t.attempts > maxRetransmits {
+			// Give up (L16): no more keepalives, staged packets purged and
+			// the key material wiped 540 s from now unless already due.
+			a |= actGiveUp
+			t.sendKeepalive.disarm()
+			p.purgeStagedLocked()
+			if !t.zeroKeyMaterial.set {
+				t.zeroKeyMaterial.arm(now + ZeroKeyMaterialTime)
+			}
+		} else {
+			t.attempts++
+			a |= actRetransmit
+		}
+	}
+	if t.sendKeepalive.expired(now) {
+		a |= actKeepalive
+		if t.needAnotherKeepalive {
+			t.needAnotherKeepalive = false
+			t.sendKeepalive.arm(now + KeepaliveTimeout)
+		}
+	}
+	if t.newHandshake.expired(now) {
+		a |= actNewHandshake
+	}
+	if t.zeroKeyMaterial.expired(now) {
+		a |= actZeroKeys
+	}
+	if t.persistentKeepalive.expired(now) && p.keepalive > 0 {
+		a |= actPersistentKeepalive
+	}
+	return a
+}
+
+// Tick runs every timer that is due at the clock's current time. The timer
+// goroutine calls it every TickInterval; with a negative TickInterval the
+// caller does (tests on a fake clock).
+func (e *Engine) Tick() {
+	if !e.up.Load() {
+		return
+	}
+	now := e.clock.Now()
+	e.updateUnderLoad(now)
+	for _, p := range e.peerList() {
+		p.mu.Lock()
+		a := p.expireLocked(now)
+		if a&actZeroKeys != 0 {
+			p.wipeLocked()
+		}
+		p.mu.Unlock()
+		if a == 0 {
+			continue
+		}
+		if a&actRetransmit != 0 {
+			p.sendInitiation(true)
+		}
+		if a&actNewHandshake != 0 {
+			p.sendInitiation(false)
+		}
+		if a&(actKeepalive|actPersistentKeepalive) != 0 {
+			p.sendKeepalive()
+		}
+		if a&actGiveUp != 0 {
+			e.log.Debug("handshake gave up", "peer", p.publicKey.String(), "attempts", maxRetransmits+2)
+		}
+	}
+}
+
+// timerLoop drives Tick until Close.
+func (e *Engine) timerLoop() {
+	t := time.NewTicker(e.tickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.done:
+			return
+		case <-t.C:
+			e.Tick()
+		}
+	}
+}

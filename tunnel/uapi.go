@@ -1,0 +1,134 @@
+package tunnel
+
+import (
+	"time"
+
+	"github.com/warrenvpn/warren/allowedips"
+	"github.com/warrenvpn/warren/uapi"
+)
+
+var _ uapi.Device = (*Engine)(nil)
+
+// State returns the configuration and statistics for a UAPI "get=1"
+// (uapi.Device).
+func (e *Engine) State() (*uapi.State, error) {
+	e.local.RLock()
+	s := &uapi.State{PrivateKey: e.local.privateKey, ListenPort: e.local.listenPort, FwMark: e.local.fwMark}
+	e.local.RUnlock()
+	for _, p := range e.peerList() {
+		p.mu.Lock()
+		ps := uapi.PeerState{
+			PublicKey:           p.publicKey,
+			PresharedKey:        p.psk,
+			Endpoint:            p.endpoint,
+			LastHandshake:       p.lastHandshake,
+			TxBytes:             p.txBytes.Load(),
+			RxBytes:             p.rxBytes.Load(),
+			PersistentKeepalive: uint16(p.keepalive / time.Second),
+		}
+		p.mu.Unlock()
+		ps.AllowedIPs = e.routes.Entries(p)
+		s.Peers = append(s.Peers, ps)
+	}
+	return s, nil
+}
+
+// Apply applies a UAPI "set=1" change as a whole (uapi.Device). The engine
+// does not own its socket: a listen port or fwmark different from the
+// current one is refused with ErrnoPortInUse before anything changes, unless
+// Options.Rebind is set.
+func (e *Engine) Apply(c *uapi.Change) error {
+	e.state.Lock()
+	defer e.state.Unlock()
+	if e.state.closed {
+		return uapi.Errorf(uapi.ErrnoIO, "engine closed")
+	}
+	e.local.RLock()
+	port, mark := e.local.listenPort, e.local.fwMark
+	e.local.RUnlock()
+	if c.ListenPort != nil {
+		port = *c.ListenPort
+	}
+	if c.FwMark != nil {
+		mark = *c.FwMark
+	}
+	if err := e.rebindLocked(port, mark); err != nil {
+		return uapi.Errorf(uapi.ErrnoPortInUse, "rebind to port %d fwmark %#x: %v", port, mark, err)
+	}
+	// Nothing below can fail.
+	if c.PrivateKey != nil {
+		e.setPrivateKeyLocked(*c.PrivateKey)
+	}
+	if c.ReplacePeers {
+		for _, p := range e.peerList() {
+			e.removePeerLocked(p)
+		}
+	}
+	for i := range c.Peers {
+		e.applyPeerLocked(&c.Peers[i])
+	}
+	return nil
+}
+
+// rebindLocked moves the transport to port and mark if they differ from
+// the current ones. e.state must be held.
+func (e *Engine) rebindLocked(port uint16, mark uint32) error {
+	e.local.Lock()
+	defer e.local.Unlock()
+	if port == e.local.listenPort && mark == e.local.fwMark {
+		return nil
+	}
+	if e.rebind == nil {
+		return errRebind
+	}
+	tr, err := e.rebind(port, mark)
+	if err != nil {
+		return err
+	}
+	old := e.tr.Swap(&transportBox{tr})
+	old.Close() // receiveLoop moves to tr when its Receive fails
+	e.local.listenPort, e.local.fwMark = port, mark
+	return nil
+}
+
+// applyPeerLocked applies one peer entry of a UAPI change. e.state must be
+// held.
+func (e *Engine) applyPeerLocked(pc *uapi.PeerChange) {
+	if pc.Remove {
+		if p := e.peerForUpdateLocked(pc.PublicKey, false); p != nil {
+			e.removePeerLocked(p)
+		}
+		return
+	}
+	p := e.peerForUpdateLocked(pc.PublicKey, !pc.UpdateOnly)
+	if p == nil {
+		return
+	}
+	if pc.PresharedKey != nil {
+		p.setPresharedKey(*pc.PresharedKey)
+	}
+	if pc.Endpoint != nil && pc.Endpoint.IsValid() {
+		p.setEndpoint(*pc.Endpoint)
+	}
+	turnedOn := false
+	if pc.PersistentKeepalive != nil {
+		turnedOn = p.setKeepalive(time.Duration(*pc.PersistentKeepalive) * time.Second)
+	}
+	if pc.ReplaceAllowedIPs || len(pc.AllowedIPs) > 0 {
+		e.routes.Update(func(b *allowedips.Batch[*Peer]) {
+			if pc.ReplaceAllowedIPs {
+				b.RemoveValue(p)
+			}
+			for _, a := range pc.AllowedIPs {
+				if a.Remove {
+					b.RemoveFrom(a.Prefix, p)
+				} else {
+					b.Insert(a.Prefix, p)
+				}
+			}
+		})
+	}
+	if turnedOn && e.up.Load() {
+		p.sendKeepalive()
+	}
+}
