@@ -121,7 +121,7 @@ var keys = [numKeys]struct {
 // lookupKey finds a key by name, ignoring case as wg and wg-quick do.
 func lookupKey(name string) (key, bool) {
 	for k := range numKeys {
-		if strings.EqualFold(keys[k].name, name) {
+		if equalFold(keys[k].name, name) {
 			return k, true
 		}
 	}
@@ -254,9 +254,9 @@ func (p *parser) parseLine(raw string) error {
 func (p *parser) startSection(text string) error {
 	var s section
 	switch {
-	case strings.EqualFold(text, "[Interface]"):
+	case equalFold(text, "[Interface]"):
 		s = sectionInterface
-	case strings.EqualFold(text, "[Peer]"):
+	case equalFold(text, "[Peer]"):
 		s = sectionPeer
 	default:
 		return p.errorf(text, "", ErrUnknownSection)
@@ -366,16 +366,16 @@ func (p *parser) set(k key, value string) error {
 		ifc.PostDown = appendHook(ifc.PostDown, value)
 	case keySaveConfig:
 		switch {
-		case strings.EqualFold(value, "true"):
+		case equalFold(value, "true"):
 			return errSaveConfig
-		case !strings.EqualFold(value, "false"):
+		case !equalFold(value, "false"):
 			return errBool
 		}
 	case keyMode:
 		switch {
-		case strings.EqualFold(value, "tun"):
+		case equalFold(value, "tun"):
 			ifc.Mode = ModeTUN
-		case strings.EqualFold(value, "tap"):
+		case equalFold(value, "tap"):
 			ifc.Mode = ModeTAP
 		default:
 			return errMode
@@ -415,7 +415,7 @@ func (p *parser) setPeer(k key, value string) error {
 		}
 		peer.Endpoint = value
 	case keyPersistentKeepalive:
-		if strings.EqualFold(value, "off") {
+		if equalFold(value, "off") {
 			peer.PersistentKeepalive = 0
 			return nil
 		}

@@ -32,7 +32,7 @@ func parseDecimal(s string, bits int) (uint64, error) {
 // parseFwMark parses FwMark as wg does: "off", decimal, or hex after a
 // lowercase "0x".
 func parseFwMark(s string) (uint32, error) {
-	if strings.EqualFold(s, "off") {
+	if equalFold(s, "off") {
 		return 0, nil
 	}
 	var n uint64
@@ -55,15 +55,15 @@ func parseFwMark(s string) (uint32, error) {
 // zero (ip would read 010 as octal) or 0x hex; 0 (unspec) is refused.
 func parseTable(s string) (Table, error) {
 	switch {
-	case s == "", strings.EqualFold(s, "auto"):
+	case s == "", equalFold(s, "auto"):
 		return TableAuto, nil
-	case strings.EqualFold(s, "off"):
+	case equalFold(s, "off"):
 		return TableOff, nil
-	case strings.EqualFold(s, "main"):
+	case equalFold(s, "main"):
 		return TableMain, nil
-	case strings.EqualFold(s, "local"):
+	case equalFold(s, "local"):
 		return TableLocal, nil
-	case strings.EqualFold(s, "default"):
+	case equalFold(s, "default"):
 		return TableDefault, nil
 	}
 	var n uint64
@@ -172,4 +172,26 @@ func (p *parser) addAllowedIPs(peer *Peer, value string) error {
 		peer.AllowedIPs = append(peer.AllowedIPs, pfx)
 	}
 	return nil
+}
+
+// equalFold reports whether s and t are equal under ASCII case folding, as
+// bash's nocasematch and strcasecmp compare in the C locale (unlike
+// strings.EqualFold, which also folds K and the Kelvin sign).
+func equalFold(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		a, b := s[i], t[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }

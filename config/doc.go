@@ -1,0 +1,62 @@
+// Package config owns warren's config files: wg-quick style [Interface] and
+// [Peer] sections plus warren's own Mode key. It parses, validates and
+// prints them back, returns typed values, and never touches the host (Load
+// reads the one file it is given; ResolveEndpoint asks the resolver it is
+// given).
+//
+// # Syntax, as wg-quick and wg read it
+//
+// Everything from the first '#' on a line is a comment, also inside hook
+// commands (wg-quick cuts there too). Blank lines are skipped. A line is
+// a section header, [Interface] or [Peer], or Key = Value split at the
+// first '='; whitespace around key and value is trimmed. Keys, section
+// headers and the words off, auto, true, false, tun and tap are read
+// without regard to case. Address and DNS lists split at commas and
+// whitespace (wg-quick's word splitting); AllowedIPs splits at commas only
+// and refuses empty entries (as wg does). Address, DNS, AllowedIPs and the
+// four hooks may repeat and add up; an empty value adds nothing. MTU or
+// Table with an empty value mean the default, as in wg-quick.
+//
+// # Where warren is stricter than wg-quick
+//
+//   - Parse stops at the first mistake and returns it as an *Error.
+//   - A key that is not a list (ListenPort, MTU, PublicKey, Endpoint, ...)
+//     appearing twice in a section, a second [Interface] section, the same
+//     interface address twice, and a prefix allowed for two peers are
+//     errors; wg-quick lets the last one win.
+//   - A peer whose public key is the interface's own is an error (the
+//     kernel silently ignores such a peer).
+//   - A section header must be exactly [Interface] or [Peer] (any case),
+//     without whitespace inside the brackets; a key with whitespace inside
+//     is unknown (wg deletes all whitespace before matching its own keys).
+//   - ListenPort and the Endpoint port are numbers (no service names from
+//     /etc/services); an Endpoint port must not be 0; an IPv6 Endpoint
+//     needs brackets; a host name must be a syntactically valid DNS name.
+//   - Table takes auto, off, main (254), local (255), default (253) or a
+//     number 1-4294967295 in decimal or 0x hex, not other names from
+//     /etc/iproute2/rt_tables, nor 0 or octal.
+//   - MTU is 68-65535, and at least 1280 when there is an IPv6 address.
+//   - SaveConfig = true is an error (not supported); SaveConfig = false is
+//     accepted and not kept.
+//   - Address refuses the unspecified address and multicast addresses.
+//
+// # Stored forms
+//
+// AllowedIPs are stored masked: wg sends 10.0.0.7/24 to the kernel as
+// written and the kernel keeps 10.0.0.0/24, so that is what a Config
+// holds and prints. Address keeps its host bits (10.0.0.1/24 is an address
+// with its on-link prefix). DNS entries that look like IP addresses (only
+// digits and dots, or a colon) are servers in Interface.DNS, in canonical
+// form; the others are search domains in Interface.DNSSearch. A Peer's
+// Endpoint is kept as written and resolved only by ResolveEndpoint.
+//
+// # Errors
+//
+// Every mistake in a file is an *Error with the file, line, key and value,
+// printed as
+//
+//	wg0.conf:7: AllowedIPs: "10.0.0/24": invalid prefix
+//
+// The values of PrivateKey and PresharedKey are never copied into an
+// error. Structural mistakes wrap the Err* sentinels for errors.Is.
+package config
