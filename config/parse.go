@@ -26,7 +26,9 @@ import (
 )
 
 // maxLineLen is the longest line Parse reads; a longer one is an error.
-const maxLineLen = 1 << 20 // bytes
+// `wg showconf` writes all of a peer's allowed IPs on one line, which for
+// 130,560 IPv6 prefixes (C2) is about 6 MB.
+const maxLineLen = 16 << 20 // bytes
 
 var (
 	errPort         = errors.New("invalid port: want 0-65535")
