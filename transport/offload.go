@@ -183,7 +183,9 @@ func (sp *spill) deliver(bufs [][]byte, sizes []int, eps []netip.AddrPort) int {
 		n++
 		e.off += size
 		if e.off >= e.n {
-			sp.free = append(sp.free, e.buf)
+			if len(sp.free) < spillFreeMax {
+				sp.free = append(sp.free, e.buf)
+			}
 			*e = spilled{}
 			sp.head++
 			sp.pending.Add(-1)

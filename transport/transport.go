@@ -53,6 +53,10 @@ const (
 	// for reuse; more concurrent callers than this allocate and drop theirs.
 	scratchPoolSize = 8
 
+	// spillFreeMax is how many spill buffers (BufferSize each) stay allocated
+	// for reuse after a burst that spilled more.
+	spillFreeMax = 8
+
 	// gsoEINVALLimit is how many GSO sends in a row may fail with EINVAL (which
 	// a single over-MTU segment size also causes) before GSO is turned off.
 	gsoEINVALLimit = 3

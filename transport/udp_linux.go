@@ -142,6 +142,9 @@ func (u *UDP) configure(opts Options) error {
 		if unix.SetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_GRO, 1) == nil {
 			v, e := unix.GetsockoptInt(s, unix.IPPROTO_UDP, unix.UDP_GRO)
 			u.gro = e == nil && v == 1
+			// Until the first read shows otherwise, expect full
+			// super-datagrams: reading one message spills nothing.
+			u.segHint.Store(maxSegments)
 		}
 	})
 	if cerr != nil {

@@ -4,11 +4,13 @@ package transport
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -285,5 +287,104 @@ func TestAllocs(t *testing.T) {
 				t.Errorf("Send of 64 datagrams: %v allocations, want 0", n)
 			}
 		})
+	}
+}
+
+// TestGSOFallback makes the kernel refuse GSO (SO_NO_CHECK: segments without
+// checksums give EINVAL) and checks that every datagram still arrives and
+// that GSO turns off after gsoEINVALLimit refusals in a row.
+func TestGSOFallback(t *testing.T) {
+	a, b := listenTB(t, Options{}), listenTB(t, Options{})
+	if gso, _ := a.Offload(); !gso {
+		skipOrFail(t, "kernel without UDP GSO")
+	}
+	var serr error
+	if err := a.raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_NO_CHECK, 1)
+	}); err != nil || serr != nil {
+		t.Fatalf("set SO_NO_CHECK: %v, %v", err, serr)
+	}
+	var want [][]byte
+	for i := range 10 {
+		want = append(want, datagram(i, 1200))
+	}
+	for i := range gsoEINVALLimit {
+		if gso, _ := a.Offload(); !gso {
+			t.Fatalf("GSO off after %d refusals, want on until %d", i, gsoEINVALLimit)
+		}
+		if err := a.Send(want, loopback(t, b, "ipv4")); err != nil {
+			t.Fatalf("Send = %v", err)
+		}
+		receiveAll(t, b, want, loopback(t, a, "ipv4"), 64)
+	}
+	if gso, _ := a.Offload(); gso {
+		t.Errorf("GSO still on after %d refusals", gsoEINVALLimit)
+	}
+}
+
+func TestGSORefused(t *testing.T) {
+	tests := []struct {
+		errs    []unix.Errno
+		want    []bool // gsoRefused results
+		wantGSO bool   // still on afterwards
+	}{
+		{[]unix.Errno{unix.EIO}, []bool{true}, false},
+		{[]unix.Errno{unix.ENETUNREACH, unix.EPERM}, []bool{false, false}, true},
+		{[]unix.Errno{unix.EINVAL, unix.EINVAL}, []bool{true, true}, true},
+		{[]unix.Errno{unix.EINVAL, unix.EINVAL, unix.EINVAL}, []bool{true, true, true}, false},
+	}
+	for _, tc := range tests {
+		u := &UDP{log: Options{}.logger()}
+		u.gso.Store(true)
+		var got []bool
+		for _, e := range tc.errs {
+			got = append(got, u.gsoRefused(e))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) || u.gso.Load() != tc.wantGSO {
+			t.Errorf("gsoRefused(%v) = %v, GSO %v; want %v, GSO %v", tc.errs, got, u.gso.Load(), tc.want, tc.wantGSO)
+		}
+	}
+}
+
+// TestConcurrentReceive reads one socket from several goroutines (the
+// spill is shared) and checks that every datagram arrives exactly once.
+func TestConcurrentReceive(t *testing.T) {
+	const total, receivers = 128, 3
+	a, b := listenTB(t, Options{}), listenTB(t, Options{BatchSize: 8})
+	seen := make(chan int, total)
+	var wg sync.WaitGroup
+	for range receivers {
+		wg.Go(func() {
+			bufs, sizes, eps := receiveBufs(8)
+			for {
+				n, err := b.Receive(bufs, sizes, eps)
+				if err != nil {
+					return
+				}
+				for i := range n {
+					seen <- int(binary.BigEndian.Uint16(bufs[i]))
+				}
+			}
+		})
+	}
+	var batch [][]byte
+	for i := range total {
+		d := make([]byte, 1200)
+		binary.BigEndian.PutUint16(d, uint16(i))
+		batch = append(batch, d)
+	}
+	if err := a.Send(batch, loopback(t, b, "ipv6")); err != nil {
+		t.Fatal(err)
+	}
+	count := make([]int, total)
+	for range total {
+		count[<-seen]++
+	}
+	b.Close()
+	wg.Wait()
+	for i, c := range count {
+		if c != 1 {
+			t.Errorf("datagram %d received %d times", i, c)
+		}
 	}
 }
