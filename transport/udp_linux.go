@@ -75,12 +75,12 @@ func listen(opts Options, tryIPv6 bool) (*UDP, error) {
 	}
 	la := conn.LocalAddr().(*net.UDPAddr)
 	u := &UDP{
-		conn:   conn,
-		raw:    raw,
-		port:   uint16(la.Port),
-		is6:    la.IP.To4() == nil,
-		batch:  opts.batchSize(),
-		log:    opts.logger(),
+		conn:  conn,
+		raw:   raw,
+		port:  uint16(la.Port),
+		is6:   la.IP.To4() == nil,
+		batch: opts.batchSize(),
+		log:   opts.logger(),
 	}
 	u.rxFree = newFreeList(func() *rxScratch { return newRxScratch(u.batch) })
 	u.txFree = newFreeList(func() *txScratch { return newTxScratch(u.batch) })
