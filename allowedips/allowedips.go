@@ -144,7 +144,6 @@ func (b *Batch[V]) Insert(p netip.Prefix, v V) {
 
 	k, bits := keyOf(p.Addr())
 	n := &node[V]{key: k.masked(p.Bits()), bits: uint8(p.Bits()), has: true, value: v, gen: t.gen}
-	n.mask = maskOf(p.Bits())
 	if bits == 32 {
 		b.work.v4 = insertNode(b.work.v4, n, t.gen)
 	} else {

@@ -76,9 +76,8 @@ func commonBits(a, b key) int {
 // readers, and may be changed in place.
 type node[V comparable] struct {
 	child [2]*node[V]
-	key   key // masked to bits
-	mask  key // top bits set
-	gen   uint64
+	key   key    // masked to bits
+	gen   uint64 // batch that created it
 	bits  uint8
 	has   bool
 	value V
@@ -86,7 +85,11 @@ type node[V comparable] struct {
 
 // matches reports whether k lies inside n's prefix.
 func (n *node[V]) matches(k key) bool {
-	return (k.hi^n.key.hi)&n.mask.hi|(k.lo^n.key.lo)&n.mask.lo == 0
+	// Shifts by 64 or more give 0 in Go, which makes /0 match everything.
+	if n.bits <= 64 {
+		return (k.hi^n.key.hi)>>(64-n.bits) == 0
+	}
+	return k.hi == n.key.hi && (k.lo^n.key.lo)>>(128-uint(n.bits)) == 0
 }
 
 // lookup returns the value of the longest prefix in the trie n containing k.
@@ -132,7 +135,7 @@ func insertNode[V comparable](n, nn *node[V], gen uint64) *node[V] {
 		nn.child[n.key.bit(nn.bits)] = n
 		return nn
 	default:
-		mid := &node[V]{key: nn.key.masked(common), mask: maskOf(common), bits: uint8(common), gen: gen}
+		mid := &node[V]{key: nn.key.masked(common), bits: uint8(common), gen: gen}
 		mid.child[nn.key.bit(mid.bits)] = nn
 		mid.child[n.key.bit(mid.bits)] = n
 		return mid

@@ -1,0 +1,5 @@
+//go:build race
+
+package allowedips
+
+const raceEnabled = true
