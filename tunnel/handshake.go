@@ -126,7 +126,7 @@ func (e *Engine) handleHandshake(w *handshakeWork) {
 			e.consumeResponse(msg, w.src, now)
 		}
 	case crypto.MessageCookieReply:
-		e.consumeCookieReply(msg, now)
+		e.consumeCookieReply(msg)
 	}
 }
 
@@ -152,7 +152,9 @@ func (e *Engine) consumeInitiation(id *crypto.Identity, msg []byte, src netip.Ad
 	}
 	idx, err := e.indices.newIndex(indexEntry{peer: p}, e.readRand)
 	if err == nil {
-		err = h.CreateResponse(resp[:], cryptoTime(now), e.randReader(), idx)
+		// The wall clock, as for CreateInitiation: it dates the cookie
+		// for mac2, and ConsumeCookieReply stamps cookies with it too.
+		err = h.CreateResponse(resp[:], e.clock.Wall(), e.randReader(), idx)
 	}
 	var ck *crypto.Keypair
 	if err == nil {
@@ -227,7 +229,7 @@ func (e *Engine) consumeResponse(msg []byte, src netip.AddrPort, now time.Durati
 
 // consumeCookieReply stores a cookie for our next initiation or response
 // (P8: nothing is resent now; the retry timer sends the next initiation).
-func (e *Engine) consumeCookieReply(msg []byte, now time.Duration) {
+func (e *Engine) consumeCookieReply(msg []byte) {
 	idx := crypto.ReceiverIndex(msg)
 	ent, ok := e.indices.lookup(idx)
 	if !ok {
@@ -241,7 +243,7 @@ func (e *Engine) consumeCookieReply(msg []byte, now time.Duration) {
 		h = p.initiator
 	}
 	p.mu.Unlock()
-	if h == nil || h.ConsumeCookieReply(msg, cryptoTime(now)) != nil {
+	if h == nil || h.ConsumeCookieReply(msg, e.clock.Wall()) != nil {
 		e.drops.add(DropHandshakeInvalid, 1)
 	}
 }

@@ -406,3 +406,68 @@ func checkGoroutines(t testing.TB) {
 }
 
 var errNoPacket = errors.New("no packet")
+
+// established returns a pair with a confirmed session both ways and no
+// packets left anywhere.
+func established(t testing.TB, opts pairOptions) *pair {
+	t.Helper()
+	p := newPair(t, opts)
+	p.a.ad.inject(ping(innerA, innerB, "hello"))
+	p.run()
+	p.b.ad.inject(ping(innerB, innerA, "hello"))
+	p.run()
+	if got := len(p.a.ad.written()) + len(p.b.ad.written()); got != 2 {
+		t.Fatalf("setup delivered %d packets, want 2 (drops %v / %v)", got, p.a.e.DropCounts(), p.b.e.DropCounts())
+	}
+	return p
+}
+
+// sentLog returns the datagrams delivered since the last call and starts
+// recording if it was off.
+func (n *stepNet) takeLog() []datagram {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l := n.log
+	n.log = nil
+	n.record = true
+	return l
+}
+
+// countFrom counts datagrams in log from src of message type typ (0: any).
+func countFrom(log []datagram, src netip.AddrPort, typ crypto.MessageType) int {
+	c := 0
+	for _, d := range log {
+		if d.src == src && (typ == 0 || crypto.MessageType(d.data[0]) == typ) {
+			c++
+		}
+	}
+	return c
+}
+
+// sealed returns a data message from n's peer session carrying payload,
+// sealed with n's current keypair, as it would leave n.
+func (n *node) sealed(t testing.TB, payload []byte) []byte {
+	t.Helper()
+	p := n.peer()
+	p.mu.Lock()
+	kp := p.keys.current
+	p.mu.Unlock()
+	if kp == nil {
+		t.Fatal("no current keypair")
+	}
+	buf := make([]byte, bufferSize)
+	copy(buf[Offset:], payload)
+	m, err := kp.Seal(buf, len(payload), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf[:m]
+}
+
+// keypairs returns n's peer's current, previous and next keypairs.
+func (n *node) keypairs() (cur, prev, next *keypair) {
+	p := n.peer()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.keys.current, p.keys.previous, p.keys.next
+}

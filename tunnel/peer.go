@@ -31,7 +31,6 @@ type Peer struct {
 		next     *keypair // responder's session awaiting confirmation (P9)
 	}
 	initiatorIndex uint32 // index of our outstanding initiation; 0 if none
-	responderIndex uint32 // index of our last response; 0 if none
 	timers         peerTimers
 	staged         stagedQueue
 	lastHandshake  time.Time // wall clock, for statistics
@@ -130,19 +129,21 @@ func (p *Peer) wipeLocked() {
 
 // clearHandshakesLocked forgets the pending handshakes. p.mu must be held.
 func (p *Peer) clearHandshakesLocked() {
+	p.abandonInitiationLocked()
+	if p.responder != nil {
+		p.responder.Clear()
+	}
+}
+
+// abandonInitiationLocked forgets our outstanding initiation. p.mu must be
+// held.
+func (p *Peer) abandonInitiationLocked() {
 	if p.initiatorIndex != 0 {
 		p.e.indices.remove(p.initiatorIndex)
 		p.initiatorIndex = 0
 	}
-	if p.responderIndex != 0 {
-		p.e.indices.remove(p.responderIndex)
-		p.responderIndex = 0
-	}
 	if p.initiator != nil {
 		p.initiator.Clear()
-	}
-	if p.responder != nil {
-		p.responder.Clear()
 	}
 }
 

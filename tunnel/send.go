@@ -144,7 +144,7 @@ func (e *Engine) sendPeerBatch(o *outbound, p *Peer, first, n int, now time.Dura
 		if kp != nil && ep.IsValid() {
 			p.flushStaged()
 		} else {
-			p.sendInitiation(false)
+			p.handshakeForStaged()
 		}
 		return
 	}
@@ -216,6 +216,19 @@ func (p *Peer) stageKeepaliveLocked() {
 	p.stageLocked(b)
 }
 
+// handshakeForStaged starts a handshake for staged packets, unless a
+// session we answered awaits confirmation (P9): the initiator's first
+// packet, due at once, confirms it and flushes them. After RekeyTimeout
+// without it a handshake starts after all.
+func (p *Peer) handshakeForStaged() {
+	p.mu.Lock()
+	waiting := p.keys.next != nil && p.e.clock.Now()-p.keys.next.created < RekeyTimeout
+	p.mu.Unlock()
+	if !waiting {
+		p.sendInitiation(false)
+	}
+}
+
 // sendKeepalive sends a keepalive, or starts a handshake without a session.
 func (p *Peer) sendKeepalive() {
 	p.mu.Lock()
@@ -243,7 +256,7 @@ func (p *Peer) flushStaged() {
 		pending := p.staged.len() > 0
 		p.mu.Unlock()
 		if pending {
-			p.sendInitiation(false)
+			p.handshakeForStaged()
 		}
 		return
 	}

@@ -115,6 +115,7 @@ func (p *Peer) expireLocked(now time.Duration) timerAction {
 			a |= actGiveUp
 			t.sendKeepalive.disarm()
 			p.purgeStagedLocked()
+			p.abandonInitiationLocked() // P10: a late response finds nothing
 			if !t.zeroKeyMaterial.set {
 				t.zeroKeyMaterial.arm(now + ZeroKeyMaterialTime)
 			}

@@ -1,0 +1,23 @@
+// Package tunnel is warren's engine: peers, routing by allowed IPs, the
+// batched pump between a device.Adapter and a Transport, handshakes on
+// demand, the timers of the WireGuard whitepaper, roaming, statistics and
+// the UAPI device (it implements uapi.Device).
+//
+// Wiring, as `warren up` does it:
+//
+//	tun, _ := device.OpenTUN("wg0", 1420)
+//	udp, _ := transport.Listen(transport.Options{Port: 51820, FwMark: mark})
+//	e := tunnel.New(tun, udp, tunnel.Options{Logger: log})
+//	defer e.Close() // closes udp and tun, waits for the goroutines
+//	if err := e.SetConfig(tunnel.Config{PrivateKey: key, ListenPort: udp.Port(), Peers: peers}); err != nil { ... }
+//	if err := e.Up(); err != nil { ... }
+//	srv := uapi.NewServer(e, log) // `wg show`, `wg set`, `warren show`
+//	go srv.Serve(listener)
+//
+// Design: run to completion. One goroutine reads a batch from the adapter,
+// routes, seals in place and sends it per peer (send.go); one receives a
+// batch from the transport, opens in place and writes it to the adapter
+// (receive.go); one consumes handshake messages from a bounded queue
+// (handshake.go); one drives the timers (timers.go). Every timer reads the
+// injected Clock, and tests drive Tick themselves.
+package tunnel
