@@ -106,6 +106,9 @@ func BenchmarkSend(b *testing.B) {
 			a, sink := newBenchPeer(b, m.naive, m.offload), newBenchPeer(b, m.naive, m.offload)
 			dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), sink.port())
 			bufs := benchBatchBufs()
+			if err := a.send(bufs, dst); err != nil { // allocate the scratch area
+				b.Fatal(err)
+			}
 			b.ReportAllocs()
 			b.SetBytes(benchSize * benchBatch)
 			start := time.Now()

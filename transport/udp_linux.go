@@ -158,8 +158,10 @@ func (u *UDP) configure(opts Options) error {
 // (IPv4 senders as 4-byte addresses). It returns at most
 // min(len(bufs), len(sizes), len(eps), BatchSize()) datagrams. Each bufs[i]
 // must be at least BufferSize bytes: with GRO one read may return a 64 KB
-// super-datagram that is split into the following buffers. The buffers are
-// only borrowed for the call. Safe for concurrent use.
+// super-datagram that is split into the following buffers; segments that do
+// not fit are kept and returned first by the next Receive (from any
+// goroutine), never dropped. The buffers are only borrowed for the call.
+// Safe for concurrent use.
 func (u *UDP) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
 	if u.closed.Load() {
 		return 0, net.ErrClosed
