@@ -8,6 +8,14 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
+// The engine's view of a transport (tunnel.Transport).
+var _ interface {
+	Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error)
+	Send(bufs [][]byte, ep netip.AddrPort) error
+	BatchSize() int
+	Close() error
+} = (*UDP)(nil)
+
 func sizedBufs(sizes ...int) [][]byte {
 	bufs := make([][]byte, len(sizes))
 	for i, n := range sizes {

@@ -88,6 +88,7 @@ func listen(opts Options, tryIPv6 bool) (*UDP, error) {
 		conn.Close()
 		return nil, err
 	}
+	u.log.Debug("UDP listening", "port", u.port, "dual_stack", u.is6, "gso", u.gso.Load(), "gro", u.gro)
 	return u, nil
 }
 
