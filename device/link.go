@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -52,9 +53,14 @@ type LinkInfo struct {
 	MAC     string `json:"mac"`
 	// LocallyAdministered reports whether the MAC has the locally
 	// administered bit (0x02 of the first octet) set.
-	LocallyAdministered bool   `json:"locally_administered"`
-	MTU                 int    `json:"mtu"`
-	State               string `json:"state"`
+	LocallyAdministered bool `json:"locally_administered"`
+	MTU                 int  `json:"mtu"`
+	// State is the operational state (up, down, lower-layer-down,
+	// unknown, ...), "down" whenever the link is administratively down.
+	State string `json:"state"`
+	// Up reports whether the link is administratively up (IFF_UP); the
+	// operational state follows asynchronously.
+	Up bool `json:"up"`
 	// Master is the name of the bridge (or other master) the link is
 	// enslaved to.
 	Master string `json:"master"`
@@ -115,14 +121,16 @@ type LinkSpec struct {
 	// or dummy.
 	Kind string
 	Name string
-	// Netns places the new link in this named namespace; Parent, Ports and
-	// RedirectFrom are looked up in the current one.
+	// Netns places the new link in this named namespace ("" is the current
+	// one). Ports and RedirectFrom are looked up there too.
 	Netns string
 	// Address is assigned to the new link when valid.
 	Address netip.Prefix
 
-	// Parent is the lower device (macvlan, macvtap, ipvlan, vxlan).
-	Parent string
+	// Parent is the lower device (macvlan, macvtap, ipvlan, vxlan), looked
+	// up in ParentNetns ("" is the current namespace).
+	Parent      string
+	ParentNetns string
 	// Mode is the macvlan/macvtap mode (bridge, vepa, private, passthru,
 	// source; default bridge) or the ipvlan mode (l2, l3, l3s; default l2).
 	Mode string
@@ -233,10 +241,24 @@ func (s *LinkSpec) Validate() error {
 	default:
 		return fmt.Errorf("unknown link kind %q", s.Kind)
 	}
+	if s.ParentNetns != "" && s.Parent == "" {
+		return fmt.Errorf("%s %s: parent namespace without a parent", s.Kind, s.Name)
+	}
 	if s.Kind != "veth" && (s.Peer != "" || s.PeerNetns != "" || s.PeerAddress.IsValid()) {
 		return fmt.Errorf("%s %s: peer options apply to veth only", s.Kind, s.Name)
 	}
 	return nil
+}
+
+// parseDevNum parses sysfs's "major:minor".
+func parseDevNum(s string) (major, minor uint32, ok bool) {
+	a, b, found := strings.Cut(s, ":")
+	ma, err1 := strconv.ParseUint(a, 10, 32)
+	mi, err2 := strconv.ParseUint(b, 10, 32)
+	if !found || err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return uint32(ma), uint32(mi), true
 }
 
 // isLocallyAdministered reports whether a MAC address has the locally

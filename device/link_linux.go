@@ -270,8 +270,9 @@ func (s *nsSet) describe(r *nsRef, h *netlink.Handle, l netlink.Link, byIndex ma
 		LocallyAdministered: isLocallyAdministered(a.HardwareAddr),
 		MTU:                 a.MTU,
 		State:               a.OperState.String(),
+		Up:                  a.Flags&unix.IFF_UP != 0,
 	}
-	if a.Flags&unix.IFF_UP == 0 {
+	if !info.Up {
 		info.State = "down"
 	}
 	if sys.found {

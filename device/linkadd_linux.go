@@ -3,9 +3,10 @@ package device
 // Adding a link on Linux:
 //  1. Validate the spec, open the namespaces it names and check that the
 //     name (and a veth's peer name) is free and that the parent exists.
-//  2. Create the link through a netlink handle in the current namespace,
-//     placed directly in its target namespace (IFLA_NET_NS_FD); TUN/TAP
-//     devices are made by ioctl here and then moved.
+//  2. Create the link through a netlink handle in its parent's namespace
+//     (the current one if it has no parent), placed directly in its target
+//     namespace (IFLA_NET_NS_FD); TUN/TAP devices are made by ioctl in the
+//     current namespace and then moved.
 //  3. Finish per kind (bridge ports and hairpin, ifb redirect, macvtap
 //     device node), assign addresses and bring the links up. A failure in
 //     this step deletes the new link again.
@@ -17,7 +18,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -40,12 +40,15 @@ func AddLink(spec LinkSpec) (LinkInfo, error) {
 		return LinkInfo{}, err
 	}
 	defer s.close()
-	cur := s.refs[0]
 	dst, err := s.lookup(spec.Netns)
 	if err != nil {
 		return LinkInfo{}, err
 	}
-	ch, err := cur.handle()
+	home, err := s.lookup(spec.ParentNetns)
+	if err != nil {
+		return LinkInfo{}, err
+	}
+	ch, err := home.handle()
 	if err != nil {
 		return LinkInfo{}, err
 	}
@@ -56,7 +59,7 @@ func AddLink(spec LinkSpec) (LinkInfo, error) {
 	if _, err := dh.LinkByName(spec.Name); err == nil {
 		return LinkInfo{}, fmt.Errorf("add %s %s: %w in namespace %s", spec.Kind, spec.Name, ErrLinkExists, nsLabel(dst.name))
 	}
-	peerNS := cur
+	peerNS := home
 	if spec.Kind == "veth" {
 		if peerNS, err = s.lookup(spec.PeerNetns); err != nil {
 			return LinkInfo{}, err
@@ -72,21 +75,21 @@ func AddLink(spec LinkSpec) (LinkInfo, error) {
 
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = spec.Name
-	if dst != cur {
+	if dst != home {
 		attrs.Namespace = netlink.NsFd(int(dst.ns))
 	}
 	if spec.Parent != "" {
 		p, err := ch.LinkByName(spec.Parent)
 		if err != nil {
-			return LinkInfo{}, fmt.Errorf("add %s %s: parent %s: %w", spec.Kind, spec.Name, spec.Parent, ErrLinkNotFound)
+			return LinkInfo{}, fmt.Errorf("add %s %s: parent %s: %w in namespace %s", spec.Kind, spec.Name, spec.Parent, ErrLinkNotFound, nsLabel(home.name))
 		}
 		attrs.ParentIndex = p.Attrs().Index
 	}
-	link, err := newLink(spec, attrs, peerNS, cur)
+	link, err := newLink(spec, attrs, peerNS, home)
 	if err != nil {
 		return LinkInfo{}, err
 	}
-	if err := createLink(ch, dh, spec, link, dst, cur); err != nil {
+	if err := createLink(s, spec, link, home, dst); err != nil {
 		return LinkInfo{}, err
 	}
 	if err := finishLink(s, spec, dst, peerNS); err != nil {
@@ -107,8 +110,8 @@ func AddLink(spec LinkSpec) (LinkInfo, error) {
 	return LinkInfo{}, fmt.Errorf("add %s %s: created but not listed", spec.Kind, spec.Name)
 }
 
-// newLink builds the netlink value for spec.
-func newLink(spec LinkSpec, attrs netlink.LinkAttrs, peerNS, cur *nsRef) (netlink.Link, error) {
+// newLink builds the netlink value for spec, to be created from home.
+func newLink(spec LinkSpec, attrs netlink.LinkAttrs, peerNS, home *nsRef) (netlink.Link, error) {
 	switch spec.Kind {
 	case "macvlan":
 		return &netlink.Macvlan{LinkAttrs: attrs, Mode: macvlanMode(spec.Mode)}, nil
@@ -118,7 +121,7 @@ func newLink(spec LinkSpec, attrs netlink.LinkAttrs, peerNS, cur *nsRef) (netlin
 		return &netlink.IPVlan{LinkAttrs: attrs, Mode: ipvlanMode(spec.Mode)}, nil
 	case "veth":
 		v := &netlink.Veth{LinkAttrs: attrs, PeerName: spec.Peer}
-		if peerNS != cur {
+		if peerNS != home {
 			v.PeerNamespace = netlink.NsFd(int(peerNS.ns))
 		}
 		return v, nil
@@ -167,20 +170,25 @@ func ipvlanMode(s string) netlink.IPVlanMode {
 	return netlink.IPVLAN_MODE_L2
 }
 
-// createLink makes link in dst, through ch (the current namespace's
-// handle); dh is dst's handle.
-func createLink(ch, dh *netlink.Handle, spec LinkSpec, link netlink.Link, dst, cur *nsRef) error {
+// createLink makes link in dst through home's handle; a TUN/TAP device is
+// made in the current namespace (TUNSETIFF works there) and then moved.
+func createLink(s *nsSet, spec LinkSpec, link netlink.Link, home, dst *nsRef) error {
 	if _, ok := link.(*netlink.Tuntap); ok {
 		if _, err := os.Stat("/dev/net/tun"); err != nil {
 			return fmt.Errorf("add %s %s: %w: no /dev/net/tun (%s)", spec.Kind, spec.Name, ErrKindUnsupported, KernelOption(spec.Kind))
 		}
+		home = s.refs[0]
 	}
-	if err := ch.LinkAdd(link); err != nil {
+	h, err := home.handle()
+	if err != nil {
+		return err
+	}
+	if err := h.LinkAdd(link); err != nil {
 		return addError("add", spec.Kind, spec.Name, err)
 	}
-	if _, ok := link.(*netlink.Tuntap); ok && dst != cur {
-		if err := ch.LinkSetNsFd(link, int(dst.ns)); err != nil {
-			ch.LinkDel(link)
+	if _, ok := link.(*netlink.Tuntap); ok && dst != home {
+		if err := h.LinkSetNsFd(link, int(dst.ns)); err != nil {
+			h.LinkDel(link)
 			return addError(fmt.Sprintf("move to namespace %s:", nsLabel(dst.name)), spec.Kind, spec.Name, err)
 		}
 	}
@@ -367,17 +375,6 @@ func removeTapNode(tapDevice, devNum string) {
 		return
 	}
 	os.Remove(path)
-}
-
-// parseDevNum parses sysfs's "major:minor".
-func parseDevNum(s string) (major, minor uint32, ok bool) {
-	a, b, found := strings.Cut(s, ":")
-	ma, err1 := strconv.ParseUint(a, 10, 32)
-	mi, err2 := strconv.ParseUint(b, 10, 32)
-	if !found || err1 != nil || err2 != nil {
-		return 0, 0, false
-	}
-	return uint32(ma), uint32(mi), true
 }
 
 // DeleteLink deletes the link called name in the named namespace ("" is

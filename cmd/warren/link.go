@@ -14,8 +14,8 @@ import (
 )
 
 const linkUsage = `usage: warren link ls [--all-namespaces] [--netns NS] [--json]
-       warren link add macvlan|macvtap NAME --parent DEV [--mode bridge|vepa|private|passthru|source]
-       warren link add ipvlan NAME --parent DEV [--mode l2|l3|l3s]
+       warren link add macvlan|macvtap NAME --parent DEV [--parent-netns NS] [--mode bridge|vepa|private|passthru|source]
+       warren link add ipvlan NAME --parent DEV [--parent-netns NS] [--mode l2|l3|l3s]
        warren link add veth NAME --peer NAME [--peer-netns NS] [--peer-address CIDR]
        warren link add ifb NAME [--redirect-from DEV]
        warren link add bridge NAME [--ports DEV,...] [--hairpin]
@@ -212,6 +212,7 @@ func runLinkAdd(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&spec.Netns, "netns", "", "namespace for the new link")
 	fs.Var(prefixFlag{&spec.Address}, "address", "address (CIDR) for the new link")
 	fs.StringVar(&spec.Parent, "parent", "", "lower device (macvlan, macvtap, ipvlan, vxlan)")
+	fs.StringVar(&spec.ParentNetns, "parent-netns", "", "namespace of the parent (default: current)")
 	fs.StringVar(&spec.Mode, "mode", "", "macvlan/macvtap or ipvlan mode")
 	fs.StringVar(&spec.Peer, "peer", "", "veth peer name")
 	fs.StringVar(&spec.PeerNetns, "peer-netns", "", "namespace for the veth peer")
