@@ -465,8 +465,10 @@ func (n *node) sealed(t testing.TB, payload []byte) []byte {
 }
 
 // keypairs returns n's peer's current, previous and next keypairs.
-func (n *node) keypairs() (cur, prev, next *keypair) {
-	p := n.peer()
+func (n *node) keypairs() (cur, prev, next *keypair) { return n.peer().keysSnapshot() }
+
+// keysSnapshot returns p's current, previous and next keypairs.
+func (p *Peer) keysSnapshot() (cur, prev, next *keypair) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.keys.current, p.keys.previous, p.keys.next
