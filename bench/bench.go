@@ -28,6 +28,7 @@ const (
 	tunnelOverhead = 60 // bytes
 
 	probeTimeout = 15 * time.Second // first probe through a new tunnel, handshake included
+	logTailBytes = 2048             // of a helper process's output kept for its error
 )
 
 // Options are the settings of Run. The zero value of a field means its default.

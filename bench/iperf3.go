@@ -9,15 +9,15 @@ import (
 	"math"
 	"os/exec"
 	"strconv"
+	"sync"
 	"time"
 )
 
 // iperf3 cross-check tuning.
 const (
-	iperf3Port       = 5201 // iperf3's own default
-	iperf3Payload    = 1400 // bytes per UDP datagram, as in the built-in test
-	iperf3ConnectTry = 100 * time.Millisecond
-	iperf3Connect    = 3 * time.Second // for the one-off server to listen
+	iperf3Port    = 5201             // iperf3's own default
+	iperf3Payload = 1400             // bytes per UDP datagram, as in the built-in test
+	iperf3Listen  = 10 * time.Second // for the server's banner
 )
 
 // iperf3Tests are the --tool iperf3 cross-checks: TCP, then UDP without a
@@ -55,9 +55,9 @@ type iperf3Figures struct {
 func runIPerf3(ctx context.Context, ep *endpoints, d time.Duration, udp bool) (iperf3Figures, error) {
 	addr := ep.path.ServerAddr.String()
 	port := strconv.Itoa(iperf3Port)
-	srv := ep.serverCmd(ctx, "iperf3", "--server", "--one-off", "--bind", addr, "--port", port)
-	var srvOut bytes.Buffer
-	srv.Stdout, srv.Stderr = &srvOut, &srvOut
+	srv := ep.serverCmd(ctx, "iperf3", "--server", "--one-off", "--forceflush", "--bind", addr, "--port", port)
+	ready := &watchWriter{want: []byte("Server listening"), seen: make(chan struct{})}
+	srv.Stdout, srv.Stderr = ready, ready
 	if err := srv.Start(); err != nil {
 		return iperf3Figures{}, fmt.Errorf("start iperf3 server: %w", err)
 	}
@@ -65,24 +65,21 @@ func runIPerf3(ctx context.Context, ep *endpoints, d time.Duration, udp bool) (i
 		srv.Process.Kill()
 		srv.Wait()
 	}()
+	// A probe connection would use up the one-off server: wait for its banner.
+	select {
+	case <-ready.seen:
+	case <-ctx.Done():
+		return iperf3Figures{}, ctx.Err()
+	case <-time.After(iperf3Listen):
+		return iperf3Figures{}, fmt.Errorf("iperf3 server not listening after %v: %s", iperf3Listen, ready.String())
+	}
 
 	args := []string{"--client", addr, "--port", port, "--json",
 		"--time", strconv.Itoa(int(math.Ceil(d.Seconds())))}
 	if udp {
 		args = append(args, "--udp", "--bitrate", "0", "--length", strconv.Itoa(iperf3Payload))
 	}
-	var out []byte
-	var err error
-	for end := time.Now().Add(iperf3Connect); ; {
-		out, err = ep.clientCmd(ctx, "iperf3", args...).Output()
-		if err == nil || time.Now().After(end) || ctx.Err() != nil {
-			break
-		}
-		// The server may not listen yet; iperf3 then fails at once.
-		if serr := sleep(ctx, iperf3ConnectTry); serr != nil {
-			return iperf3Figures{}, serr
-		}
-	}
+	out, err := ep.clientCmd(ctx, "iperf3", args...).Output()
 	if err != nil {
 		return iperf3Figures{}, fmt.Errorf("iperf3 client: %v: %s", err, iperf3Error(out))
 	}
@@ -144,4 +141,34 @@ func lookIPerf3() error {
 		return fmt.Errorf("--tool iperf3: %w", err)
 	}
 	return nil
+}
+
+// watchWriter collects output and closes seen once it contains want.
+type watchWriter struct {
+	want []byte
+	seen chan struct{}
+	mu   sync.Mutex
+	buf  []byte
+	done bool
+}
+
+// Write appends b and checks for want.
+func (w *watchWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) < logTailBytes {
+		w.buf = append(w.buf, b...)
+	}
+	if !w.done && bytes.Contains(w.buf, w.want) {
+		w.done = true
+		close(w.seen)
+	}
+	return len(b), nil
+}
+
+// String returns the output collected.
+func (w *watchWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(bytes.TrimSpace(w.buf))
 }

@@ -25,10 +25,9 @@ import (
 
 // Process tuning.
 const (
-	stopTimeout  = 3 * time.Second // SIGTERM to SIGKILL
-	linkTimeout  = 10 * time.Second
-	linkPoll     = 20 * time.Millisecond
-	logTailBytes = 2048 // of a failed process's output, in its error
+	stopTimeout = 3 * time.Second // SIGTERM to SIGKILL
+	linkTimeout = 10 * time.Second
+	linkPoll    = 20 * time.Millisecond
 )
 
 // tunnelPlan is the addressing of one tunnel scenario: interface names,
@@ -357,8 +356,9 @@ func startProc(ctx context.Context, ns *netlab.Namespace, name string, env []str
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = &p.out, &p.out
-	// Killed with the bench should the bench die without cleaning up.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the forking OS thread exits, and the
+	// runtime ends threads (those locked into a namespace by netlab), which
+	// killed endpoints in the middle of runs. Lab.Close kills what is left.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = stopTimeout
 	if err := cmd.Start(); err != nil {
@@ -421,10 +421,6 @@ func (p *proc) cpu() (time.Duration, error) {
 	return procCPU(p.cmd.Process.Pid)
 }
 
-// clockTicks is USER_HZ, the unit of /proc/PID/stat times. Linux fixes it at
-// 100 on every architecture Go supports.
-const clockTicks = 100
-
 // procCPU reads utime+stime of process pid from /proc/PID/stat.
 func procCPU(pid int) (time.Duration, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -432,26 +428,6 @@ func procCPU(pid int) (time.Duration, error) {
 		return 0, err
 	}
 	return parseStatCPU(string(b))
-}
-
-// parseStatCPU returns utime+stime of a /proc/PID/stat line. The command
-// name (field 2) may contain spaces, so fields are counted after its ")".
-func parseStatCPU(stat string) (time.Duration, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, errors.New("malformed /proc/PID/stat")
-	}
-	f := strings.Fields(stat[i+1:])
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
-	if len(f) < 13 {
-		return 0, errors.New("short /proc/PID/stat")
-	}
-	utime, err1 := strconv.ParseUint(f[11], 10, 64)
-	stime, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("malformed /proc/PID/stat: %w", err)
-	}
-	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
 
 // selfCPU is the CPU time of this process: in the veth scenario the traffic

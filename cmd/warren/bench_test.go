@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warrenvpn/warren/internal/netlab"
+)
+
+func TestBenchUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"unknown flag", []string{"--bogus"}},
+		{"argument", []string{"extra"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := runBench(context.Background(), tc.args, &stdout, &stderr)
+			if !errors.Is(err, errUsage) {
+				t.Errorf("runBench(%q) = %v, want a usage error", tc.args, err)
+			}
+			if !strings.Contains(stderr.String(), "usage: warren bench") {
+				t.Errorf("runBench(%q) printed no usage:\n%s", tc.args, stderr.String())
+			}
+		})
+	}
+}
+
+// benchReport is the part of `warren bench --json` the root tests check.
+type benchReport struct {
+	Machine struct {
+		CPUs     int    `json:"cpus"`
+		Kernel   string `json:"kernel"`
+		CPUModel string `json:"cpu_model"`
+	} `json:"machine"`
+	Scenarios []map[string]any `json:"scenarios"`
+	Skipped   []struct {
+		Name   string `json:"name"`
+		Reason string `json:"reason"`
+	} `json:"skipped"`
+}
+
+// runBenchJSON runs `warren bench --quick --json - ARGS` with a lab prefix of
+// its own and returns the decoded report. It checks that no namespace of the
+// lab is left afterwards.
+func runBenchJSON(t *testing.T, args ...string) benchReport {
+	t.Helper()
+	netlab.RequireRoot(t)
+	prefix := fmt.Sprintf("wbt%d", os.Getpid())
+	t.Cleanup(func() { checkLabGone(t, prefix) })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	args = append([]string{"--quick", "--json", "-", "--prefix", prefix}, args...)
+	if err := runBench(ctx, args, &stdout, &stderr); err != nil {
+		t.Fatalf("warren bench %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	t.Logf("warren bench %s:\n%s", strings.Join(args, " "), stderr.String())
+	var rep benchReport
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("JSON output: %v\n%s", err, stdout.String())
+	}
+	if rep.Machine.CPUs < 1 || rep.Machine.Kernel == "" || rep.Machine.CPUModel == "" {
+		t.Errorf("machine = %+v, want CPUs, kernel and CPU model", rep.Machine)
+	}
+	return rep
+}
+
+// checkLabGone fails t if a namespace whose name starts with prefix is left.
+func checkLabGone(t *testing.T, prefix string) {
+	t.Helper()
+	entries, err := os.ReadDir("/run/netns")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			t.Errorf("namespace %s left behind", e.Name())
+		}
+	}
+}
+
+// checkScenarios fails t unless rep has exactly the scenarios want and each
+// figure is present and positive (loss: within [0, 1]; ratios present when
+// their reference ran).
+func checkScenarios(t *testing.T, rep benchReport, want ...string) {
+	t.Helper()
+	var names []string
+	for _, s := range rep.Scenarios {
+		names = append(names, fmt.Sprint(s["name"]))
+	}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Fatalf("scenarios = %v (skipped %+v), want %v", names, rep.Skipped, want)
+	}
+	for _, s := range rep.Scenarios {
+		name := s["name"]
+		positive := func(path string, v any) {
+			if f, ok := v.(float64); !ok || !(f > 0) {
+				t.Errorf("%s: %s = %v, want a positive number", name, path, v)
+			}
+		}
+		summary := func(path string, v any) {
+			m, _ := v.(map[string]any)
+			for _, k := range []string{"median", "min", "max"} {
+				positive(path+"."+k, m[k])
+			}
+		}
+		summary("tcp_gbps", s["tcp_gbps"])
+		summary("tcp_multi_gbps", s["tcp_multi_gbps"])
+		pps, _ := s["udp_pps"].(map[string]any)
+		loss, _ := s["udp_loss"].(map[string]any)
+		for _, size := range []string{"64", "512", "1400"} {
+			summary("udp_pps."+size, pps[size])
+			if l, ok := loss[size].(float64); !ok || l < 0 || l > 1 {
+				t.Errorf("%s: udp_loss.%s = %v, want within [0, 1]", name, size, loss[size])
+			}
+		}
+		rtt, _ := s["rtt_us"].(map[string]any)
+		positive("rtt_us.p50", rtt["p50"])
+		positive("rtt_us.p99", rtt["p99"])
+		positive("cpu_seconds_per_gb", s["cpu_seconds_per_gb"])
+		positive("ratio_to_veth", s["ratio_to_veth"])
+		if _, ok := s["ratio_to_wireguard_go"]; !ok {
+			t.Errorf("%s: ratio_to_wireguard_go missing (null when wireguard-go did not run)", name)
+		}
+	}
+}
+
+// TestBenchQuickVeth runs `warren bench --quick --scenarios veth --json -`
+// (issue 4).
+func TestBenchQuickVeth(t *testing.T) {
+	rep := runBenchJSON(t, "--scenarios", "veth")
+	checkScenarios(t, rep, "veth")
+}
+
+// buildWarren builds this command into a temporary directory: the test
+// binary itself cannot serve as `warren up`.
+func buildWarren(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "warren")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestBenchQuickWarren runs `warren bench --quick --scenarios veth,warren
+// --json -` with real `warren up` processes (issue 4).
+func TestBenchQuickWarren(t *testing.T) {
+	netlab.RequireRoot(t)
+	bin := buildWarren(t)
+	rep := runBenchJSON(t, "--scenarios", "veth,warren", "--warren", bin)
+	checkScenarios(t, rep, "veth", "warren")
+}
