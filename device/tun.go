@@ -16,6 +16,10 @@ const (
 	// size (RFC 791) and the largest IP packet.
 	MinMTU = 68    // bytes
 	MaxMTU = 65535 // bytes
+
+	// EthernetOverhead is what a TAP frame adds to an IP packet: the
+	// Ethernet header and one VLAN tag.
+	EthernetOverhead = 14 + 4 // bytes
 )
 
 // ErrRemoved reports that the host interface behind an adapter was deleted

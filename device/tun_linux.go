@@ -51,12 +51,12 @@ func OpenTUN(name string, mtu int) (*TUN, error) {
 	}
 	fd, err := unix.Open(tunClonePath, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, openTUNError(name, err)
+		return nil, openDeviceError("TUN", name, err)
 	}
 	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
-		return nil, openTUNError(name, err)
+		return nil, openDeviceError("TUN", name, err)
 	}
 	// Non-blocking before the file meets the runtime poller, so that Close
 	// wakes a blocked Read.
@@ -86,22 +86,6 @@ func OpenTUN(name string, mtu int) (*TUN, error) {
 	return t, nil
 }
 
-// openTUNError turns the errors of opening the clone device and TUNSETIFF
-// into one line a user can act on.
-func openTUNError(name string, err error) error {
-	switch {
-	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENXIO):
-		return &openError{tunClonePath + " not found: load the tun module", err}
-	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-		return &openError{fmt.Sprintf("creating TUN %s: permission denied: run as root or with CAP_NET_ADMIN", name), err}
-	case errors.Is(err, unix.EBUSY):
-		return &openError{fmt.Sprintf("creating TUN %s: interface busy: another process holds it", name), err}
-	case errors.Is(err, unix.EINVAL):
-		return &openError{fmt.Sprintf("creating TUN %s: an interface of another kind has that name", name), err}
-	}
-	return fmt.Errorf("creating TUN %s: %w", name, err)
-}
-
 // eventLoop drains the device's events until Close, refreshing the MTU when
 // the kernel reports a link change. It ends when wireguard-go's listeners
 // have stopped and closed the channel.
@@ -117,16 +101,7 @@ func (t *TUN) eventLoop() {
 
 // queryMTU asks the kernel for the interface's MTU, through a socket of the
 // device's own namespace.
-func (t *TUN) queryMTU() (int, error) {
-	ifr, err := unix.NewIfreq(t.name)
-	if err != nil {
-		return 0, err
-	}
-	if err := unix.IoctlIfreq(t.ctl, unix.SIOCGIFMTU, ifr); err != nil {
-		return 0, err
-	}
-	return int(ifr.Uint32()), nil
-}
+func (t *TUN) queryMTU() (int, error) { return interfaceMTU(t.ctl, t.name) }
 
 // Read reads a batch of packets into bufs[i][offset:]. Each buffer must hold
 // offset+MTU bytes; len(bufs) should be BatchSize so that a large segment
@@ -174,24 +149,8 @@ func (t *TUN) mapError(op string, err error) error {
 	return fmt.Errorf("%s TUN %s: %w", op, t.name, err)
 }
 
-// isDetached reports whether the interface behind the file is gone: the
-// kernel then answers TUNGETIFF with EBADFD.
-func (t *TUN) isDetached() bool {
-	rc, err := t.dev.File().SyscallConn()
-	if err != nil {
-		return false
-	}
-	var ioctlErr error
-	if rc.Control(func(fd uintptr) {
-		var ifr *unix.Ifreq
-		if ifr, ioctlErr = unix.NewIfreq(""); ioctlErr == nil {
-			ioctlErr = unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr)
-		}
-	}) != nil {
-		return false
-	}
-	return errors.Is(ioctlErr, unix.EBADFD)
-}
+// isDetached reports whether the interface behind the file is gone.
+func (t *TUN) isDetached() bool { return isDetached(t.dev.File()) }
 
 // BatchSize is the most packets one Read returns or one Write takes: 128
 // with offloads, 1 without.

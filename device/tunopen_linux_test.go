@@ -9,7 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestOpenTUNError(t *testing.T) {
+func TestOpenDeviceError(t *testing.T) {
 	tests := []struct {
 		err    error
 		want   string
@@ -24,12 +24,12 @@ func TestOpenTUNError(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.err.Error(), func(t *testing.T) {
-			err := openTUNError("wg0", tc.err)
+			err := openDeviceError("TUN", "wg0", tc.err)
 			if err.Error() != tc.want {
-				t.Errorf("openTUNError(%v) = %q, want %q", tc.err, err, tc.want)
+				t.Errorf("openDeviceError(%v) = %q, want %q", tc.err, err, tc.want)
 			}
 			if !errors.Is(err, tc.wantIs) {
-				t.Errorf("openTUNError(%v) is not %v", tc.err, tc.wantIs)
+				t.Errorf("openDeviceError(%v) is not %v", tc.err, tc.wantIs)
 			}
 		})
 	}
