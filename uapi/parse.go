@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"strconv"
@@ -16,7 +17,12 @@ import (
 // wireguard-go (64 KiB including the newline).
 const maxLine = bufio.MaxScanTokenSize
 
-var errLineTooLong = errors.New("line too long")
+var (
+	errLineTooLong = errors.New("line too long")
+	// errReadRequest marks a request that could not be read to its end: the
+	// connection is out of step and must not be used further.
+	errReadRequest = errors.New("read request")
+)
 
 // ParseSet reads the body of a "set=1" request from r (the lines after
 // "set=1\n", up to a blank line or the end of input) and returns the change it
@@ -39,7 +45,7 @@ func readSet(br *bufio.Reader) (*Change, error) {
 			break
 		}
 		if err != nil {
-			return nil, Errorf(ErrnoIO, "read request: %v", err)
+			return nil, &Error{Errno: ErrnoIO, Err: fmt.Errorf("%w: %v", errReadRequest, err)}
 		}
 		if line == "" {
 			break

@@ -133,7 +133,7 @@ func (s *Server) ServeConn(rw io.ReadWriter) error {
 		if err := bw.Flush(); err != nil {
 			return err
 		}
-		if errno == ErrnoIO {
+		if errors.Is(reqErr, errReadRequest) {
 			// The request stream is out of step (a line too long, a read
 			// error): nothing after it can be trusted.
 			return reqErr

@@ -77,6 +77,7 @@ func TestErrno(t *testing.T) {
 		{"port in use", &uapitest.Device{BusyPorts: map[uint16]bool{51820: true}}, "set=1\nlisten_port=51820\n\n", "errno=-98\n\n"},
 		{"other apply error", &uapitest.Device{ApplyErr: errors.New("boom")}, "set=1\n\n", "errno=-55\n\n"},
 		{"typed apply error", &uapitest.Device{ApplyErr: uapi.Errorf(uapi.ErrnoInvalid, "no")}, "set=1\n\n", "errno=-22\n\n"},
+		{"apply errno -5 keeps the session", &uapitest.Device{ApplyErr: uapi.Errorf(uapi.ErrnoIO, "closed")}, "set=1\n\nget=1\n\n", "errno=-5\n\nerrno=0\n\n"},
 		{"get then garbage", nil, "get=1\nx", "errno=-22\n\n"},
 		{"get then a line", nil, "get=1\nfoo\n", "errno=-22\n\n"},
 		{"unknown operation", nil, "foo=1\n\n", ""},
@@ -324,4 +325,3 @@ func FuzzServe(f *testing.F) {
 		}
 	})
 }
-
