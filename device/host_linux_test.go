@@ -18,7 +18,9 @@ import (
 
 // dumpTables renders the links, addresses, routes (all tables) and rules of
 // the namespace behind h, sorted, as `ip` dumps would show them. An
-// interrupted dump is retried, then accepted.
+// interrupted dump is retried, then accepted. It leaves out what the kernel
+// adds on its own and at its own pace once a link is up (IPv6 link-local
+// addresses, the local table), which warren never touches.
 func dumpTables(t *testing.T, h *netlink.Handle) string {
 	t.Helper()
 	var lines []string
@@ -42,6 +44,9 @@ func dumpTables(t *testing.T, h *netlink.Handle) string {
 	var addrs []netlink.Addr
 	retry("addresses", func() (err error) { addrs, err = h.AddrList(nil, netlink.FAMILY_ALL); return err })
 	for _, a := range addrs {
+		if a.IP.IsLinkLocalUnicast() {
+			continue
+		}
 		lines = append(lines, fmt.Sprintf("addr %v dev %s", a.IPNet, names[a.LinkIndex]))
 	}
 	var routes []netlink.Route
@@ -50,6 +55,9 @@ func dumpTables(t *testing.T, h *netlink.Handle) string {
 		return err
 	})
 	for _, r := range routes {
+		if r.Table == unix.RT_TABLE_LOCAL || (r.Dst != nil && r.Dst.IP.IsLinkLocalUnicast()) {
+			continue
+		}
 		lines = append(lines, fmt.Sprintf("route %v dev %s table %d proto %d scope %d type %d", r.Dst, names[r.LinkIndex], r.Table, r.Protocol, r.Scope, r.Type))
 	}
 	var rules []netlink.Rule
