@@ -40,7 +40,8 @@ type LinkInfo struct {
 	Name  string `json:"name"`
 	Index int    `json:"index"`
 	// Netns names the link's network namespace: its name under /run/netns,
-	// or "" for the namespace warren runs in when that one has no name.
+	// "" for the namespace warren runs in when that one has no name, or
+	// "pid:N" for an unnamed namespace that process N lives in.
 	Netns string `json:"netns"`
 	// Kind is the rtnetlink kind (veth, macvlan, bridge, ...), "tun" or
 	// "tap" for TUN/TAP devices, "loopback", or "device" for a link without
@@ -109,8 +110,8 @@ type VXLANInfo struct {
 type ListOptions struct {
 	// Netns lists the named namespace instead of the current one.
 	Netns string
-	// AllNamespaces lists the current namespace and every namespace named
-	// under /run/netns.
+	// AllNamespaces lists the current namespace, every namespace named
+	// under /run/netns and every unnamed one a process lives in.
 	AllNamespaces bool
 }
 

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -50,9 +51,9 @@ func nsInode(ns netns.NsHandle) (uint64, error) {
 	return st.Ino, nil
 }
 
-// openNamespaces opens the current namespace and every namespace named
-// under /run/netns, deduplicated by inode (the current one takes its name
-// if it has one).
+// openNamespaces opens the current namespace, every namespace named under
+// /run/netns and every other namespace a process lives in, deduplicated by
+// inode (the current one takes its name if it has one).
 func openNamespaces() (*nsSet, error) {
 	cur, err := netns.Get()
 	if err != nil {
@@ -88,7 +89,38 @@ func openNamespaces() (*nsSet, error) {
 		}
 		s.refs = append(s.refs, &nsRef{name: e.Name(), ns: ns, ino: ino})
 	}
+	s.addProcessNamespaces()
 	return s, nil
+}
+
+// addProcessNamespaces adds the unnamed namespaces that processes live in
+// (containers, for instance), named "pid:N" after the first process found
+// in each, so that veth peers inside them resolve.
+func (s *nsSet) addProcessNamespaces() {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		path := filepath.Join("/proc", e.Name(), "ns/net")
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil || s.byInode(st.Ino) != nil {
+			continue
+		}
+		ns, err := netns.GetFromPath(path)
+		if err != nil {
+			continue
+		}
+		if ino, err := nsInode(ns); err != nil || s.byInode(ino) != nil {
+			ns.Close()
+			continue
+		}
+		s.refs = append(s.refs, &nsRef{name: "pid:" + strconv.Itoa(pid), ns: ns, ino: st.Ino})
+	}
 }
 
 func (s *nsSet) byInode(ino uint64) *nsRef {

@@ -7,9 +7,11 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -213,6 +215,24 @@ func TestVethPeerAcrossNamespaces(t *testing.T) {
 	if !udpReach(t, a, b, addrA.Addr(), addrB.Addr(), reachTimeout) {
 		t.Errorf("va (%s) does not reach vb (%s)", addrA.Addr(), addrB.Addr())
 	}
+
+	// A peer in an unnamed namespace that only a process holds (a
+	// container, say) is named after that process.
+	sleep := exec.Command("sleep", "60")
+	sleep.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
+	if err := sleep.Start(); err != nil {
+		t.Fatalf("start a process in a new namespace: %v", err)
+	}
+	t.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
+	pid := sleep.Process.Pid
+	ve := &netlink.Veth{LinkAttrs: netlink.NewLinkAttrs(), PeerName: "vf", PeerNamespace: netlink.NsPid(pid)}
+	ve.Name = "ve"
+	if err := a.Handle().LinkAdd(ve); err != nil {
+		t.Fatalf("add veth ve with its peer in process %d's namespace: %v", pid, err)
+	}
+	if p := listedLink(t, a.Name(), "ve").Peer; p == nil || p.Name != "vf" || p.Netns != fmt.Sprintf("pid:%d", pid) {
+		t.Errorf("peer of ve = %+v, want vf in pid:%d", p, pid)
+	}
 }
 
 // TestIFBRedirect checks that traffic entering a device is counted on the
@@ -400,5 +420,38 @@ func TestListCurrentNamespace(t *testing.T) {
 		if l.Peer != nil && l.Kind != "veth" {
 			t.Errorf("%s (%s) has a peer %+v", l.Name, l.Kind, l.Peer)
 		}
+	}
+}
+
+func TestAddError(t *testing.T) {
+	tests := []struct {
+		name     string
+		kind     string
+		err      error
+		wantIs   error
+		wantText string
+	}{
+		{"eperm", "veth", unix.EPERM, ErrNotPermitted, "add veth x: operation not permitted: root or CAP_NET_ADMIN needed"},
+		{"eacces", "bridge", unix.EACCES, ErrNotPermitted, "add bridge x: operation not permitted"},
+		{"tun ioctl eperm", "tun", errors.New("Tuntap IOCTL TUNSETIFF failed [0], errno operation not permitted"),
+			ErrNotPermitted, "add tun x: operation not permitted"},
+		{"eexist", "bridge", unix.EEXIST, ErrLinkExists, "add bridge x: name already in use"},
+		{"tun busy", "tap", errors.New("Tuntap IOCTL TUNSETIFF failed [0], errno device or resource busy"),
+			ErrLinkExists, "add tap x: name already in use"},
+		{"ipvlan", "ipvlan", unix.EOPNOTSUPP, ErrKindUnsupported, "add ipvlan x: link kind not supported by this kernel: built without CONFIG_IPVLAN"},
+		{"dummy extack", "dummy", fmt.Errorf("%w: Unknown device type", unix.EOPNOTSUPP), ErrKindUnsupported, "built without CONFIG_DUMMY"},
+		{"unknown kind", "frob", unix.EOPNOTSUPP, ErrKindUnsupported, "add frob x: link kind not supported by this kernel (operation not supported)"},
+		{"other", "veth", unix.EINVAL, nil, "add veth x: invalid argument"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := addError("add", tc.kind, "x", tc.err)
+			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
+				t.Errorf("addError(%v) = %v, want it to wrap %v", tc.err, err, tc.wantIs)
+			}
+			if !strings.HasPrefix(err.Error(), tc.wantText) && !strings.Contains(err.Error(), tc.wantText) {
+				t.Errorf("addError(%v) = %q, want %q", tc.err, err, tc.wantText)
+			}
+		})
 	}
 }
