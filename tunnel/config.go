@@ -142,16 +142,6 @@ func (e *Engine) Stats() []PeerStats {
 	return out
 }
 
-// SetMTU changes the MTU used to cap padding from the next packet on. Values
-// outside 0..65535 are rejected (L10); 0 means no cap.
-func (e *Engine) SetMTU(mtu int) error {
-	if mtu < 0 || mtu > maxPacketSize {
-		return fmt.Errorf("%w: MTU %d", ErrInvalidConfig, mtu)
-	}
-	e.mtu.Store(int64(mtu))
-	return nil
-}
-
 // setPrivateKeyLocked installs a new private key: sessions and handshakes
 // with every peer end, and a peer with our own public key is removed (C6).
 // e.state must be held.

@@ -98,10 +98,10 @@ type Engine struct {
 	}
 	routes allowedips.Table[*Peer] // allowed IPs; lock-free lookups
 
-	indices    indexTable
-	handshakes chan handshakeWork // bounded (D4), filled by receiveLoop
-	underLoad  atomic.Int64       // Clock.Now until which cookies are demanded (D6)
-	mtu        atomic.Int64
+	indices      indexTable
+	handshakes   chan handshakeWork // bounded (D4), filled by receiveLoop
+	underLoad    atomic.Int64       // Clock.Now until which cookies are demanded (D6)
+	adapterBatch int                // most packets per Adapter.Write
 
 	pool  bufferPool
 	drops dropCounters
@@ -158,7 +158,7 @@ func newEngine(adapter device.Adapter, tr Transport, opts Options) *Engine {
 	e.warn = rateLimitedLog{log: e.log, clock: e.clock, last: make(map[string]time.Duration)}
 	e.peers.byKey = make(map[crypto.PublicKey]*Peer)
 	e.indices.init()
-	e.mtu.Store(int64(adapter.MTU()))
+	e.adapterBatch = batchSize(adapter.BatchSize())
 	return e
 }
 
@@ -168,7 +168,7 @@ func (e *Engine) Up() error {
 	e.state.Lock()
 	defer e.state.Unlock()
 	if e.state.closed {
-		return net.ErrClosed
+		return ErrClosed
 	}
 	if e.up.Load() {
 		return nil
@@ -187,7 +187,7 @@ func (e *Engine) Down() error {
 	e.state.Lock()
 	defer e.state.Unlock()
 	if e.state.closed {
-		return net.ErrClosed
+		return ErrClosed
 	}
 	e.downLocked()
 	return nil

@@ -146,15 +146,17 @@ func (e *Engine) processInbound(in *inbound, n int) {
 		}
 		write = append(write, msg[:Offset+size])
 	}
-	if len(write) > 0 {
-		if w, err := e.adapter.Write(write, Offset); err != nil {
-			e.drops.add(DropWriteError, uint64(len(write)-w))
+	for rest := write; len(rest) > 0; {
+		chunk := rest[:min(len(rest), e.adapterBatch)]
+		rest = rest[len(chunk):]
+		if w, err := e.adapter.Write(chunk, Offset); err != nil {
+			e.drops.add(DropWriteError, uint64(len(chunk)-w))
 			if !errors.Is(err, net.ErrClosed) {
 				e.warn.warn("write", "adapter write failed", "err", err)
 			}
 		}
-		clear(write)
 	}
+	clear(write)
 	in.write = write[:0]
 	for i := range seen {
 		e.received(&seen[i], now)

@@ -117,7 +117,7 @@ func (e *Engine) processOutbound(o *outbound, n int) {
 		o.peers[i] = p
 	}
 	now := e.clock.Now()
-	mtu := int(e.mtu.Load())
+	mtu := e.paddingMTU()
 	for i := range n {
 		if p := o.peers[i]; p != nil {
 			e.sendPeerBatch(o, p, i, n, now, mtu)
@@ -200,6 +200,17 @@ func (p *Peer) sent(kp *keypair, now time.Duration, bytes uint64, data, exhauste
 	}
 }
 
+// paddingMTU returns the adapter's current MTU, which caps padding (P12),
+// so that a change at run time applies from the next packet (L10). Values
+// outside 0..65535 mean no cap.
+func (e *Engine) paddingMTU() int {
+	mtu := e.adapter.MTU()
+	if mtu < 0 || mtu > maxPacketSize {
+		return 0
+	}
+	return mtu
+}
+
 // stageLocked queues b for sending once a session is up, dropping the
 // oldest staged packet when full (D9). p.mu must be held.
 func (p *Peer) stageLocked(b *packetBuffer) {
@@ -247,7 +258,7 @@ func (p *Peer) flushStaged() {
 		return
 	}
 	now := e.clock.Now()
-	mtu := int(e.mtu.Load())
+	mtu := e.paddingMTU()
 	var staged [maxStagedPackets]*packetBuffer
 	p.mu.Lock()
 	kp := p.sendKeypairLocked(now)

@@ -270,7 +270,6 @@ func TestDownUp(t *testing.T) {
 	}
 }
 
-
 // TestReconfigureKeepsSessions covers L14: re-applying the same config, or
 // one that adds or removes an unrelated peer, keeps the keypairs of the
 // untouched peer and loses no packet.

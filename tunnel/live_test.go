@@ -1,0 +1,142 @@
+package tunnel
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/warrenvpn/warren/crypto"
+	"github.com/warrenvpn/warren/device/devicetest"
+	"github.com/warrenvpn/warren/transport/transporttest"
+)
+
+// liveNode is an engine with its goroutines, on in-memory devices.
+type liveNode struct {
+	e   *Engine
+	mem *devicetest.Memory
+	tr  *transporttest.Transport
+	key crypto.PrivateKey
+}
+
+// newLivePair starts two engines over a transporttest network, configured
+// for each other like newPair, and closes them at the end of the test.
+func newLivePair(t testing.TB, nw *transporttest.Network) (a, b *liveNode) {
+	t.Helper()
+	mk := func(seed byte, addr netip.AddrPort) *liveNode {
+		tr, err := nw.NewTransport(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key, _ := crypto.NewPrivateKey(seededRand(seed))
+		n := &liveNode{mem: devicetest.NewMemory(devicetest.MemoryOptions{}), tr: tr, key: key}
+		n.e = New(n.mem, tr, Options{Rand: seededRand(seed + 100), TickInterval: 10 * time.Millisecond})
+		t.Cleanup(func() {
+			if err := n.e.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		return n
+	}
+	a, b = mk(1, outerA), mk(2, outerB)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(a.e.SetConfig(Config{PrivateKey: a.key, Peers: []PeerConfig{{PublicKey: b.key.PublicKey(), Endpoint: outerB,
+		AllowedIPs: []netip.Prefix{netip.PrefixFrom(innerB, 32), netip.PrefixFrom(inner6B, 128)}}}}))
+	must(b.e.SetConfig(Config{PrivateKey: b.key, Peers: []PeerConfig{{PublicKey: a.key.PublicKey(), Endpoint: outerA,
+		AllowedIPs: []netip.Prefix{netip.PrefixFrom(innerA, 32), netip.PrefixFrom(inner6A, 128)}}}}))
+	must(a.e.Up())
+	must(b.e.Up())
+	return a, b
+}
+
+var errTimeout = errors.New("timed out")
+
+// receive waits for n packets written to mem. The timeout is a safety net
+// for a broken engine, not a wait for an event.
+func receive(mem *devicetest.Memory, n int) ([][]byte, error) {
+	var out [][]byte
+	deadline := time.After(20 * time.Second)
+	for len(out) < n {
+		select {
+		case p, ok := <-mem.Written():
+			if !ok {
+				return out, errors.New("adapter closed")
+			}
+			out = append(out, p)
+		case <-deadline:
+			return out, errTimeout
+		}
+	}
+	return out, nil
+}
+
+// TestLiveEngines runs both engines with their goroutines (under -race):
+// IPv4 and IPv6 both ways, each side sending first, and many packets.
+func TestLiveEngines(t *testing.T) {
+	checkGoroutines(t)
+	for _, first := range []string{"a", "b"} {
+		t.Run(first+" first", func(t *testing.T) {
+			a, b := newLivePair(t, transporttest.NewNetwork(transporttest.Config{}))
+			src, dst := a, b
+			s4, d4, s6, d6 := innerA, innerB, inner6A, inner6B
+			if first == "b" {
+				src, dst = b, a
+				s4, d4, s6, d6 = innerB, innerA, inner6B, inner6A
+			}
+			if err := src.mem.Inject(ping(s4, d4, "v4"), ping(s6, d6, "v6")); err != nil {
+				t.Fatal(err)
+			}
+			got, err := receive(dst.mem, 2)
+			if err != nil {
+				t.Fatalf("%v after %q (drops %v / %v)", err, payloads(got), src.e.DropCounts(), dst.e.DropCounts())
+			}
+			if p := payloads(got); p != "v4,v6" {
+				t.Errorf("got %q, want v4,v6", p)
+			}
+			const n = 1000
+			for i := range n {
+				if err := dst.mem.Inject(ping(d4, s4, fmt.Sprint(i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, err = receive(src.mem, n)
+			if err != nil {
+				t.Fatalf("reply: %v after %d packets (drops %v / %v)", err, len(got), src.e.DropCounts(), dst.e.DropCounts())
+			}
+			for i, p := range got {
+				if payloadOf(p) != fmt.Sprint(i) {
+					t.Fatalf("packet %d is %q: reordered", i, payloadOf(p))
+				}
+			}
+		})
+	}
+}
+
+// TestCloseTwice covers L7: Close right after New, and Close twice, return
+// without deadlock and leave no goroutine.
+func TestCloseTwice(t *testing.T) {
+	checkGoroutines(t)
+	nw := transporttest.NewNetwork(transporttest.Config{})
+	tr, err := nw.NewTransport(outerA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := New(devicetest.NewMemory(devicetest.MemoryOptions{}), tr, Options{})
+	for range 2 {
+		if err := e.Close(); err != nil {
+			t.Errorf("Close = %v", err)
+		}
+	}
+	if err := e.Up(); err == nil {
+		t.Error("Up after Close succeeded")
+	}
+	if err := e.SetConfig(Config{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("SetConfig after Close = %v, want ErrClosed", err)
+	}
+}
