@@ -150,7 +150,16 @@ func (r *nsRef) handle() (*netlink.Handle, error) {
 	if r.h != nil {
 		return r.h, nil
 	}
-	h, err := netlink.NewHandleAt(r.ns)
+	var h *netlink.Handle
+	var err error
+	if r.current {
+		h, err = netlink.NewHandle() // no setns, which needs CAP_SYS_ADMIN
+	} else {
+		h, err = netlink.NewHandleAt(r.ns)
+	}
+	if errors.Is(err, unix.EPERM) || err != nil && strings.Contains(err.Error(), "operation not permitted") {
+		return nil, fmt.Errorf("enter namespace %s: %w", nsLabel(r.name), errNoSysAdmin)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("netlink in namespace %s: %w", nsLabel(r.name), err)
 	}
@@ -189,8 +198,13 @@ func nsLabel(name string) string {
 	return name
 }
 
+// errNoSysAdmin reports that entering another namespace was refused.
+var errNoSysAdmin = errors.New("operation not permitted: root or CAP_SYS_ADMIN needed")
+
 // ListLinks lists the links of the namespaces opts selects, in namespace
-// order and then by index.
+// order and then by index. With AllNamespaces, a namespace that cannot be
+// listed (without root, for instance) is left out and its error joined to
+// the returned one, so links may come back together with an error.
 func ListLinks(opts ListOptions) ([]LinkInfo, error) {
 	s, err := openNamespaces()
 	if err != nil {
@@ -208,14 +222,25 @@ func ListLinks(opts ListOptions) ([]LinkInfo, error) {
 		targets = []*nsRef{r}
 	}
 	var out []LinkInfo
+	var errs []error
+	var refused []string // namespaces we may not enter
 	for _, r := range targets {
 		infos, err := s.listIn(r)
-		if err != nil {
+		switch {
+		case err == nil:
+			out = append(out, infos...)
+		case !opts.AllNamespaces:
 			return nil, err
+		case errors.Is(err, errNoSysAdmin):
+			refused = append(refused, nsLabel(r.name))
+		default:
+			errs = append(errs, err)
 		}
-		out = append(out, infos...)
 	}
-	return out, nil
+	if len(refused) > 0 {
+		errs = append(errs, fmt.Errorf("namespaces %s not listed: %w", strings.Join(refused, ", "), errNoSysAdmin))
+	}
+	return out, errors.Join(errs...)
 }
 
 // linkList dumps the links of h's namespace, retrying an interrupted dump

@@ -455,3 +455,37 @@ func TestAddError(t *testing.T) {
 		})
 	}
 }
+
+// TestListAllNamespacesWithoutSysAdmin checks that namespaces that cannot
+// be entered are left out with one error line, while the rest is listed.
+func TestListAllNamespacesWithoutSysAdmin(t *testing.T) {
+	ns := netlab.NewTestNamespace(t)
+	type result struct {
+		links []LinkInfo
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread lost a capability
+		if err := dropCapability(unix.CAP_SYS_ADMIN); err != nil {
+			done <- result{err: fmt.Errorf("drop CAP_SYS_ADMIN: %w", err)}
+			return
+		}
+		links, err := ListLinks(ListOptions{AllNamespaces: true})
+		done <- result{links, err}
+	}()
+	r := <-done
+	if !errors.Is(r.err, errNoSysAdmin) || !strings.Contains(r.err.Error(), ns.Name()) || strings.Contains(r.err.Error(), "\n") {
+		t.Errorf("ListLinks(all) without CAP_SYS_ADMIN: error %v, want one line naming %s and wrapping %v", r.err, ns.Name(), errNoSysAdmin)
+	}
+	var sawLo bool
+	for _, l := range r.links {
+		sawLo = sawLo || l.Name == "lo" && l.Netns != ns.Name()
+		if l.Netns == ns.Name() {
+			t.Errorf("ListLinks(all) without CAP_SYS_ADMIN listed %s in %s", l.Name, ns.Name())
+		}
+	}
+	if !sawLo {
+		t.Errorf("ListLinks(all) without CAP_SYS_ADMIN did not list the current namespace's lo")
+	}
+}

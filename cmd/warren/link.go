@@ -87,9 +87,11 @@ func runLinkList(args []string, stdout, stderr io.Writer) error {
 	if len(pos) > 0 {
 		return fmt.Errorf("%w: link ls: unexpected argument %q", errUsage, pos[0])
 	}
-	links, err := device.ListLinks(opts)
-	if err != nil {
-		return err
+	// With --all-namespaces the links come with the errors of the
+	// namespaces that could not be listed: print what there is, then fail.
+	links, listErr := device.ListLinks(opts)
+	if listErr != nil && links == nil {
+		return listErr
 	}
 	if *asJSON {
 		if links == nil {
@@ -97,9 +99,14 @@ func runLinkList(args []string, stdout, stderr io.Writer) error {
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(links)
+		err = enc.Encode(links)
+	} else {
+		err = printLinks(stdout, links, opts.AllNamespaces)
 	}
-	return printLinks(stdout, links, opts.AllNamespaces)
+	if err != nil {
+		return err
+	}
+	return listErr
 }
 
 // printLinks writes the link table.
