@@ -55,6 +55,9 @@ func newTestTUN(t *testing.T, mtu int) (*netlab.Namespace, *device.TUN) {
 	if err := h.LinkSetUp(link); err != nil {
 		t.Fatalf("LinkSetUp: %v", err)
 	}
+	if err := ns.WaitLocal(tunLocal6.Addr()); err != nil {
+		t.Fatal(err)
+	}
 	return ns, tun
 }
 

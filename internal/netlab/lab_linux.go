@@ -54,7 +54,18 @@ func (l *Lab) wire() error {
 	if err := setUp(l.B, l.LinkB, l.MTU, l.AddrB, l.Addr6B); err != nil {
 		return err
 	}
-	return setUp(l.A, l.LinkA, l.MTU, l.AddrA, l.Addr6A)
+	if err := setUp(l.A, l.LinkA, l.MTU, l.AddrA, l.Addr6A); err != nil {
+		return err
+	}
+	for _, w := range []struct {
+		ns   *Namespace
+		addr netip.Prefix
+	}{{l.A, l.AddrA}, {l.A, l.Addr6A}, {l.B, l.AddrB}, {l.B, l.Addr6B}} {
+		if err := w.ns.WaitLocal(w.addr.Addr()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // setUp sets the MTU and addresses of link in ns and brings it up.

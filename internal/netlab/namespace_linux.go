@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,6 +109,26 @@ func (n *Namespace) Do(f func() error) error {
 // `ip netns exec`. Close kills it if it is still running then.
 func (n *Namespace) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.name, name}, args...)...)
+}
+
+// localReadyTimeout bounds WaitLocal.
+const localReadyTimeout = 5 * time.Second
+
+// WaitLocal waits until the kernel delivers packets to addr locally. An IPv6
+// address added before its link came up gets its local route from a work
+// queue a little later, even without duplicate address detection.
+func (n *Namespace) WaitLocal(addr netip.Addr) error {
+	deadline := time.Now().Add(localReadyTimeout)
+	for {
+		routes, err := n.handle.RouteGet(addr.AsSlice())
+		if err == nil && len(routes) > 0 && routes[0].Type == unix.RTN_LOCAL {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("address %v in namespace %s not local after %v: %v", addr, n.name, localReadyTimeout, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // Close kills every process still inside the namespace, then removes the

@@ -5,6 +5,7 @@ package netlab
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os/exec"
 
 	"github.com/vishvananda/netlink"
@@ -31,6 +32,9 @@ func (n *Namespace) Command(ctx context.Context, name string, args ...string) *e
 	cmd.Err = errors.ErrUnsupported
 	return cmd
 }
+
+// WaitLocal returns errors.ErrUnsupported outside Linux.
+func (n *Namespace) WaitLocal(addr netip.Addr) error { return errors.ErrUnsupported }
 
 // Close does nothing outside Linux.
 func (n *Namespace) Close() error { return nil }
