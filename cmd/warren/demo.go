@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // `warren demo` shows the tunnel working on this machine with no config:

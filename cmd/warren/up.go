@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 // `warren up` brings a tunnel up in the foreground, in this order; a failure

@@ -1,0 +1,25 @@
+//go:build !linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// errLinuxOnly is what the tunnel commands say elsewhere: the TUN, netlink
+// and namespace code is Linux's.
+var errLinuxOnly = errors.New("this command needs Linux")
+
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return errLinuxOnly
+}
+
+func runDown(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return errLinuxOnly
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return errLinuxOnly
+}
