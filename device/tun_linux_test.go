@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -230,6 +231,7 @@ func TestTUNRead(t *testing.T) {
 // net.ErrClosed, Close twice is fine, and the interface is gone.
 func TestTUNClose(t *testing.T) {
 	netlab.RequireRoot(t)
+	baseline := runtime.NumGoroutine()
 	ns, tun := newTestTUN(t, 1420)
 	_, errc := startReader(t, tun)
 	if err := tun.Close(); err != nil {
@@ -251,6 +253,15 @@ func TestTUNClose(t *testing.T) {
 	}
 	if _, err := ns.Handle().LinkByName("wtun0"); err == nil {
 		t.Errorf("wtun0 still exists after Close")
+	}
+	// The reader is gone once errc delivered; wireguard-go's listeners
+	// finish their deferred cleanup just after Close returns.
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > baseline && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > baseline {
+		t.Errorf("%d goroutines after Close, %d before Open", n, baseline)
 	}
 }
 
