@@ -65,7 +65,8 @@ type LinkInfo struct {
 	// Master is the name of the bridge (or other master) the link is
 	// enslaved to.
 	Master string `json:"master"`
-	// Parent is the lower device of a macvlan, macvtap, ipvlan or vxlan.
+	// Parent is the lower device of a macvlan, macvtap, ipvlan or vxlan,
+	// written NAME@NETNS when it lives in another namespace.
 	Parent string `json:"parent"`
 	// Mode is the macvlan/macvtap/ipvlan mode.
 	Mode string `json:"mode"`

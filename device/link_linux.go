@@ -1,8 +1,9 @@
 package device
 
 // Listing links on Linux:
-//  1. Open the namespaces to look at (the current one, a named one, or all
-//     named under /run/netns) and one netlink handle in each.
+//  1. Open every namespace we can name (the current one, those under
+//     /run/netns, those processes live in) and, on demand, one netlink
+//     handle in each.
 //  2. Dump the links of each namespace through its handle; read sysfs for
 //     the physical-or-virtual answer (in a private mount namespace with a
 //     fresh sysfs for namespaces other than the current one).
@@ -355,10 +356,10 @@ func (s *nsSet) describe(r *nsRef, h *netlink.Handle, l netlink.Link, byIndex ma
 		}
 	case *netlink.Macvlan:
 		info.Mode = macvlanModeNames[t.Mode]
-		info.Parent, _ = s.resolveParent(r, a, byIndex)
+		info.Parent = s.resolveParent(r, a, byIndex)
 	case *netlink.Macvtap:
 		info.Mode = macvlanModeNames[t.Mode]
-		info.Parent, _ = s.resolveParent(r, a, byIndex)
+		info.Parent = s.resolveParent(r, a, byIndex)
 		if sys.tapDevice != "" {
 			info.TapDevice = "/dev/" + sys.tapDevice
 		} else {
@@ -366,7 +367,7 @@ func (s *nsSet) describe(r *nsRef, h *netlink.Handle, l netlink.Link, byIndex ma
 		}
 	case *netlink.IPVlan:
 		info.Mode = ipvlanModeNames[t.Mode]
-		info.Parent, _ = s.resolveParent(r, a, byIndex)
+		info.Parent = s.resolveParent(r, a, byIndex)
 	case *netlink.Tuntap:
 		info.TUN = &TUNInfo{
 			Type:       info.Kind,
@@ -386,16 +387,17 @@ func (s *nsSet) describe(r *nsRef, h *netlink.Handle, l netlink.Link, byIndex ma
 	return info
 }
 
-// resolveParent names the lower device of a macvlan-like link.
-func (s *nsSet) resolveParent(r *nsRef, a *netlink.LinkAttrs, byIndex map[int]netlink.Link) (string, string) {
+// resolveParent names the lower device of a macvlan-like link, as
+// NAME@NETNS when it lives in another namespace.
+func (s *nsSet) resolveParent(r *nsRef, a *netlink.LinkAttrs, byIndex map[int]netlink.Link) string {
 	if a.ParentIndex == 0 {
-		return "", ""
+		return ""
 	}
 	name, ns := s.resolve(r, a.ParentIndex, a.NetNsID, byIndex)
 	if ns != r.name {
-		return fmt.Sprintf("%s@%s", name, nsLabel(ns)), ns
+		return fmt.Sprintf("%s@%s", name, nsLabel(ns))
 	}
-	return name, ns
+	return name
 }
 
 // resolve names link index in the namespace that r knows by nsid (-1: r's
