@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -70,8 +71,9 @@ type Engine struct {
 	rebind    func(port uint16, fwMark uint32) (Transport, error)
 
 	rand struct {
-		sync.Mutex // guards r
+		sync.Mutex // guards r and jitter
 		r          io.Reader
+		jitter     *mrand.Rand
 	}
 
 	// state serialises Up, Down, configuration changes and Close.
@@ -155,6 +157,9 @@ func newEngine(adapter device.Adapter, tr Transport, opts Options) *Engine {
 	if e.rand.r == nil {
 		e.rand.r = rand.Reader
 	}
+	var seed [32]byte
+	io.ReadFull(e.rand.r, seed[:]) // a failing source leaves a fixed jitter sequence
+	e.rand.jitter = mrand.New(mrand.NewChaCha8(seed))
 	e.warn = rateLimitedLog{log: e.log, clock: e.clock, last: make(map[string]time.Duration)}
 	e.peers.byKey = make(map[crypto.PublicKey]*Peer)
 	e.indices.init()
@@ -309,11 +314,10 @@ func (r lockedRand) Read(b []byte) (int, error) {
 func (e *Engine) randReader() io.Reader { return lockedRand{e} }
 
 // jitter returns a random duration in [0, RekeyTimeoutJitter).
+// Jitter needs no secrecy: it comes from a generator seeded once from the
+// injected source, so that arming a timer allocates nothing.
 func (e *Engine) jitter() time.Duration {
-	var b [4]byte
-	if err := e.readRand(b[:]); err != nil {
-		return 0
-	}
-	v := uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
-	return time.Duration(uint64(v)%uint64(RekeyTimeoutJitter/time.Millisecond)) * time.Millisecond
+	e.rand.Lock()
+	defer e.rand.Unlock()
+	return time.Duration(e.rand.jitter.Uint64N(uint64(RekeyTimeoutJitter/time.Millisecond))) * time.Millisecond
 }
