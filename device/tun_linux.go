@@ -42,6 +42,34 @@ var _ Adapter = (*TUN)(nil)
 // that is part of the host state. A missing /dev/net/tun and missing
 // privileges give errors whose text tells the user what to do.
 func OpenTUN(name string, mtu int) (*TUN, error) {
+	return openTUN(name, mtu, 0)
+}
+
+// OpenTUNQueues creates the multi-queue TUN interface name with n queues,
+// each its own Adapter, for independent pipelines (one UDP socket per queue
+// with SO_REUSEPORT). The kernel spreads flows over the queues by hash, so a
+// flow stays on one queue. The interface goes away when the last queue is
+// closed.
+func OpenTUNQueues(name string, mtu, n int) ([]*TUN, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("creating TUN %s: %d queues", name, n)
+	}
+	queues := make([]*TUN, 0, n)
+	for range n {
+		q, err := openTUN(name, mtu, unix.IFF_MULTI_QUEUE)
+		if err != nil {
+			for _, q := range queues {
+				q.Close()
+			}
+			return nil, err
+		}
+		queues = append(queues, q)
+	}
+	return queues, nil
+}
+
+// openTUN opens one queue of the TUN name with offloads and the extra flags.
+func openTUN(name string, mtu int, flags uint16) (*TUN, error) {
 	if err := checkMTU(mtu); err != nil {
 		return nil, fmt.Errorf("creating TUN %s: %w", name, err)
 	}
@@ -53,7 +81,7 @@ func OpenTUN(name string, mtu int) (*TUN, error) {
 	if err != nil {
 		return nil, openDeviceError("TUN", name, err)
 	}
-	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI | unix.IFF_VNET_HDR | flags)
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
 		unix.Close(fd)
 		return nil, openDeviceError("TUN", name, err)

@@ -63,13 +63,14 @@ func newTestTUN(t *testing.T, mtu int) (*netlab.Namespace, *device.TUN) {
 }
 
 // startReader reads tun in a goroutine and delivers copies of each batch,
-// until Read fails; the last error is sent on errc.
+// until Read fails; then it sends the error on errc and closes batches.
 func startReader(t *testing.T, tun *device.TUN) (batches <-chan [][]byte, errc <-chan error) {
 	bc := make(chan [][]byte, 100)
 	ec := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer close(bc)
 		bufs := make([][]byte, tun.BatchSize())
 		for i := range bufs {
 			bufs[i] = make([]byte, testOffset+65535)
@@ -310,6 +311,89 @@ func TestTUNMTU(t *testing.T) {
 		}
 		if got := tun.MTU(); got != mtu {
 			t.Errorf("MTU() after set to %d = %d", mtu, got)
+		}
+	}
+}
+
+// TestTUNQueues writes through each queue of a multi-queue TUN and reads
+// flows from all of them.
+func TestTUNQueues(t *testing.T) {
+	netlab.RequireRoot(t)
+	ns := netlab.NewTestNamespace(t)
+	const queues = 4
+	var qs []*device.TUN
+	if err := ns.Do(func() (err error) { qs, err = device.OpenTUNQueues("wtunq", 1420, queues); return err }); err != nil {
+		t.Fatalf("OpenTUNQueues: %v", err)
+	}
+	if len(qs) != queues {
+		t.Fatalf("OpenTUNQueues gave %d queues, want %d", len(qs), queues)
+	}
+	h := ns.Handle()
+	link, err := h.LinkByName("wtunq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: tunLocal4.Addr().AsSlice(), Mask: net.CIDRMask(24, 32)}}
+	if err := h.AddrAdd(link, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		t.Fatal(err)
+	}
+	all := make(chan [][]byte, 100)
+	for _, q := range qs {
+		batches, _ := startReader(t, q)
+		go func() {
+			for b := range batches {
+				all <- b
+			}
+		}()
+	}
+
+	var conn *net.UDPConn
+	inNamespace(t, ns, func() (err error) {
+		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(tunLocal4.Addr(), 0)))
+		return err
+	})
+	defer conn.Close()
+	dst := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	for i, q := range qs {
+		pkt := devicetest.UDPPacket(netip.AddrPortFrom(tunPeer4, 5000), dst, fmt.Appendf(nil, "queue %d", i))
+		if n, err := q.Write([][]byte{append(make([]byte, testOffset), pkt...)}, testOffset); n != 1 || err != nil {
+			t.Fatalf("queue %d Write() = %d, %v", i, n, err)
+		}
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 100)
+		n, err := conn.Read(buf)
+		if err != nil || string(buf[:n]) != fmt.Sprintf("queue %d", i) {
+			t.Fatalf("receive from queue %d = %q, %v", i, buf[:n], err)
+		}
+	}
+
+	const flows = 16
+	inNamespace(t, ns, func() error {
+		for i := range flows {
+			c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(tunPeer4, uint16(7000+i))))
+			if err != nil {
+				return err
+			}
+			c.Write([]byte("flow"))
+			c.Close()
+		}
+		return nil
+	})
+	seen := make(map[netip.AddrPort]bool)
+	timeout := time.After(5 * time.Second)
+	for len(seen) < flows {
+		select {
+		case batch := <-all:
+			for _, pkt := range batch {
+				if _, d, _, ok := devicetest.ParseUDP(pkt); ok && d.Addr() == tunPeer4 {
+					seen[d] = true
+				}
+			}
+		case <-timeout:
+			t.Fatalf("read %d of %d flows", len(seen), flows)
 		}
 	}
 }

@@ -15,6 +15,9 @@ var _ Adapter = (*TUN)(nil)
 // OpenTUN returns errors.ErrUnsupported outside Linux.
 func OpenTUN(name string, mtu int) (*TUN, error) { return nil, errors.ErrUnsupported }
 
+// OpenTUNQueues returns errors.ErrUnsupported outside Linux.
+func OpenTUNQueues(name string, mtu, n int) ([]*TUN, error) { return nil, errors.ErrUnsupported }
+
 // Read returns net.ErrClosed.
 func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) { return 0, net.ErrClosed }
 
