@@ -448,3 +448,36 @@ func exitCode(err error) int {
 	}
 	return -1
 }
+
+// TestWGQuick: wg-quick brings warren up as its userspace implementation,
+// wg configures it, traffic flows to a `warren up` peer, and wg-quick down
+// ends the process and leaves the host as found (C11).
+func TestWGQuick(t *testing.T) {
+	wgQuick := requireTool(t, "wg-quick")
+	requireTool(t, "wg")
+	p := newTestPair(t)
+	p.up(t, 1, demoConfig(p.keys[1], p.keys[0].PublicKey(), 1, p.underlay(0)))
+	before := stableDump(t, p.lab.A)
+	path := filepath.Join(p.dir, p.names[0]+".conf")
+	os.WriteFile(path, []byte(demoConfig(p.keys[0], p.keys[1].PublicKey(), 0, p.underlay(1))), 0o600)
+	wgq := func(verb string) {
+		t.Helper()
+		cmd := p.lab.A.Command(context.Background(), wgQuick, verb, path)
+		cmd.Env = append(os.Environ(), "WG_QUICK_USERSPACE_IMPLEMENTATION="+p.exe)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("wg-quick %s: %v\n%s", verb, err, out)
+		}
+	}
+	wgq("up")
+	p.ping(t, 0, demoOverlay[1].v4.Addr(), 2)
+	p.ping(t, 0, demoOverlay[1].v6.Addr(), 2)
+	if out := p.show(t, 0, "wg", "show"); !strings.Contains(out, "latest handshake") {
+		t.Errorf("wg show after wg-quick up:\n%s", out)
+	}
+	wgq("down")
+	sock := filepath.Join("/var/run/wireguard", p.names[0]+".sock")
+	waitFor(t, "the userspace process to remove its socket", func() bool { _, err := os.Stat(sock); return err != nil })
+	if after := stableDump(t, p.lab.A); after != before {
+		t.Errorf("host differs after wg-quick down (-before +after):\n%s", cmp.Diff(strings.Split(before, "\n"), strings.Split(after, "\n")))
+	}
+}

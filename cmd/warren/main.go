@@ -27,6 +27,8 @@ commands:
   genkey              print a new private key
   pubkey              read a private key on stdin, print its public key
   genpsk              print a new preshared key
+  userspace [-f] IFACE  a bare device for wg and wg-quick, like wireguard-go
+                      (WG_QUICK_USERSPACE_IMPLEMENTATION=warren wg-quick up wg0)
 `
 
 func main() {
@@ -65,9 +67,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runPubkey(rest, stdin, stdout)
 	case "genpsk":
 		return runGenpsk(rest, stdout)
+	case "userspace":
+		return runUserspace(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	}
+	if isWGQuickInvocation(args) {
+		return runUserspace(ctx, args, stdout, stderr)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("%w: unknown command %q", errUsage, cmd)

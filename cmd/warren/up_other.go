@@ -23,3 +23,9 @@ func runDown(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return errLinuxOnly
 }
+
+func runUserspace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return errLinuxOnly
+}
+
+func isWGQuickInvocation(args []string) bool { return false }

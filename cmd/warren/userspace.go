@@ -1,0 +1,162 @@
+//go:build linux
+
+package main
+
+// `warren userspace [-f] IFACE` behaves like `wireguard-go [-f] IFACE`: it
+// creates the TUN and the control socket and nothing else, and waits to be
+// configured with `wg` (keys, port, peers) and `ip` (addresses, routes). That
+// is what wg-quick expects of a userspace implementation:
+//
+//	WG_QUICK_USERSPACE_IMPLEMENTATION=warren wg-quick up wg0
+//
+// wg-quick starts it as `warren wg0`, so a bare interface name is accepted as
+// the command when that variable is set. Without -f (or
+// WG_PROCESS_FOREGROUND=1) it detaches and returns once the socket is ready.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/warrenvpn/warren/config"
+	"github.com/warrenvpn/warren/device"
+	"github.com/warrenvpn/warren/transport"
+	"github.com/warrenvpn/warren/tunnel"
+	"github.com/warrenvpn/warren/uapi"
+)
+
+// isWGQuickInvocation reports whether args look like wg-quick starting a
+// userspace implementation: a lone interface name, with wg-quick's variable
+// in the environment (so that a mistyped command never creates a device).
+func isWGQuickInvocation(args []string) bool {
+	if os.Getenv("WG_QUICK_USERSPACE_IMPLEMENTATION") == "" {
+		return false
+	}
+	if len(args) == 2 && (args[0] == "-f" || args[0] == "--foreground") {
+		args = args[1:]
+	}
+	return len(args) == 1 && config.ValidName(args[0])
+}
+
+func runUserspace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("userspace", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fg := fs.Bool("f", false, "stay in the foreground")
+	fs.BoolVar(fg, "foreground", false, "stay in the foreground")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() != 1 || !config.ValidName(fs.Arg(0)) {
+		return fmt.Errorf("%w: warren userspace [-f] IFACE (IFACE: 1-15 of [a-zA-Z0-9_=+.-])", errUsage)
+	}
+	name := fs.Arg(0)
+	if !*fg && os.Getenv("WG_PROCESS_FOREGROUND") != "1" {
+		return detach(ctx, name)
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	return serveUserspace(ctx, name, log)
+}
+
+// detach starts this command again in the foreground in a session of its
+// own, and returns once its control socket answers.
+func detach(ctx context.Context, name string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(exe, "userspace", "-f", name)
+	cmd.Env = append(os.Environ(), "WG_PROCESS_FOREGROUND=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	logFile, err := os.CreateTemp("", "warren-"+name+"-*.log")
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	sock := uapi.SocketPath(uapi.DefaultDir, name)
+	deadline := time.After(10 * time.Second)
+	for {
+		if _, err := uapiGet(ctx, sock); err == nil {
+			os.Remove(logFile.Name())
+			return nil
+		}
+		select {
+		case err := <-exited:
+			out, _ := os.ReadFile(logFile.Name())
+			os.Remove(logFile.Name())
+			return fmt.Errorf("warren userspace %s exited: %v\n%s", name, err, out)
+		case <-deadline:
+			cmd.Process.Kill()
+			return fmt.Errorf("warren userspace %s: control socket not ready within 10 s (log: %s)", name, logFile.Name())
+		case <-ctx.Done():
+			cmd.Process.Kill()
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// serveUserspace runs a TUN and a control socket until ctx is done or the
+// interface is deleted (wg-quick down deletes it).
+func serveUserspace(ctx context.Context, name string, log *slog.Logger) (err error) {
+	var undo undoStack
+	defer func() { err = errors.Join(err, undo.run()) }()
+	tun, err := device.OpenTUN(name, config.DefaultMTU)
+	if err != nil {
+		return err
+	}
+	udp, err := transport.Listen(transport.Options{Logger: log})
+	if err != nil {
+		tun.Close()
+		return err
+	}
+	eng := tunnel.New(tun, udp, tunnel.Options{
+		Logger: log,
+		Rebind: func(port uint16, mark uint32) (tunnel.Transport, error) {
+			return transport.Listen(transport.Options{Port: port, FwMark: mark, Logger: log})
+		},
+	})
+	undo.push(func() error {
+		if err := eng.Close(); err != nil && !errors.Is(err, tunnel.ErrClosed) {
+			return err
+		}
+		return nil
+	})
+	if err := eng.Up(); err != nil {
+		return err
+	}
+	ln, err := uapi.Listen(name)
+	if err != nil {
+		return fmt.Errorf("control socket for %s: %w", name, err)
+	}
+	srv := uapi.NewServer(eng, log)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	undo.push(func() error {
+		ln.Close()
+		return <-served
+	})
+	log.Info("userspace device ready", "interface", name, "socket", ln.Path())
+	select {
+	case <-ctx.Done():
+	case <-watchLink(ctx, name):
+		log.Info("interface removed, shutting down", "interface", name)
+	}
+	return nil
+}
