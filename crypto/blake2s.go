@@ -28,44 +28,96 @@ var blake2sSigma = [10][16]uint8{
 }
 
 // blake2sCompress processes one 64-byte block; counter is the number of
-// bytes hashed so far including this block.
+// bytes hashed so far including this block. The rounds are written out
+// with locals so that the compiler keeps the state in registers.
 func blake2sCompress(h *[8]uint32, block []byte, counter uint64, last bool) {
 	var m [16]uint32
 	for i := range m {
 		m[i] = binary.LittleEndian.Uint32(block[4*i:])
 	}
-	var v [16]uint32
-	copy(v[:8], h[:])
-	copy(v[8:], blake2sIV[:])
-	v[12] ^= uint32(counter)
-	v[13] ^= uint32(counter >> 32)
+	v0, v1, v2, v3, v4, v5, v6, v7 := h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]
+	v8, v9, v10, v11 := blake2sIV[0], blake2sIV[1], blake2sIV[2], blake2sIV[3]
+	v12 := blake2sIV[4] ^ uint32(counter)
+	v13 := blake2sIV[5] ^ uint32(counter>>32)
+	v14, v15 := blake2sIV[6], blake2sIV[7]
 	if last {
-		v[14] = ^v[14]
-	}
-	g := func(a, b, c, d int, x, y uint32) {
-		v[a] += v[b] + x
-		v[d] = bits.RotateLeft32(v[d]^v[a], -16)
-		v[c] += v[d]
-		v[b] = bits.RotateLeft32(v[b]^v[c], -12)
-		v[a] += v[b] + y
-		v[d] = bits.RotateLeft32(v[d]^v[a], -8)
-		v[c] += v[d]
-		v[b] = bits.RotateLeft32(v[b]^v[c], -7)
+		v14 = ^v14
 	}
 	for r := range 10 {
 		s := &blake2sSigma[r]
-		g(0, 4, 8, 12, m[s[0]], m[s[1]])
-		g(1, 5, 9, 13, m[s[2]], m[s[3]])
-		g(2, 6, 10, 14, m[s[4]], m[s[5]])
-		g(3, 7, 11, 15, m[s[6]], m[s[7]])
-		g(0, 5, 10, 15, m[s[8]], m[s[9]])
-		g(1, 6, 11, 12, m[s[10]], m[s[11]])
-		g(2, 7, 8, 13, m[s[12]], m[s[13]])
-		g(3, 4, 9, 14, m[s[14]], m[s[15]])
+		v0 += v4 + m[s[0]&15]
+		v12 = bits.RotateLeft32(v12^v0, -16)
+		v8 += v12
+		v4 = bits.RotateLeft32(v4^v8, -12)
+		v0 += v4 + m[s[1]&15]
+		v12 = bits.RotateLeft32(v12^v0, -8)
+		v8 += v12
+		v4 = bits.RotateLeft32(v4^v8, -7)
+		v1 += v5 + m[s[2]&15]
+		v13 = bits.RotateLeft32(v13^v1, -16)
+		v9 += v13
+		v5 = bits.RotateLeft32(v5^v9, -12)
+		v1 += v5 + m[s[3]&15]
+		v13 = bits.RotateLeft32(v13^v1, -8)
+		v9 += v13
+		v5 = bits.RotateLeft32(v5^v9, -7)
+		v2 += v6 + m[s[4]&15]
+		v14 = bits.RotateLeft32(v14^v2, -16)
+		v10 += v14
+		v6 = bits.RotateLeft32(v6^v10, -12)
+		v2 += v6 + m[s[5]&15]
+		v14 = bits.RotateLeft32(v14^v2, -8)
+		v10 += v14
+		v6 = bits.RotateLeft32(v6^v10, -7)
+		v3 += v7 + m[s[6]&15]
+		v15 = bits.RotateLeft32(v15^v3, -16)
+		v11 += v15
+		v7 = bits.RotateLeft32(v7^v11, -12)
+		v3 += v7 + m[s[7]&15]
+		v15 = bits.RotateLeft32(v15^v3, -8)
+		v11 += v15
+		v7 = bits.RotateLeft32(v7^v11, -7)
+		v0 += v5 + m[s[8]&15]
+		v15 = bits.RotateLeft32(v15^v0, -16)
+		v10 += v15
+		v5 = bits.RotateLeft32(v5^v10, -12)
+		v0 += v5 + m[s[9]&15]
+		v15 = bits.RotateLeft32(v15^v0, -8)
+		v10 += v15
+		v5 = bits.RotateLeft32(v5^v10, -7)
+		v1 += v6 + m[s[10]&15]
+		v12 = bits.RotateLeft32(v12^v1, -16)
+		v11 += v12
+		v6 = bits.RotateLeft32(v6^v11, -12)
+		v1 += v6 + m[s[11]&15]
+		v12 = bits.RotateLeft32(v12^v1, -8)
+		v11 += v12
+		v6 = bits.RotateLeft32(v6^v11, -7)
+		v2 += v7 + m[s[12]&15]
+		v13 = bits.RotateLeft32(v13^v2, -16)
+		v8 += v13
+		v7 = bits.RotateLeft32(v7^v8, -12)
+		v2 += v7 + m[s[13]&15]
+		v13 = bits.RotateLeft32(v13^v2, -8)
+		v8 += v13
+		v7 = bits.RotateLeft32(v7^v8, -7)
+		v3 += v4 + m[s[14]&15]
+		v14 = bits.RotateLeft32(v14^v3, -16)
+		v9 += v14
+		v4 = bits.RotateLeft32(v4^v9, -12)
+		v3 += v4 + m[s[15]&15]
+		v14 = bits.RotateLeft32(v14^v3, -8)
+		v9 += v14
+		v4 = bits.RotateLeft32(v4^v9, -7)
 	}
-	for i := range h {
-		h[i] ^= v[i] ^ v[i+8]
-	}
+	h[0] ^= v0 ^ v8
+	h[1] ^= v1 ^ v9
+	h[2] ^= v2 ^ v10
+	h[3] ^= v3 ^ v11
+	h[4] ^= v4 ^ v12
+	h[5] ^= v5 ^ v13
+	h[6] ^= v6 ^ v14
+	h[7] ^= v7 ^ v15
 }
 
 // mac sets out = BLAKE2s-128 keyed with key (at most 32 bytes) over msg.

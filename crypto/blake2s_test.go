@@ -30,3 +30,24 @@ func TestMACMatchesXCrypto(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkMAC(b *testing.B) {
+	key := make([]byte, 32)
+	msg := make([]byte, InitiationSize-2*macSize)
+	b.Run("ours", func(b *testing.B) {
+		var out [macSize]byte
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			mac(&out, key, msg)
+		}
+	})
+	b.Run("x-crypto", func(b *testing.B) {
+		var out [macSize]byte
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			d, _ := blake2s.New128(key)
+			d.Write(msg)
+			d.Sum(out[:0])
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package crypto
 
 import (
+	"crypto/ecdh"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -65,7 +66,7 @@ type Handshake struct {
 	state           handshakeState
 	hash            [hashSize]byte
 	chainKey        [hashSize]byte
-	localEphemeral  PrivateKey
+	localEphemeral  *ecdh.PrivateKey // nil when none
 	remoteEphemeral PublicKey
 	localIndex      uint32
 	remoteIndex     uint32
@@ -115,7 +116,7 @@ func (h *Handshake) SetIdentity(id *Identity) {
 // (or h not yet shared).
 func (h *Handshake) setIdentityLocked(id *Identity) {
 	h.id = id
-	h.staticStatic, h.staticStaticOK = sharedSecret(&id.private, &h.remoteStatic)
+	h.staticStatic, h.staticStaticOK = sharedSecret(id.private, &h.remoteStatic)
 }
 
 // Clear wipes the ephemeral state of a handshake in flight. The replay
@@ -130,7 +131,7 @@ func (h *Handshake) Clear() {
 func (h *Handshake) clearLocked() {
 	clear(h.hash[:])
 	clear(h.chainKey[:])
-	h.localEphemeral.Zero()
+	h.localEphemeral = nil
 	clear(h.remoteEphemeral[:])
 	h.localIndex, h.remoteIndex = 0, 0
 	h.state = stateZeroed
@@ -150,7 +151,7 @@ func (h *Handshake) CreateInitiation(dst []byte, now time.Time, rand io.Reader, 
 	if !h.staticStaticOK {
 		return ErrInvalidPublicKey
 	}
-	eph, err := NewPrivateKey(rand)
+	eph, ephPub, err := newEphemeral(rand)
 	if err != nil {
 		return err
 	}
@@ -163,13 +164,12 @@ func (h *Handshake) CreateInitiation(dst []byte, now time.Time, rand io.Reader, 
 
 	binary.LittleEndian.PutUint32(msg, uint32(MessageInitiation))
 	binary.LittleEndian.PutUint32(msg[4:], localIndex)
-	ephPub := eph.PublicKey()
 	copy(msg[8:40], ephPub[:])
 	kdf1(&chainKey, chainKey[:], ephPub[:])
 	mixHash(&hash, &hash, ephPub[:])
 
 	// Static key, encrypted under DH(ephemeral, remote static).
-	ss, ok := sharedSecret(&eph, &h.remoteStatic)
+	ss, ok := sharedSecret(eph, &h.remoteStatic)
 	if !ok {
 		return ErrInvalidPublicKey
 	}
@@ -185,7 +185,7 @@ func (h *Handshake) CreateInitiation(dst []byte, now time.Time, rand io.Reader, 
 	mixHash(&hash, &hash, msg[88:116])
 	clear(key[:])
 
-	h.createdLocked(msg, now, &hash, &chainKey, &eph, localIndex, stateInitiationCreated)
+	h.createdLocked(msg, now, &hash, &chainKey, eph, localIndex, stateInitiationCreated)
 	return nil
 }
 
@@ -216,7 +216,7 @@ func (id *Identity) ConsumeInitiation(msg []byte, now time.Time, lookup func(Pub
 	kdf1(&chainKey, chainKey[:], eph[:])
 	mixHash(&hash, &hash, eph[:])
 
-	ss, ok := sharedSecret(&id.private, &eph)
+	ss, ok := sharedSecret(id.private, &eph)
 	if !ok {
 		return nil, ErrInvalidPublicKey
 	}
@@ -258,7 +258,7 @@ func (id *Identity) ConsumeInitiation(msg []byte, now time.Time, lookup func(Pub
 	h.hash, h.chainKey = hash, chainKey
 	h.remoteEphemeral = eph
 	h.remoteIndex = binary.LittleEndian.Uint32(msg[4:])
-	h.localEphemeral.Zero()
+	h.localEphemeral = nil
 	h.localIndex = 0
 	h.lastTimestamp = ts
 	h.lastInitiation, h.hasLastInitiation = now, true
@@ -280,7 +280,7 @@ func (h *Handshake) CreateResponse(dst []byte, now time.Time, rand io.Reader, lo
 	if h.state != stateInitiationConsumed {
 		return ErrState
 	}
-	eph, err := NewPrivateKey(rand)
+	eph, ephPub, err := newEphemeral(rand)
 	if err != nil {
 		return err
 	}
@@ -288,12 +288,11 @@ func (h *Handshake) CreateResponse(dst []byte, now time.Time, rand io.Reader, lo
 	binary.LittleEndian.PutUint32(msg, uint32(MessageResponse))
 	binary.LittleEndian.PutUint32(msg[4:], localIndex)
 	binary.LittleEndian.PutUint32(msg[8:], h.remoteIndex)
-	ephPub := eph.PublicKey()
 	copy(msg[12:44], ephPub[:])
 	mixHash(&hash, &hash, ephPub[:])
 	kdf1(&chainKey, chainKey[:], ephPub[:])
 
-	if !mixDH(&chainKey, &eph, &h.remoteEphemeral) || !mixDH(&chainKey, &eph, &h.remoteStatic) {
+	if !mixDH(&chainKey, eph, &h.remoteEphemeral) || !mixDH(&chainKey, eph, &h.remoteStatic) {
 		return ErrInvalidPublicKey
 	}
 	key := mixPSK(&hash, &chainKey, &h.psk)
@@ -301,7 +300,7 @@ func (h *Handshake) CreateResponse(dst []byte, now time.Time, rand io.Reader, lo
 	mixHash(&hash, &hash, msg[44:60])
 	clear(key[:])
 
-	h.createdLocked(msg, now, &hash, &chainKey, &eph, localIndex, stateResponseCreated)
+	h.createdLocked(msg, now, &hash, &chainKey, eph, localIndex, stateResponseCreated)
 	return nil
 }
 
@@ -331,7 +330,7 @@ func (h *Handshake) ConsumeResponse(msg []byte) error {
 	mixHash(&hash, &hash, eph[:])
 	kdf1(&chainKey, chainKey[:], eph[:])
 
-	if !mixDH(&chainKey, &h.localEphemeral, &eph) || !mixDH(&chainKey, &h.id.private, &eph) {
+	if !mixDH(&chainKey, h.localEphemeral, &eph) || !mixDH(&chainKey, h.id.private, &eph) {
 		return ErrInvalidPublicKey
 	}
 	key := mixPSK(&hash, &chainKey, &h.psk)
@@ -374,10 +373,9 @@ func (h *Handshake) BeginSession(now time.Time) (*Keypair, error) {
 
 // createdLocked commits the state of a message we created and adds its
 // MACs. h.mu must be held.
-func (h *Handshake) createdLocked(msg []byte, now time.Time, hash, chainKey *[hashSize]byte, eph *PrivateKey, localIndex uint32, st handshakeState) {
+func (h *Handshake) createdLocked(msg []byte, now time.Time, hash, chainKey *[hashSize]byte, eph *ecdh.PrivateKey, localIndex uint32, st handshakeState) {
 	h.hash, h.chainKey = *hash, *chainKey
-	h.localEphemeral = *eph
-	eph.Zero()
+	h.localEphemeral = eph
 	h.localIndex = localIndex
 	h.state = st
 	h.addMACsLocked(msg, now)
@@ -426,7 +424,7 @@ func (h *Handshake) ConsumeCookieReply(msg []byte, now time.Time) error {
 
 // mixDH mixes DH(priv, pub) into chainKey and reports whether the result
 // was usable (not the all-zero output of a low-order point).
-func mixDH(chainKey *[hashSize]byte, priv *PrivateKey, pub *PublicKey) bool {
+func mixDH(chainKey *[hashSize]byte, priv *ecdh.PrivateKey, pub *PublicKey) bool {
 	ss, ok := sharedSecret(priv, pub)
 	if ok {
 		kdf1(chainKey, chainKey[:], ss[:])

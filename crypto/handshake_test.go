@@ -2,6 +2,7 @@ package crypto
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"encoding/binary"
 	"errors"
 	"sync"
@@ -171,7 +172,7 @@ func TestLowOrderPeer(t *testing.T) {
 type hsState struct {
 	state                        handshakeState
 	hash, chainKey               [hashSize]byte
-	localEph                     PrivateKey
+	localEph                     *ecdh.PrivateKey
 	remoteEph                    PublicKey
 	localIndex, remoteIndex      uint32
 	lastTimestamp                Timestamp
@@ -383,7 +384,7 @@ func TestSetIdentityAndClear(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.hs.Clear()
-	if st := stateOf(a.hs); st.state != stateZeroed || st.localEph != (PrivateKey{}) {
+	if st := stateOf(a.hs); st.state != stateZeroed || st.localEph != nil {
 		t.Errorf("Clear left state %v", st.state)
 	}
 	k, _ := NewPrivateKey(r)

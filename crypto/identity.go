@@ -1,6 +1,7 @@
 package crypto
 
 import (
+	"crypto/ecdh"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -30,7 +31,7 @@ var (
 // and cookie encryption key for messages sent to us, and the responder's
 // cookie secret. It is safe for concurrent use.
 type Identity struct {
-	private   PrivateKey
+	private   *ecdh.PrivateKey
 	public    PublicKey
 	mac1Key   [hashSize]byte // HASH("mac1----" || public)
 	cookieKey [hashSize]byte // HASH("cookie--" || public), XChaCha20-Poly1305 key
@@ -44,7 +45,8 @@ type Identity struct {
 
 // NewIdentity returns the identity of the private key priv.
 func NewIdentity(priv PrivateKey) *Identity {
-	id := &Identity{private: priv, public: priv.PublicKey()}
+	key := ecdhKey(&priv)
+	id := &Identity{private: key, public: PublicKey(key.PublicKey().Bytes())}
 	macKeys(&id.mac1Key, &id.cookieKey, &id.public)
 	return id
 }

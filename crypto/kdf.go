@@ -1,10 +1,11 @@
 package crypto
 
 import (
+	"crypto/ecdh"
 	"crypto/subtle"
+	"io"
 
 	"golang.org/x/crypto/blake2s"
-	"golang.org/x/crypto/curve25519"
 )
 
 // Noise parameters and WireGuard's identifier strings (whitepaper 5.4).
@@ -111,12 +112,43 @@ func kdf3(t0, t1, t2 *[hashSize]byte, key, input []byte) {
 	clear(prk[:])
 }
 
+// ecdhKey returns k as a crypto/ecdh key. Parsing computes the public key
+// once; x/crypto's curve25519.ScalarMult would redo that on every call,
+// doubling the cost of a handshake.
+func ecdhKey(k *PrivateKey) *ecdh.PrivateKey {
+	key, err := ecdh.X25519().NewPrivateKey(k[:])
+	if err != nil {
+		panic("crypto: X25519 key of 32 bytes refused: " + err.Error()) // cannot happen
+	}
+	return key
+}
+
+// newEphemeral draws a clamped ephemeral key from rand.
+func newEphemeral(rand io.Reader) (*ecdh.PrivateKey, PublicKey, error) {
+	k, err := NewPrivateKey(rand)
+	if err != nil {
+		return nil, PublicKey{}, err
+	}
+	key := ecdhKey(&k)
+	k.Zero()
+	return key, PublicKey(key.PublicKey().Bytes()), nil
+}
+
 // sharedSecret returns X25519(priv, pub) and whether it is usable: a
 // low-order pub yields all zeros, which the handshake refuses.
-func sharedSecret(priv *PrivateKey, pub *PublicKey) ([hashSize]byte, bool) {
+func sharedSecret(priv *ecdh.PrivateKey, pub *PublicKey) ([hashSize]byte, bool) {
 	var ss [hashSize]byte
-	curve25519.ScalarMult(&ss, (*[32]byte)(priv), (*[32]byte)(pub))
-	return ss, !isZero(ss[:])
+	p, err := ecdh.X25519().NewPublicKey(pub[:])
+	if err != nil {
+		return ss, false
+	}
+	out, err := priv.ECDH(p)
+	if err != nil { // all-zero output: low-order point
+		return ss, false
+	}
+	copy(ss[:], out)
+	clear(out)
+	return ss, true
 }
 
 // isZero reports whether b is all zeros, in constant time.

@@ -121,8 +121,8 @@ func TestDH(t *testing.T) {
 		a, _ := NewPrivateKey(r)
 		b, _ := NewPrivateKey(r)
 		A, B := a.PublicKey(), b.PublicKey()
-		s1, ok1 := sharedSecret(&a, &B)
-		s2, ok2 := sharedSecret(&b, &A)
+		s1, ok1 := sharedSecret(ecdhKey(&a), &B)
+		s2, ok2 := sharedSecret(ecdhKey(&b), &A)
 		if !ok1 || !ok2 || s1 != s2 {
 			t.Fatalf("DH(a, B) = %x, %v; DH(b, A) = %x, %v", s1, ok1, s2, ok2)
 		}
@@ -134,7 +134,7 @@ func TestDH(t *testing.T) {
 	}
 	a, _ := NewPrivateKey(r)
 	for _, p := range lowOrderPoints(t) {
-		if _, ok := sharedSecret(&a, &p); ok {
+		if _, ok := sharedSecret(ecdhKey(&a), &p); ok {
 			t.Errorf("sharedSecret with low-order point %x: ok", p)
 		}
 	}
