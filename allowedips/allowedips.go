@@ -24,7 +24,7 @@ import (
 // LookupPacketDst are safe to call concurrently with each other and with
 // updates; they take no lock and do not allocate. The update methods (Insert,
 // Remove, RemoveFrom, RemoveValue, Update) and the inspection methods (Entries,
-// Len, Contains) may be called from any goroutine; they serialise on an
+// Len, Get) may be called from any goroutine; they serialise on an
 // internal mutex.
 //
 // The zero Table is empty and ready to use. A Table must not be copied after
@@ -62,7 +62,9 @@ type Batch[V comparable] struct {
 }
 
 // Update runs f with a Batch and then publishes all of its changes to
-// lookups at once. Updates of other goroutines wait until it returns.
+// lookups at once. Updates of other goroutines wait until it returns; f must
+// not call the Table's own update or inspection methods (it would deadlock),
+// only lookups and the Batch's methods.
 func (t *Table[V]) Update(f func(b *Batch[V])) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -217,13 +219,19 @@ func (t *Table[V]) Entries(v V) []netip.Prefix {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	set := t.byValue[v]
-	out := make([]netip.Prefix, 0, len(set))
-	for p := range set {
-		out = append(out, p)
+	type ordered struct {
+		seq uint64
+		p   netip.Prefix
 	}
-	slices.SortFunc(out, func(a, b netip.Prefix) int {
-		return cmp.Compare(t.owner[a].seq, t.owner[b].seq)
-	})
+	tmp := make([]ordered, 0, len(set))
+	for p := range set {
+		tmp = append(tmp, ordered{t.owner[p].seq, p})
+	}
+	slices.SortFunc(tmp, func(a, b ordered) int { return cmp.Compare(a.seq, b.seq) })
+	out := make([]netip.Prefix, len(tmp))
+	for i, o := range tmp {
+		out[i] = o.p
+	}
 	return out
 }
 
@@ -234,9 +242,9 @@ func (t *Table[V]) Len() int {
 	return len(t.owner)
 }
 
-// Contains reports whether the table holds exactly prefix p (host bits
-// ignored) and returns its value.
-func (t *Table[V]) Contains(p netip.Prefix) (V, bool) {
+// Get returns the value of exactly prefix p (host bits ignored), if the
+// table holds it.
+func (t *Table[V]) Get(p netip.Prefix) (V, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.owner[p.Masked()]

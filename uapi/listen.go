@@ -50,8 +50,8 @@ func checkName(iface string) error {
 // Accept waits for the next connection.
 func (l *Listener) Accept() (net.Conn, error) { return l.l.Accept() }
 
-// Addr returns the socket's address.
-func (l *Listener) Addr() net.Addr { return l.l.Addr() }
+// Addr returns the socket's address: its path.
+func (l *Listener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
 
 // Path returns the socket file's path.
 func (l *Listener) Path() string { return l.path }
