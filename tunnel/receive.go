@@ -184,6 +184,9 @@ func (e *Engine) received(s *seenKeypair, now time.Duration) {
 	p.mu.Lock()
 	p.endpoint = s.ep
 	confirmed := p.confirmLocked(kp)
+	if confirmed {
+		p.timersHandshakeCompleteLocked() // the responder's handshake ends here
+	}
 	p.timersAnyReceivedLocked()
 	p.timersTraversalLocked(now)
 	if s.data {
