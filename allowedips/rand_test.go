@@ -275,3 +275,23 @@ func BenchmarkInsert100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ps)), "ns/prefix")
 }
+
+// BenchmarkUpdate100k measures building a 100k-prefix table in one batch
+// (as the engine applies a configuration), per prefix.
+func BenchmarkUpdate100k(b *testing.B) {
+	g := &prefixGen{rng: rand.New(rand.NewPCG(4, 4))}
+	ps := make([]netip.Prefix, 100_000)
+	for i := range ps {
+		ps[i] = g.prefix(i%3 != 0)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		var tb Table[int]
+		tb.Update(func(bt *Batch[int]) {
+			for i, p := range ps {
+				bt.Insert(p, i%1000)
+			}
+		})
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ps)), "ns/prefix")
+}

@@ -48,10 +48,12 @@ func Errorf(errno int64, format string, args ...any) *Error {
 	return &Error{Errno: errno, Err: fmt.Errorf(format, args...)}
 }
 
+// Error returns the errno and the cause.
 func (e *Error) Error() string {
 	return fmt.Sprintf("uapi errno %d: %v", e.Errno, e.Err)
 }
 
+// Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
 // errnoOf returns the errno to report for err (0 for nil).
