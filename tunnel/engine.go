@@ -104,6 +104,7 @@ type Engine struct {
 	handshakes   chan handshakeWork // bounded (D4), filled by receiveLoop
 	underLoad    atomic.Int64       // Clock.Now until which cookies are demanded (D6)
 	adapterBatch int                // most packets per Adapter.Write
+	retryDelay   time.Duration      // wait after a failed read (readRetryDelay; tests shorten it)
 
 	pool  bufferPool
 	drops dropCounters
@@ -164,6 +165,7 @@ func newEngine(adapter device.Adapter, tr Transport, opts Options) *Engine {
 	e.peers.byKey = make(map[crypto.PublicKey]*Peer)
 	e.indices.init()
 	e.adapterBatch = batchSize(adapter.BatchSize())
+	e.retryDelay = readRetryDelay
 	return e
 }
 

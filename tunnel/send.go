@@ -86,7 +86,7 @@ func (e *Engine) retryAfter(err error, failures *int, what string) bool {
 		return false
 	}
 	e.warn.warn(what, what+" failed", "err", err)
-	return e.sleep(readRetryDelay)
+	return e.sleep(e.retryDelay)
 }
 
 // sleep waits d of real time or until Close; it reports whether the engine
@@ -160,8 +160,14 @@ func (e *Engine) sendPeerBatch(o *outbound, p *Peer, first, n int, now time.Dura
 		o.peers[j] = nil
 		m, err := kp.Seal(o.bufs[j], o.sizes[j], mtu)
 		if err != nil {
-			exhausted = true // ErrRejectAfterMessages: a new session is needed
-			e.drops.add(DropSendError, 1)
+			// ErrRejectAfterMessages (Seal left the packet intact): keep
+			// it for the next session, which a handshake brings.
+			exhausted = true
+			b := e.pool.get()
+			b.n = copy(b.b[Offset:], o.bufs[j][Offset:Offset+o.sizes[j]])
+			p.mu.Lock()
+			p.stageLocked(b)
+			p.mu.Unlock()
 			continue
 		}
 		group = append(group, o.bufs[j][:m])
@@ -284,11 +290,14 @@ func (p *Peer) flushStaged() {
 	bufs := make([][]byte, 0, n)
 	var bytes uint64
 	data, exhausted := false, false
-	for _, b := range staged[:n] {
+	for i, b := range staged[:n] {
 		m, err := kp.Seal(b.b[:], b.n, mtu)
 		if err != nil {
-			exhausted = true
-			e.drops.add(DropSendError, 1)
+			exhausted = true // as in sendPeerBatch: stage again
+			p.mu.Lock()
+			p.stageLocked(b)
+			p.mu.Unlock()
+			staged[i] = nil
 			continue
 		}
 		data = data || b.n > 0
@@ -302,7 +311,9 @@ func (p *Peer) flushStaged() {
 		}
 	}
 	for _, b := range staged[:n] {
-		e.pool.put(b)
+		if b != nil {
+			e.pool.put(b)
+		}
 	}
 	p.sent(kp, now, bytes, data, exhausted)
 }

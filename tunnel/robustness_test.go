@@ -1,0 +1,196 @@
+package tunnel
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warrenvpn/warren/crypto"
+	"github.com/warrenvpn/warren/device/devicetest"
+	"github.com/warrenvpn/warren/transport/transporttest"
+)
+
+// TestHandshakeQueueBound covers D4 at the engine: the handshake queue never
+// holds more than 1024 messages; the rest are dropped and counted, and
+// under-load mode is on while 128 or more wait, and for 1 s after (D6).
+func TestHandshakeQueueBound(t *testing.T) {
+	p := newPair(t, pairOptions{})
+	msg := make([]byte, crypto.InitiationSize)
+	msg[0] = byte(crypto.MessageInitiation)
+	for i := range 1500 {
+		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1)
+		p.net.inject(src, outerB, msg)
+	}
+	for p.net.pending(outerB) > 0 {
+		k, _ := p.b.tr.Receive(p.b.in.bufs, p.b.in.sizes, p.b.in.eps)
+		p.b.e.processInbound(p.b.in, k)
+	}
+	if got := len(p.b.e.handshakes); got != handshakeQueueSize {
+		t.Errorf("queue holds %d, want %d", got, handshakeQueueSize)
+	}
+	if got := p.b.e.Drops(DropHandshakeQueueFull); got != 1500-handshakeQueueSize {
+		t.Errorf("queue-full drops %d, want %d", got, 1500-handshakeQueueSize)
+	}
+	if !p.b.e.updateUnderLoad(p.clock.Now()) {
+		t.Error("not under load with a full queue")
+	}
+	p.b.e.drainHandshakes()
+	if got := p.b.e.Drops(DropBadMAC); got != handshakeQueueSize {
+		t.Errorf("bad-mac drops %d, want %d", got, handshakeQueueSize)
+	}
+	p.clock.advance(underLoadAfterTime / 2)
+	if !p.b.e.updateUnderLoad(p.clock.Now()) {
+		t.Error("under-load mode ended before 1 s")
+	}
+	p.clock.advance(underLoadAfterTime)
+	if p.b.e.updateUnderLoad(p.clock.Now()) {
+		t.Error("under-load mode still on after 1 s")
+	}
+}
+
+// TestMessageLimits covers R6 at the engine: past RekeyAfterMessages the
+// initiator starts a handshake; at RejectAfterMessages nothing more is
+// sealed and a handshake starts.
+func TestMessageLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		counter uint64
+		sent    int // data messages expected on the wire
+	}{
+		{"rekey after messages", crypto.RekeyAfterMessages + 1, 1},
+		{"reject after messages", crypto.RejectAfterMessages, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := established(t, pairOptions{})
+			inits, data := 0, 0
+			p.net.setHook(func(d *datagram) bool {
+				switch crypto.MessageType(d.data[0]) {
+				case crypto.MessageInitiation:
+					inits++
+					return false
+				case crypto.MessageData:
+					data++
+				}
+				return true
+			})
+			cur, _, _ := p.a.keypairs()
+			cur.PresetSendCounter(tc.counter)
+			p.clock.advance(RekeyTimeout) // past the D8 limit of the first handshake
+			p.a.ad.inject(ping(innerA, innerB, "x"))
+			p.run()
+			if inits != 1 {
+				t.Errorf("%d initiations, want 1", inits)
+			}
+			if data != tc.sent {
+				t.Errorf("%d data messages, want %d", data, tc.sent)
+			}
+			pa := p.a.peer()
+			pa.mu.Lock()
+			staged := pa.staged.len()
+			pa.mu.Unlock()
+			if want := 1 - tc.sent; staged != want {
+				t.Errorf("%d packets staged, want %d", staged, want)
+			}
+		})
+	}
+}
+
+// TestMTUChanges covers L10 and P12: padding follows the adapter MTU from
+// the next packet on; 0, negative and huge MTUs are harmless.
+func TestMTUChanges(t *testing.T) {
+	p := established(t, pairOptions{})
+	var sizes []int
+	p.net.setHook(func(d *datagram) bool {
+		if d.src == outerA {
+			sizes = append(sizes, len(d.data))
+		}
+		return true
+	})
+	pkt := ping(innerA, innerB, string(make([]byte, 1250))) // 1278 bytes
+	mtus := []int{1280, 1278, 0, -1, 65535, 1 << 20, 34736}
+	for _, mtu := range mtus {
+		p.a.ad.mtu = mtu
+		p.a.ad.inject(pkt)
+		p.run()
+	}
+	// 1278 bytes pad to 1280 unless the MTU is 1278.
+	want := []int{1280, 1278, 1280, 1280, 1280, 1280, 1280}
+	if len(sizes) != len(want) {
+		t.Fatalf("sent %v for MTUs %v", sizes, mtus)
+	}
+	for i := range want {
+		if sizes[i] != want[i]+crypto.DataOverhead {
+			t.Errorf("MTU %d: message of %d bytes, want %d", mtus[i], sizes[i], want[i]+crypto.DataOverhead)
+		}
+	}
+	if got := len(p.b.ad.written()); got != len(want) {
+		t.Errorf("delivered %d, want %d", got, len(want))
+	}
+}
+
+// flakyTransport fails Receive a given number of times, then works.
+type flakyTransport struct {
+	*transporttest.Transport
+	mu       sync.Mutex // guards failures
+	failures int
+}
+
+var errTransient = errors.New("transient")
+
+func (f *flakyTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
+	f.mu.Lock()
+	if f.failures > 0 {
+		f.failures--
+		f.mu.Unlock()
+		return 0, errTransient
+	}
+	f.mu.Unlock()
+	return f.Transport.Receive(bufs, sizes, eps)
+}
+
+// TestReceiveErrors covers L8: transient receive errors are retried and the
+// engine recovers; a permanent error stops the receiver with a fatal error
+// that Close reports.
+func TestReceiveErrors(t *testing.T) {
+	checkGoroutines(t)
+	for _, tc := range []struct {
+		name     string
+		failures int
+		fatal    bool
+	}{
+		{"transient", 3, false},
+		{"permanent", 1000, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nw := transporttest.NewNetwork(transporttest.Config{})
+			tr, err := nw.NewTransport(outerB)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ft := &flakyTransport{Transport: tr, failures: tc.failures}
+			e := newEngine(devicetest.NewMemory(devicetest.MemoryOptions{}), ft, Options{})
+			e.retryDelay = time.Millisecond
+			e.wg.Go(e.receiveLoop)
+			if err := e.Up(); err != nil {
+				t.Fatal(err)
+			}
+			if tc.fatal {
+				e.wg.Wait() // the receiver stops by itself
+				if err := e.Close(); !errors.Is(err, errTransient) {
+					t.Errorf("Close = %v, want the receive error", err)
+				}
+				return
+			}
+			// A junk datagram shows that the receiver is back.
+			nw.Inject(transporttest.Packet{Src: outerA, Dst: outerB, Data: []byte{1}})
+			for e.Drops(DropShort) == 0 {
+				time.Sleep(time.Millisecond) // polling a counter; there is no event to wait on
+			}
+			if err := e.Close(); err != nil {
+				t.Errorf("Close = %v, want nil", err)
+			}
+		})
+	}
+}
