@@ -20,8 +20,8 @@ func TestHandshakeKnownAnswers(t *testing.T) {
 		t.Errorf("initial hash = %s", got)
 	}
 	for _, tc := range []struct {
-		name                  string
-		psk                   bool
+		name                 string
+		psk                  bool
 		init, resp, ck, data string // first 8 bytes of the SHA-256 of each, hex
 	}{
 		{name: "no psk", init: "66bd48b32a8c53aa", resp: "7e48a71dbfef8e17", ck: "d7a2607152a1390d", data: "87d317ec89d9e1c4"},
