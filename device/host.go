@@ -62,6 +62,8 @@ const (
 	protoBoot = 3   // RTPROT_BOOT, as `ip route add` sets
 	ifaNoDAD  = 0x2 // IFA_F_NODAD
 
+	ip6UserMetric = 1024 // IP6_RT_PRIO_USER
+
 	// TableMain is the kernel's main routing table.
 	TableMain = 254
 )
@@ -545,13 +547,20 @@ func toAddr(p netip.Prefix) *netlink.Addr {
 }
 
 func toRoute(link netlink.Link, r Route) *netlink.Route {
-	return &netlink.Route{
+	nr := &netlink.Route{
 		LinkIndex: link.Attrs().Index,
 		Dst:       toIPNet(r.Dst),
 		Table:     r.Table,
 		Scope:     scopeLink,
 		Protocol:  protoBoot,
 	}
+	if r.Dst.Addr().Is6() {
+		// The metric IPv6 gives routes added without one. Naming it makes
+		// the delete match our route, not the kernel's prefix route for
+		// the same destination (metric 256), which a metric of 0 would.
+		nr.Priority = ip6UserMetric
+	}
+	return nr
 }
 
 func toRule(r Rule) *netlink.Rule {

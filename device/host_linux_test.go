@@ -58,7 +58,7 @@ func dumpTables(t *testing.T, h *netlink.Handle) string {
 		if r.Table == unix.RT_TABLE_LOCAL || (r.Dst != nil && r.Dst.IP.IsLinkLocalUnicast()) {
 			continue
 		}
-		lines = append(lines, fmt.Sprintf("route %v dev %s table %d proto %d scope %d type %d", r.Dst, names[r.LinkIndex], r.Table, r.Protocol, r.Scope, r.Type))
+		lines = append(lines, fmt.Sprintf("route %v dev %s table %d proto %d scope %d type %d metric %d", r.Dst, names[r.LinkIndex], r.Table, r.Protocol, r.Scope, r.Type, r.Priority))
 	}
 	var rules []netlink.Rule
 	retry("rules", func() (err error) { rules, err = h.RuleList(netlink.FAMILY_ALL); return err })
@@ -94,8 +94,9 @@ func TestHostApplyRoot(t *testing.T) {
 
 	plan := device.PlanRoutes(device.RouteOptions{
 		// 198.18.9.0/24 is also the address's prefix route: the kernel's,
-		// so it is left alone.
-		Allowed: prefixes("198.18.9.0/24", "198.18.10.0/24", "fd00:7761:10::/48", "0.0.0.0/0", "::/0"),
+		// so it is left alone. fd00:7761:9::/64 is too, but IPv6 keeps
+		// both, at metrics 256 (kernel) and 1024 (ours).
+		Allowed: prefixes("198.18.9.0/24", "fd00:7761:9::/64", "198.18.10.0/24", "fd00:7761:10::/48", "0.0.0.0/0", "::/0"),
 	})
 	state := device.HostState{
 		Link: "wg0", MTU: 1420, Up: true,
@@ -127,7 +128,9 @@ func TestHostApplyRoot(t *testing.T) {
 		"link wg0 mtu 1420 flags up|pointtopoint|multicast",
 		"addr 198.18.9.1/24 dev wg0",
 		"addr fd00:7761:9::1/64 dev wg0",
-		"route 198.18.10.0/24 dev wg0 table 254 proto 3 scope 253 type 1",
+		"route 198.18.10.0/24 dev wg0 table 254 proto 3 scope 253 type 1 metric 0",
+		"route fd00:7761:9::/64 dev wg0 table 254 proto 3 scope 0 type 1 metric 1024",
+		"route fd00:7761:9::/64 dev wg0 table 254 proto 2 scope 0 type 1 metric 256",
 		"route fd00:7761:10::/48 dev wg0 table 254",
 		"route 0.0.0.0/0 dev wg0 table 51820",
 		"route ::/0 dev wg0 table 51820",
