@@ -182,14 +182,15 @@ func run(ctx context.Context, o *Options, l lab) (*Report, error) {
 	defer p.done()
 
 	var errs []error
-	for _, name := range o.Scenarios {
+	for i, name := range o.Scenarios {
 		res, err := runScenario(ctx, o, l, p, name, tests)
+		// Whatever happened, the count moves on to the next scenario.
+		p.n = (i + 1) * o.Runs * len(tests)
 		switch {
 		case ctx.Err() != nil:
 			return rep, ctx.Err()
 		case errors.Is(err, ErrUnavailable):
 			rep.Skipped = append(rep.Skipped, Skip{Name: name, Reason: err.Error()})
-			p.skip(len(tests) * o.Runs)
 			p.note(fmt.Sprintf("%s: skipped: %v", name, err))
 		case err != nil:
 			rep.Skipped = append(rep.Skipped, Skip{Name: name, Reason: "failed: " + err.Error()})
@@ -306,9 +307,6 @@ func (p *progress) step(what string) {
 	p.n++
 	p.print(fmt.Sprintf("[%*d/%d] %s", len(fmt.Sprint(p.total)), p.n, p.total, what), p.tty)
 }
-
-// skip counts n steps that will not run.
-func (p *progress) skip(n int) { p.n += n }
 
 // note prints a line that stays.
 func (p *progress) note(what string) { p.print(what, false) }
