@@ -100,8 +100,8 @@ func (t *TAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if t.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	max := min(len(bufs), TAPBatchSize)
-	if max == 0 {
+	limit := min(len(bufs), TAPBatchSize)
+	if limit == 0 {
 		return 0, nil
 	}
 	n, err := t.file.Read(bufs[0][offset:])
@@ -110,7 +110,7 @@ func (t *TAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 	sizes[0] = n
 	count := 1
-	for count < max {
+	for count < limit {
 		var rerr error
 		buf := bufs[count][offset:]
 		err := t.raw.Read(func(fd uintptr) bool {

@@ -106,8 +106,8 @@ func (m *Memory) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if len(sizes) < len(bufs) {
 		return 0, fmt.Errorf("read %s: %d sizes for %d buffers", m.name, len(sizes), len(bufs))
 	}
-	max := min(len(bufs), m.batch)
-	if max == 0 {
+	limit := min(len(bufs), m.batch)
+	if limit == 0 {
 		return 0, nil
 	}
 	var p []byte
@@ -123,7 +123,7 @@ func (m *Memory) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 		}
 		sizes[n] = copy(bufs[n][offset:], p)
 		n++
-		if n == max {
+		if n == limit {
 			return n, nil
 		}
 		select {
