@@ -103,6 +103,7 @@ type Engine struct {
 	indices      indexTable
 	handshakes   chan handshakeWork // bounded (D4), filled by receiveLoop
 	underLoad    atomic.Int64       // Clock.Now until which cookies are demanded (D6)
+	limiter      rateLimiter        // handshakes per source under load (D1-D3)
 	adapterBatch int                // most packets per Adapter.Write
 	retryDelay   time.Duration      // wait after a failed read (readRetryDelay; tests shorten it)
 

@@ -111,14 +111,20 @@ func (e *Engine) handleHandshake(w *handshakeWork) {
 			e.drops.add(DropBadMAC, 1)
 			return
 		}
-		if e.updateUnderLoad(now) && !id.CheckMAC2(msg, w.src, cryptoTime(now)) {
-			var reply [crypto.CookieReplySize]byte
-			if err := id.CreateCookieReply(reply[:], msg, w.src, cryptoTime(now), e.randReader()); err != nil {
-				e.warn.warn("cookie", "cannot create cookie reply", "err", err)
+		if e.updateUnderLoad(now) {
+			if !id.CheckMAC2(msg, w.src, cryptoTime(now)) {
+				var reply [crypto.CookieReplySize]byte
+				if err := id.CreateCookieReply(reply[:], msg, w.src, cryptoTime(now), e.randReader()); err != nil {
+					e.warn.warn("cookie", "cannot create cookie reply", "err", err)
+					return
+				}
+				e.sendMessage(reply[:], w.src)
 				return
 			}
-			e.sendMessage(reply[:], w.src)
-			return
+			if !e.limiter.allow(w.src.Addr(), now) {
+				e.drops.add(DropRateLimited, 1)
+				return
+			}
 		}
 		if msg[0] == byte(crypto.MessageInitiation) {
 			e.consumeInitiation(id, msg, w.src, now)

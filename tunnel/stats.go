@@ -35,6 +35,7 @@ const (
 	DropBadMAC                               // handshake message with a bad mac1 or, under load, mac2
 	DropHandshakeInvalid                     // handshake message that fails to authenticate or is stale (P10, R8)
 	DropWriteError                           // the adapter failed to write
+	DropRateLimited                          // handshake over the per-source limit under load (D1)
 	numDropReasons
 )
 
@@ -42,7 +43,7 @@ var dropNames = [numDropReasons]string{
 	"no_route", "no_endpoint", "staged_overflow", "staged_purged", "down", "send_error",
 	"short", "unknown_type", "unknown_index", "auth_failed", "replay", "expired",
 	"frame_error", "length_error", "source_check", "handshake_queue_full", "bad_mac",
-	"handshake_invalid", "write_error",
+	"handshake_invalid", "write_error", "rate_limited",
 }
 
 // String returns the reason as a snake_case word.

@@ -152,6 +152,7 @@ func (e *Engine) Tick() {
 	}
 	now := e.clock.Now()
 	e.updateUnderLoad(now)
+	e.limiter.collect(now)
 	for _, p := range e.peerList() {
 		p.mu.Lock()
 		a := p.expireLocked(now)

@@ -1,0 +1,100 @@
+package tunnel
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// Handshake rate limit per source under load (RELIABILITY D1-D3; the
+// kernel's ratelimiter.c): a token bucket of 20 handshakes/s with a burst
+// of 5 per IPv4 address or IPv6 /64, at most 65,536 sources, idle entries
+// collected after 1 s.
+const (
+	rateLimitPerSecond = 20
+	rateLimitBurst     = 5
+	rateLimitMaxKeys   = 1 << 16
+	rateLimitIdle      = time.Second
+	rateLimitCost      = time.Second / rateLimitPerSecond
+	rateLimitMaxTokens = rateLimitCost * rateLimitBurst
+)
+
+// rateLimiter is safe for concurrent use; the zero value is ready.
+type rateLimiter struct {
+	mu      sync.Mutex // guards the fields below
+	buckets map[rateKey]*bucket
+	lastGC  time.Duration
+}
+
+// rateKey is an IPv4 address or an IPv6 /64, with its family.
+type rateKey struct {
+	is6  bool
+	addr [8]byte
+}
+
+type bucket struct {
+	tokens time.Duration
+	last   time.Duration
+}
+
+func rateKeyOf(a netip.Addr) rateKey {
+	a = a.Unmap()
+	var k rateKey
+	if a.Is4() {
+		b := a.As4()
+		copy(k.addr[:], b[:])
+		return k
+	}
+	b := a.As16()
+	k.is6 = true
+	copy(k.addr[:], b[:8])
+	return k
+}
+
+// allow reports whether src may have one more handshake processed at now.
+func (r *rateLimiter) allow(src netip.Addr, now time.Duration) bool {
+	k := rateKeyOf(src)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.buckets[k]
+	if !ok {
+		if len(r.buckets) >= rateLimitMaxKeys {
+			return false
+		}
+		if r.buckets == nil {
+			r.buckets = make(map[rateKey]*bucket)
+		}
+		r.buckets[k] = &bucket{tokens: rateLimitMaxTokens - rateLimitCost, last: now}
+		return true
+	}
+	if now > b.last {
+		b.tokens = min(b.tokens+now-b.last, rateLimitMaxTokens)
+		b.last = now
+	}
+	if b.tokens >= rateLimitCost {
+		b.tokens -= rateLimitCost
+		return true
+	}
+	return false
+}
+
+// collect forgets sources idle for rateLimitIdle, at most once a second.
+func (r *rateLimiter) collect(now time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now-r.lastGC < rateLimitIdle {
+		return
+	}
+	r.lastGC = now
+	for k, b := range r.buckets {
+		if now-b.last >= rateLimitIdle {
+			delete(r.buckets, k)
+		}
+	}
+}
+
+func (r *rateLimiter) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.buckets)
+}
