@@ -250,6 +250,7 @@ func (l *fakeLab) start(ctx context.Context, scenario string) (*endpoints, error
 func (l *fakeLab) Close() error { return nil }
 
 func TestRun(t *testing.T) {
+	checkGoroutines(t)
 	var progress bytes.Buffer
 	o := Options{
 		Scenarios: []string{"veth", "warren", "wireguard-go"},
@@ -306,6 +307,7 @@ func (unavailableLab) start(context.Context, string) (*endpoints, error) {
 func (unavailableLab) Close() error { return nil }
 
 func TestRunCanceled(t *testing.T) {
+	checkGoroutines(t)
 	o := Options{Scenarios: []string{"veth"}, Runs: 1, Duration: time.Minute}
 	if err := o.normalize(); err != nil {
 		t.Fatal(err)
