@@ -28,6 +28,7 @@
 //	Parse(msg) (MessageType, error)      // size, type, reserved bytes; no crypto
 //	ReceiverIndex(msg) uint32            // types 2, 3, 4, after Parse
 //	SenderIndex(msg) uint32              // types 1, 2, after Parse
+//	RandomIndex(rand) (uint32, error)    // a fresh sender index (P13)
 //
 // Identity (identity.go): our static key, the MAC1 key for messages sent to
 // us and the responder's cookie state. Safe for concurrent use. Create a new
@@ -55,6 +56,14 @@
 //	(h).ConsumeCookieReply(msg, now) error                    // for the last message we sent, once
 //	(h).Clear()                                               // wipe ephemeral state
 //
+// The engine's receive path for handshake messages, in order: Parse; for
+// types 1 and 2 CheckMAC1 (drop on false, before any X25519); under load,
+// CheckMAC2 and, if it fails, CreateCookieReply to the source and stop;
+// then ConsumeInitiation (type 1, then CreateResponse and BeginSession),
+// ConsumeResponse (type 2, found by ReceiverIndex, then BeginSession) or
+// ConsumeCookieReply (type 3, found by ReceiverIndex). Only a nil error
+// may move timers or the endpoint.
+//
 // "now" passed to CreateInitiation is the wall clock: it becomes the TAI64N
 // timestamp. All other "now" values only measure ages (cookie 115 s, cookie
 // secret 120 s, initiation flood 20 ms) and may come from any clock that is
@@ -68,11 +77,21 @@
 //	(k).AcceptCounter(counter) bool          // replay window, only after Open succeeded
 //	(k).NeedsRekey() bool                    // send counter past RekeyAfterMessages
 //	(k).SendCounter() uint64                 // next nonce, for tests and statistics
+//	(k).PresetSendCounter(n)                 // tests of the message limits only
 //
-// Seal pads the plaintext with zeros to a multiple of 16 bytes, but never
+// PaddedSize(n, mtu) gives the padded length; Seal pads the plaintext with zeros to a multiple of 16 bytes, but never
 // past mtu (mtu <= 0 means no cap); so buf needs DataHeaderSize + padded
 // length + TagSize bytes. It returns ErrRejectAfterMessages once the counter
 // is exhausted; the engine must then stop using the keypair and handshake.
+//
+// Protocol constants: RekeyAfterMessages (2^60), RejectAfterMessages
+// (2^64 - 2^13 - 1), CookieSecretMaxAge (120 s), CookieMaxAge (115 s),
+// HandshakeInitiationRate (20 ms), ReplayWindowSize (8128). The timers of
+// the whitepaper (Rekey-After-Time and so on) belong to the engine.
+//
+// Secrets held in crypto/ecdh keys and x/crypto AEADs (static key,
+// ephemerals, transport keys) cannot be wiped in place; drop references
+// to them (Handshake.Clear, discarding a Keypair) as soon as possible.
 //
 // Replay window (replay.go): ReplayWindow, RFC 6479 with an 8192-bit ring and
 // an 8128-counter window, safe for concurrent use; Keypair.AcceptCounter uses
