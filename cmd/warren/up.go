@@ -170,7 +170,7 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 	if err != nil {
 		return fmt.Errorf("netlink: %w", err)
 	}
-	defer nl.Close()
+	undo.push(func() error { nl.Close(); return nil }) // after host.Undo
 	host := device.NewHost(nl, device.ProcSys{})
 	undo.push(host.Undo)
 	if _, err := host.Apply(device.HostState{
