@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -242,5 +243,47 @@ func TestSealOpenAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("Parse+CheckMAC1: %v allocs per run, want 0", allocs)
+	}
+}
+
+// TestKeypairConcurrentDecrypt is R5 on a keypair: several decrypt workers
+// open copies of the same packets (every packet arrives several times);
+// each counter is accepted exactly once, with no race under -race.
+func TestKeypairConcurrentDecrypt(t *testing.T) {
+	ki, kr := testKeypairs(t)
+	const packets, workers = 300, 4
+	sealed := make([][]byte, packets)
+	for i := range sealed {
+		buf := make([]byte, 64)
+		n, err := ki.Seal(buf, 10, 1420)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sealed[i] = buf[:n]
+	}
+	var accepted [packets]atomic.Int32
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			buf := make([]byte, 64)
+			for i := range packets {
+				j := (i*7 + w*13) % packets // a different order per worker
+				n := copy(buf, sealed[j])
+				_, c, err := kr.Open(buf[:n])
+				if err != nil {
+					t.Errorf("Open: %v", err)
+					return
+				}
+				if kr.AcceptCounter(c) {
+					accepted[c].Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for c := range accepted {
+		if n := accepted[c].Load(); n != 1 {
+			t.Errorf("counter %d accepted %d times", c, n)
+		}
 	}
 }
