@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
@@ -75,6 +76,9 @@ func talk(t testing.TB, serve func(net.Conn), reqs []string) string {
 	}
 	client, server := conns[0], conns[1]
 	defer client.Close()
+	// A server that neither answers nor hangs up fails the test instead of
+	// hanging it; closing the client then ends the server.
+	client.SetDeadline(time.Now().Add(20 * time.Second))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { serve(server) })
@@ -209,4 +213,34 @@ func firstDiff(a, b string) int {
 		}
 	}
 	return min(len(la), len(lb)) + 1
+}
+
+// FuzzWireGuardGoCompat sends a set request with an arbitrary body to
+// wireguard-go and to a Server, and compares the first replies: the errno
+// of every way a request can be wrong must be wireguard-go's (C1).
+func FuzzWireGuardGoCompat(f *testing.F) {
+	f.Add("private_key=" + hexA + "\nlisten_port=1\nfwmark=2\nreplace_peers=true\npublic_key=" + hexB +
+		"\nallowed_ip=-198.18.0.0/24\nendpoint=[::1]:1\npersistent_keepalive_interval=3\nprotocol_version=1\nremove=true\n")
+	f.Add("public_key=" + hexC + "\nupdate_only=true\nreplace_allowed_ips=true\npreshared_key=" + hexZ + "\n")
+	f.Add("fwmark\n")
+	f.Add("listen_port=65536\n")
+	f.Add("public_key=" + hexB + "\nallowed_ip=1.2.3.4/33\n")
+	f.Fuzz(func(t *testing.T, body string) {
+		req := []string{"set=1\n" + body + "\n\n"}
+		first := func(s string) string {
+			if i := strings.Index(s, "\n\n"); i >= 0 {
+				return s[:i+2]
+			}
+			return s
+		}
+		want := first(talk(t, newWireGuardGo(t).IpcHandle, req))
+		srv := uapi.NewServer(&uapitest.Device{}, nil)
+		got := first(talk(t, func(c net.Conn) {
+			srv.ServeConn(c)
+			c.Close()
+		}, req))
+		if got != want {
+			t.Errorf("set body %q: first reply %q, wireguard-go %q", body, got, want)
+		}
+	})
 }
