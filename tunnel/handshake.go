@@ -141,7 +141,12 @@ func (e *Engine) consumeInitiation(id *crypto.Identity, msg []byte, src netip.Ad
 	h, err := id.ConsumeInitiation(msg, cryptoTime(now), e.lookupResponder)
 	if err != nil {
 		e.drops.add(DropHandshakeInvalid, 1)
-		e.log.Debug("initiation rejected", "endpoint", src, "err", err)
+		if err == crypto.ErrReplayedTimestamp {
+			// R10: a replay, or the peer's wall clock went back.
+			e.warn.warn("timestamp", "initiation rejected: timestamp not newer than the last one", "endpoint", src)
+		} else {
+			e.log.Debug("initiation rejected", "endpoint", src, "err", err)
+		}
 		return
 	}
 	p := e.peerByKey(h.RemoteStatic())
@@ -230,6 +235,7 @@ func (e *Engine) consumeResponse(msg []byte, src netip.AddrPort, now time.Durati
 	}
 	p.mu.Unlock()
 	p.rxBytes.Add(uint64(len(msg)))
+	e.log.Debug("handshake complete", "peer", p.publicKey.String(), "endpoint", src, "role", "initiator")
 	p.flushStaged()
 }
 

@@ -194,3 +194,71 @@ func TestReceiveErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestIndexCollision covers P13's last clause: an index already taken is
+// not handed out again; a fresh random one is drawn.
+func TestIndexCollision(t *testing.T) {
+	var tab indexTable
+	tab.init()
+	draws := [][4]byte{{1, 0, 0, 0}, {1, 0, 0, 0}, {2, 0, 0, 0}}
+	next := func(b []byte) error {
+		copy(b, draws[0][:])
+		draws = draws[1:]
+		return nil
+	}
+	a, _ := tab.newIndex(indexEntry{}, next)
+	b, _ := tab.newIndex(indexEntry{}, next)
+	if a != 1 || b != 2 {
+		t.Errorf("indices %d, %d, want 1, 2", a, b)
+	}
+}
+
+// TestPersistentKeepalive checks that an idle peer with a persistent
+// keepalive of 25 s sends one every 25 s, and that an unrelated peer
+// without one stays silent.
+func TestPersistentKeepalive(t *testing.T) {
+	p := established(t, pairOptions{keepalive: 25 * time.Second})
+	p.net.takeLog()
+	var at []time.Duration
+	start := p.clock.Now()
+	p.net.setHook(func(d *datagram) bool {
+		if d.src == outerA && len(d.data) == crypto.KeepaliveSize {
+			at = append(at, p.clock.Now()-start)
+		}
+		return true
+	})
+	p.ticks(80*time.Second, 500*time.Millisecond)
+	if len(at) != 3 {
+		t.Fatalf("keepalives at %v, want 3 in 80 s", at)
+	}
+	for i := 1; i < len(at); i++ {
+		if gap := at[i] - at[i-1]; gap < 25*time.Second || gap > 26*time.Second {
+			t.Errorf("keepalive gap %v, want 25 s", gap)
+		}
+	}
+	if n := countFrom(p.net.takeLog(), outerB, crypto.MessageData); n != 0 {
+		t.Errorf("b without persistent keepalive sent %d messages", n)
+	}
+}
+
+// FuzzInbound feeds arbitrary datagrams to an engine with one established
+// peer: nothing may panic, and the peer's session and endpoint stay put
+// unless the datagram authenticated (it cannot without the keys).
+func FuzzInbound(f *testing.F) {
+	p := established(f, pairOptions{})
+	f.Add(p.a.sealed(f, ping(innerA, innerB, "seed")))
+	f.Add(make148(148, 1))
+	f.Add(make148(92, 2))
+	f.Add(make148(64, 3))
+	f.Add([]byte{4, 0, 0, 0})
+	f.Add([]byte{})
+	cur, _, _ := p.b.keypairs()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p.net.inject(netip.MustParseAddrPort("127.0.0.3:3"), outerB, data)
+		p.b.step()
+		if now, _, _ := p.b.keypairs(); now != cur {
+			t.Fatal("session changed")
+		}
+		p.b.ad.written()
+	})
+}
