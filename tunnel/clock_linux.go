@@ -1,17 +1,39 @@
 package tunnel
 
 import (
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// Now reads CLOCK_BOOTTIME so that time spent suspended counts (RELIABILITY
-// L11: no 540 s stall after resume).
+// Boot time is CLOCK_BOOTTIME, so that time spent suspended counts (RELIABILITY
+// L11: no 540 s stall after resume). Reading it is a real system call (x/sys
+// has no vDSO path), so Now adds a cached offset to the monotonic clock,
+// which the vDSO serves, and refreshes the offset from CLOCK_BOOTTIME at most
+// every bootRefresh of monotonic time. After a resume the clock is at most
+// bootRefresh behind.
+const bootRefresh = 20 * time.Millisecond
+
+var boot struct {
+	offset    atomic.Int64 // CLOCK_BOOTTIME - monotonicNow, ns
+	refreshed atomic.Int64 // monotonicNow at the last refresh, ns; 0: never
+}
+
+// Now returns boot time.
 func (systemClock) Now() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
-		return monotonicNow()
+	mono := monotonicNow()
+	if last := boot.refreshed.Load(); last == 0 || mono-time.Duration(last) >= bootRefresh {
+		var ts unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err == nil {
+			// The offset only grows (by suspended time); keeping the
+			// largest reading hides measurement noise, so Now never
+			// goes back.
+			off := int64(time.Duration(ts.Nano()) - mono)
+			for old := boot.offset.Load(); off > old && !boot.offset.CompareAndSwap(old, off); old = boot.offset.Load() {
+			}
+		}
+		boot.refreshed.Store(int64(max(mono, 1)))
 	}
-	return time.Duration(ts.Nano())
+	return mono + time.Duration(boot.offset.Load())
 }
