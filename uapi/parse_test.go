@@ -1,6 +1,7 @@
 package uapi
 
 import (
+	"bytes"
 	"errors"
 	"net/netip"
 	"strings"
@@ -176,6 +177,13 @@ func FuzzParseSet(f *testing.F) {
 				t.Fatalf("ParseSet error %v is not an *Error with a negative errno", err)
 			}
 			return
+		}
+		again, err := ParseSet(bytes.NewReader(AppendChange(nil, c)))
+		if err != nil {
+			t.Fatalf("ParseSet(AppendChange(%+v)): %v", c, err)
+		}
+		if diff := cmp.Diff(again, c, cmpOpts); diff != "" {
+			t.Fatalf("ParseSet(AppendChange(c)) (-got +want):\n%s", diff)
 		}
 		for _, p := range c.Peers {
 			if p.Remove && (p.UpdateOnly || p.Endpoint != nil || len(p.AllowedIPs) != 0) {
