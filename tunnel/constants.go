@@ -1,11 +1,14 @@
 package tunnel
 
-import "time"
+import (
+	"time"
 
-// Protocol constants (whitepaper section 6, RELIABILITY.md section 3).
+	"github.com/warrenvpn/warren/crypto"
+)
+
+// Protocol constants (whitepaper section 6, RELIABILITY.md section 3). The
+// message limits live in package crypto (crypto.RekeyAfterMessages).
 const (
-	RekeyAfterMessages  = 1 << 60                              // messages
-	RejectAfterMessages = 1<<64 - 1<<13 - 1                    // messages
 	RekeyAfterTime      = 120 * time.Second                    // initiator rekeys when sending past this age
 	RejectAfterTime     = 180 * time.Second                    // keypair unusable after this age
 	RekeyAttemptTime    = 90 * time.Second                     // handshake attempts give up after this
@@ -22,36 +25,20 @@ const (
 	underLoadAfterTime = time.Second
 )
 
-// Wire sizes in bytes.
-const (
-	messageInitiationSize  = 148
-	messageResponseSize    = 92
-	messageCookieReplySize = 64
-	messageHeaderSize      = 16 // type, receiver index, counter of a data message
-	tagSize                = 16 // Poly1305
-	messageKeepaliveSize   = messageHeaderSize + tagSize
-	paddingMultiple        = 16
-
-	messageTypeInitiation  = 1
-	messageTypeResponse    = 2
-	messageTypeCookieReply = 3
-	messageTypeData        = 4
-)
-
 // Tuning values.
 const (
 	// Offset is where packets start in adapter buffers: the data message
 	// header is written in front of the packet so that it is sealed in place.
-	Offset = messageHeaderSize
+	Offset = crypto.DataHeaderSize
 
-	maxPacketSize      = 65535                                 // largest inner packet, bytes
-	bufferSize         = Offset + maxPacketSize + tagSize + 15 // one pooled packet buffer, bytes
-	maxStagedPackets   = 128                                   // per peer, oldest dropped (D9)
-	handshakeQueueSize = 1024                                  // pending handshake messages
-	underLoadQueueLen  = handshakeQueueSize / 8                // 128: cookies demanded at or above
-	defaultBatchSize   = 128                                   // packets per batch when a side reports 0
-	defaultTickEvery   = 100 * time.Millisecond                // timer resolution of the engine
-	logEvery           = 10 * time.Second                      // at most one warning of a kind per interval
+	maxPacketSize      = 65535                                                                // largest inner packet, bytes
+	bufferSize         = Offset + maxPacketSize + crypto.TagSize + crypto.PaddingMultiple - 1 // one pooled packet buffer, bytes
+	maxStagedPackets   = 128                                                                  // per peer, oldest dropped (D9)
+	handshakeQueueSize = 1024                                                                 // pending handshake messages
+	underLoadQueueLen  = handshakeQueueSize / 8                                               // 128: cookies demanded at or above
+	defaultBatchSize   = 128                                                                  // packets per batch when a side reports 0
+	defaultTickEvery   = 100 * time.Millisecond                                               // timer resolution of the engine
+	logEvery           = 10 * time.Second                                                     // at most one warning of a kind per interval
 )
 
 // Error handling of the loops (RELIABILITY L8).
