@@ -125,13 +125,9 @@ func stateLine(s *State, p *PeerState, k, v string, sec, nsec *int64) error {
 			raw, err = parseKey(v)
 			s.PrivateKey = crypto.PrivateKey(raw)
 		case "listen_port":
-			var n uint64
-			n, err = strconv.ParseUint(v, 10, 16)
-			s.ListenPort = uint16(n)
+			s.ListenPort, err = parseUint[uint16](v, 16)
 		case "fwmark":
-			var n uint64
-			n, err = strconv.ParseUint(v, 10, 32)
-			s.FwMark = uint32(n)
+			s.FwMark, err = parseUint[uint32](v, 32)
 		default:
 			err = errors.New("unknown device key")
 		}
@@ -157,9 +153,7 @@ func stateLine(s *State, p *PeerState, k, v string, sec, nsec *int64) error {
 	case "rx_bytes":
 		p.RxBytes, err = strconv.ParseUint(v, 10, 64)
 	case "persistent_keepalive_interval":
-		var n uint64
-		n, err = strconv.ParseUint(v, 10, 16)
-		p.PersistentKeepalive = uint16(n)
+		p.PersistentKeepalive, err = parseUint[uint16](v, 16)
 	case "allowed_ip":
 		var prefix netip.Prefix
 		prefix, err = netip.ParsePrefix(v)

@@ -124,19 +124,17 @@ func (p *setParser) deviceLine(k, v string) error {
 		}
 		p.c.PrivateKey = &sk
 	case "listen_port":
-		port, err := strconv.ParseUint(v, 10, 16)
+		port, err := parseUint[uint16](v, 16)
 		if err != nil {
 			return Errorf(ErrnoInvalid, "failed to parse listen_port: %v", err)
 		}
-		u := uint16(port)
-		p.c.ListenPort = &u
+		p.c.ListenPort = &port
 	case "fwmark":
-		mark, err := strconv.ParseUint(v, 10, 32)
+		mark, err := parseUint[uint32](v, 32)
 		if err != nil {
 			return Errorf(ErrnoInvalid, "invalid fwmark: %v", err)
 		}
-		u := uint32(mark)
-		p.c.FwMark = &u
+		p.c.FwMark = &mark
 	case "replace_peers":
 		if v != "true" {
 			return Errorf(ErrnoInvalid, "failed to set replace_peers, invalid value: %v", v)
@@ -183,13 +181,12 @@ func (p *setParser) peerLine(k, v string) error {
 			pc.Endpoint = &ep
 		}
 	case "persistent_keepalive_interval":
-		secs, err := strconv.ParseUint(v, 10, 16)
+		secs, err := parseUint[uint16](v, 16)
 		if err != nil {
 			return Errorf(ErrnoInvalid, "failed to set persistent keepalive interval: %v", err)
 		}
 		if record {
-			u := uint16(secs)
-			pc.PersistentKeepalive = &u
+			pc.PersistentKeepalive = &secs
 		}
 	case "replace_allowed_ips":
 		if v != "true" {
@@ -229,4 +226,10 @@ func parseKey(s string) ([crypto.KeySize]byte, error) {
 		return k, crypto.ErrKeyFormat
 	}
 	return k, nil
+}
+
+// parseUint parses a decimal number of at most bits bits (T's size).
+func parseUint[T uint16 | uint32](s string, bits int) (T, error) {
+	n, err := strconv.ParseUint(s, 10, bits)
+	return T(n), err
 }
