@@ -41,6 +41,7 @@ func warrenBinary(t testing.TB) string {
 			buildErr = err
 			return
 		}
+		os.Chmod(dir, 0o755) // the privilege test runs it as nobody
 		builtPath = filepath.Join(dir, "warren")
 		out, err := exec.Command("go", "build", "-o", builtPath, ".").CombinedOutput()
 		if err != nil {
@@ -479,5 +480,27 @@ func TestWGQuick(t *testing.T) {
 	waitFor(t, "the userspace process to remove its socket", func() bool { _, err := os.Stat(sock); return err != nil })
 	if after := stableDump(t, p.lab.A); after != before {
 		t.Errorf("host differs after wg-quick down (-before +after):\n%s", cmp.Diff(strings.Split(before, "\n"), strings.Split(after, "\n")))
+	}
+}
+
+// TestUpWithoutPrivileges: as an unprivileged user, one clear line and exit
+// status 1.
+func TestUpWithoutPrivileges(t *testing.T) {
+	netlab.RequireRoot(t)
+	setpriv := requireTool(t, "setpriv")
+	dir, err := os.MkdirTemp("", "warren-np-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	k, _ := wgcrypto.NewPrivateKey(rand.Reader)
+	path := filepath.Join(dir, "np0.conf")
+	os.WriteFile(path, []byte("[Interface]\nPrivateKey = "+k.String()+"\nAddress = 198.19.0.1/24\n"), 0o644)
+	out, err := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+		warrenBinary(t), "up", path).CombinedOutput()
+	want := "warren: creating TUN np0: permission denied: run as root or with CAP_NET_ADMIN\n"
+	if code := exitCode(err); code != 1 || string(out) != want {
+		t.Errorf("unprivileged warren up: exit %d, output %q; want 1 and %q", code, out, want)
 	}
 }
