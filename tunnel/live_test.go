@@ -22,8 +22,9 @@ type liveNode struct {
 }
 
 // newLivePair starts two engines over a transporttest network, configured
-// for each other like newPair, and closes them at the end of the test.
-func newLivePair(t testing.TB, nw *transporttest.Network) (a, b *liveNode) {
+// for each other like newPair, and closes them at the end of the test. A nil
+// clock is the system clock.
+func newLivePair(t testing.TB, nw *transporttest.Network, clock Clock) (a, b *liveNode) {
 	t.Helper()
 	mk := func(seed byte, addr netip.AddrPort) *liveNode {
 		tr, err := nw.NewTransport(addr)
@@ -32,7 +33,7 @@ func newLivePair(t testing.TB, nw *transporttest.Network) (a, b *liveNode) {
 		}
 		key, _ := crypto.NewPrivateKey(seededRand(seed))
 		n := &liveNode{mem: devicetest.NewMemory(devicetest.MemoryOptions{}), tr: tr, key: key}
-		n.e = New(n.mem, tr, Options{Rand: seededRand(seed + 100), TickInterval: 10 * time.Millisecond})
+		n.e = New(n.mem, tr, Options{Clock: clock, Rand: seededRand(seed + 100), TickInterval: 10 * time.Millisecond})
 		t.Cleanup(func() {
 			if err := n.e.Close(); err != nil {
 				t.Errorf("Close: %v", err)
@@ -83,7 +84,7 @@ func TestLiveEngines(t *testing.T) {
 	checkGoroutines(t)
 	for _, first := range []string{"a", "b"} {
 		t.Run(first+" first", func(t *testing.T) {
-			a, b := newLivePair(t, transporttest.NewNetwork(transporttest.Config{}))
+			a, b := newLivePair(t, transporttest.NewNetwork(transporttest.Config{}), nil)
 			src, dst := a, b
 			s4, d4, s6, d6 := innerA, innerB, inner6A, inner6B
 			if first == "b" {
@@ -148,7 +149,8 @@ func TestCloseTwice(t *testing.T) {
 // flows again and no goroutine is left.
 func TestLiveReconfigure(t *testing.T) {
 	checkGoroutines(t)
-	a, b := newLivePair(t, transporttest.NewNetwork(transporttest.Config{}))
+	clock := newFakeClock()
+	a, b := newLivePair(t, transporttest.NewNetwork(transporttest.Config{}), clock)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() { // traffic a → b; b's adapter output is drained below
@@ -204,7 +206,9 @@ func TestLiveReconfigure(t *testing.T) {
 	}
 	close(stop)
 	<-done
-	// Traffic still flows (after a handshake if the last flip needed one).
+	// Traffic still flows, after a handshake if the last change needs one
+	// (past the 5 s between initiations of D8).
+	clock.advance(RekeyTimeout + time.Second)
 	if err := a.mem.Inject(ping(innerA, innerB, "after")); err != nil {
 		t.Fatal(err)
 	}
