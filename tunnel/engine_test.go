@@ -1,6 +1,8 @@
 package tunnel
 
 import (
+	"fmt"
+	"net/netip"
 	"testing"
 )
 
@@ -44,5 +46,51 @@ func TestPingBothWays(t *testing.T) {
 				t.Errorf("initiator stats %+v: want handshake time and bytes", st)
 			}
 		})
+	}
+}
+
+// TestMultiplePeers checks the per-peer split of one batch: packets to two
+// peers interleaved in one read reach each peer in order, and a peer
+// without a session (c, unreachable) holds up nobody else.
+func TestMultiplePeers(t *testing.T) {
+	p := established(t, pairOptions{})
+	outerC := netip.MustParseAddrPort("198.18.0.3:51822")
+	innerC := netip.MustParseAddr("198.19.0.3")
+	c := newNode(t, p.clock, p.net, 3, outerC)
+	if err := c.e.SetConfig(Config{PrivateKey: c.key, Peers: []PeerConfig{{PublicKey: p.a.pub,
+		AllowedIPs: []netip.Prefix{netip.PrefixFrom(innerA, 32)}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.e.Up(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.a.e.AddPeer(PeerConfig{PublicKey: c.pub, Endpoint: outerC,
+		AllowedIPs: []netip.Prefix{netip.PrefixFrom(innerC, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	blockC := true
+	p.net.setHook(func(d *datagram) bool { return !blockC || (d.dst != outerC && d.src != outerC) })
+	var batch [][]byte
+	for i := range 8 {
+		batch = append(batch, ping(innerA, innerB, fmt.Sprint("b", i)), ping(innerA, innerC, fmt.Sprint("c", i)))
+	}
+	p.a.ad.inject(batch...)
+	step := func() {
+		for moved := true; moved; {
+			moved = p.a.step()
+			moved = p.b.step() || moved
+			moved = c.step() || moved
+		}
+	}
+	step()
+	if got, want := payloads(p.b.ad.written()), "b0,b1,b2,b3,b4,b5,b6,b7"; got != want {
+		t.Errorf("b got %q, want %q", got, want)
+	}
+	blockC = false
+	p.clock.advance(RekeyTimeout + RekeyTimeoutJitter)
+	p.a.e.Tick()
+	step()
+	if got, want := payloads(c.ad.written()), "c0,c1,c2,c3,c4,c5,c6,c7"; got != want {
+		t.Errorf("c got %q, want %q", got, want)
 	}
 }
