@@ -266,7 +266,9 @@ func TestReplayedData(t *testing.T) {
 }
 
 // TestExpiredKeypair covers R7: a keypair older than 180 s drops its
-// inbound packets, and outbound data starts a handshake.
+// inbound packets, and outbound data starts a handshake. It is also L11 on
+// the engine's side: the clock jump is what a resume from a 181 s suspend
+// looks like on CLOCK_BOOTTIME, and the first packet after it handshakes.
 func TestExpiredKeypair(t *testing.T) {
 	p := established(t, pairOptions{})
 	msg := p.a.sealed(t, ping(innerA, innerB, "late"))

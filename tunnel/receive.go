@@ -93,6 +93,7 @@ func (e *Engine) processInbound(in *inbound, n int) {
 	now := e.clock.Now()
 	write := in.write[:0]
 	seen := in.seen[:0]
+	var kp *keypair
 	for i := range n {
 		msg := in.bufs[i][:in.sizes[i]]
 		typ, err := crypto.Parse(msg)
@@ -108,12 +109,17 @@ func (e *Engine) processInbound(in *inbound, n int) {
 			e.queueHandshake(msg, in.eps[i])
 			continue
 		}
-		ent, ok := e.indices.lookup(binary.LittleEndian.Uint32(msg[4:]))
-		if !ok || ent.kp == nil {
-			e.drops.add(DropUnknownIndex, 1)
-			continue
+		// Consecutive packets of a flow share a receiver index: look it up
+		// once per run.
+		if idx := binary.LittleEndian.Uint32(msg[4:]); kp == nil || idx != kp.LocalIndex {
+			ent, ok := e.indices.lookup(idx)
+			if !ok || ent.kp == nil {
+				kp = nil
+				e.drops.add(DropUnknownIndex, 1)
+				continue
+			}
+			kp = ent.kp
 		}
-		kp := ent.kp
 		if kp.isExpired(now) {
 			e.drops.add(DropExpired, 1)
 			continue
