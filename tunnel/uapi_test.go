@@ -150,3 +150,31 @@ func TestUAPIRebind(t *testing.T) {
 		t.Errorf("b got %q", got)
 	}
 }
+
+// TestTransferCounters is N1's arithmetic in memory: 10 pings of 84 bytes
+// from b and their replies → b counts tx 1428 (148 + 10 × 128) and rx 1372
+// (92 + 10 × 128), a the mirror image.
+func TestTransferCounters(t *testing.T) {
+	p := newPair(t, pairOptions{})
+	for i := range 10 {
+		p.b.ad.inject(ping(innerB, innerA, fmt.Sprintf("%056d", i))) // 84 bytes
+		p.run()
+		for _, req := range p.a.ad.written() {
+			if len(req) != 84 {
+				t.Fatalf("request of %d bytes", len(req))
+			}
+			p.a.ad.inject(ping(innerA, innerB, payloadOf(req)))
+		}
+		p.run()
+	}
+	if got := len(p.b.ad.written()); got != 10 {
+		t.Fatalf("%d replies, want 10", got)
+	}
+	sb, sa := p.b.e.Stats()[0], p.a.e.Stats()[0]
+	if sb.TxBytes != 1428 || sb.RxBytes != 1372 {
+		t.Errorf("b: tx %d rx %d, want 1428 and 1372", sb.TxBytes, sb.RxBytes)
+	}
+	if sa.TxBytes != 1372 || sa.RxBytes != 1428 {
+		t.Errorf("a: tx %d rx %d, want 1372 and 1428", sa.TxBytes, sa.RxBytes)
+	}
+}
