@@ -59,7 +59,7 @@ func newPump(tb testing.TB, batch, size int) *pump {
 	p := established(tb, pairOptions{})
 	pu := &pump{p: p, out: newOutbound(batch), in: newInbound(batch), dst: &countingAdapter{stepAdapter: stepAdapter{mtu: 1420}}}
 	pu.sink = &pumpSink{in: pu.in}
-	p.a.e.tr.Store(&transportBox{pu.sink})
+	p.a.e.tr.Store(newTransportBox(pu.sink))
 	p.b.e.adapter = pu.dst
 	payload := make([]byte, size-28) // IPv4 + UDP headers
 	for range batch {

@@ -154,7 +154,7 @@ func newEngine(adapter device.Adapter, tr Transport, opts Options) *Engine {
 	if e.tickEvery == 0 {
 		e.tickEvery = defaultTickEvery
 	}
-	e.tr.Store(&transportBox{tr})
+	e.tr.Store(newTransportBox(tr))
 	e.rand.r = opts.Rand
 	if e.rand.r == nil {
 		e.rand.r = rand.Reader
@@ -251,7 +251,22 @@ func (e *Engine) Close() error {
 var errRebind = errors.New("the engine cannot rebind its transport")
 
 // transportBox lets the transport be swapped atomically.
-type transportBox struct{ Transport }
+type transportBox struct {
+	Transport
+	replaced chan struct{} // closed once a rebind has replaced this transport
+}
+
+func newTransportBox(tr Transport) *transportBox {
+	return &transportBox{Transport: tr, replaced: make(chan struct{})}
+}
+
+// replaceTransport makes tr the transport and closes the old one; the
+// receive loop moves over when its Receive fails.
+func (e *Engine) replaceTransport(tr Transport) {
+	old := e.tr.Swap(newTransportBox(tr))
+	close(old.replaced)
+	old.Close()
+}
 
 // transport returns the current transport.
 func (e *Engine) transport() Transport { return e.tr.Load().Transport }

@@ -222,3 +222,52 @@ func TestLiveReconfigure(t *testing.T) {
 	}
 	<-drained
 }
+
+// TestLiveRebind checks the UAPI rebind with the receive loop running: a
+// fwmark-only change frees the port before binding it again (the address
+// would be in use otherwise), a port change opens the new socket first,
+// and traffic flows after each, the peer following the new port (RO1).
+func TestLiveRebind(t *testing.T) {
+	checkGoroutines(t)
+	nw := transporttest.NewNetwork(transporttest.Config{})
+	a, b := newLivePair(t, nw, nil)
+	a.e.rebind = func(port uint16, mark uint32) (Transport, error) {
+		return nw.NewTransport(netip.AddrPortFrom(outerA.Addr(), port))
+	}
+	a.e.local.Lock()
+	a.e.local.listenPort = outerA.Port()
+	a.e.local.Unlock()
+	roundTrip := func(tag string) {
+		t.Helper()
+		if err := a.mem.Inject(ping(innerA, innerB, tag)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := receive(b.mem, 1); err != nil || payloads(got) != tag {
+			t.Fatalf("%s: b got %q, %v", tag, payloads(got), err)
+		}
+		if err := b.mem.Inject(ping(innerB, innerA, tag)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := receive(a.mem, 1); err != nil || payloads(got) != tag {
+			t.Fatalf("%s: a got %q, %v (drops %v / %v)", tag, payloads(got), err, a.e.DropCounts(), b.e.DropCounts())
+		}
+	}
+	roundTrip("before")
+	mark := uint32(7)
+	if err := a.e.Apply(&uapi.Change{FwMark: &mark}); err != nil {
+		t.Fatalf("fwmark change: %v", err)
+	}
+	roundTrip("after fwmark")
+	port := uint16(4000)
+	if err := a.e.Apply(&uapi.Change{ListenPort: &port}); err != nil {
+		t.Fatalf("port change: %v", err)
+	}
+	roundTrip("after port")
+	if got, want := b.e.Stats()[0].Endpoint, netip.AddrPortFrom(outerA.Addr(), port); got != want {
+		t.Errorf("b sees a at %v, want %v", got, want)
+	}
+	st, _ := a.e.State()
+	if st.ListenPort != port || st.FwMark != mark {
+		t.Errorf("state port %d mark %d, want %d and %d", st.ListenPort, st.FwMark, port, mark)
+	}
+}

@@ -60,7 +60,8 @@ func newInbound(batch int) *inbound {
 // receiveLoop moves datagrams from the transport to the adapter until the
 // transport is closed. Transient errors are retried (L8).
 func (e *Engine) receiveLoop() {
-	tr := e.transport()
+	box := e.tr.Load()
+	tr := box.Transport
 	in := newInbound(max(batchSize(tr.BatchSize()), defaultBatchSize))
 	failures := 0
 	for {
@@ -72,13 +73,19 @@ func (e *Engine) receiveLoop() {
 			failures = 0
 			continue
 		}
-		if errors.Is(err, net.ErrClosed) && !e.isClosing() {
-			if next := e.transport(); next != tr {
-				tr = next // rebound: the old transport was closed
+		if errors.Is(err, net.ErrClosed) {
+			// Closed by Close, or by a rebind that replaces it (perhaps
+			// in a moment): wait for whichever comes.
+			select {
+			case <-e.done:
+				return
+			case <-box.replaced:
+				box = e.tr.Load()
+				tr = box.Transport
 				continue
 			}
 		}
-		if errors.Is(err, net.ErrClosed) || !e.retryAfter(err, &failures, "receive") {
+		if !e.retryAfter(err, &failures, "receive") {
 			return
 		}
 	}

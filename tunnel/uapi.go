@@ -81,13 +81,32 @@ func (e *Engine) rebindLocked(port uint16, mark uint32) error {
 	if e.rebind == nil {
 		return errRebind
 	}
+	if port == 0 || port != e.local.listenPort {
+		// Another port: open the new socket before closing the old one.
+		tr, err := e.rebind(port, mark)
+		if err != nil {
+			return err
+		}
+		e.replaceTransport(tr)
+		e.local.listenPort, e.local.fwMark = port, mark
+		return nil
+	}
+	// Only the fwmark changes: the port must be free before it can be
+	// bound again (as wireguard-go's BindUpdate). On failure the old
+	// settings are restored.
+	e.tr.Load().Close()
 	tr, err := e.rebind(port, mark)
 	if err != nil {
+		restored, rerr := e.rebind(e.local.listenPort, e.local.fwMark)
+		if rerr != nil {
+			e.log.Error("rebind failed and the old socket cannot be restored", "port", port, "err", rerr)
+			return err
+		}
+		e.replaceTransport(restored)
 		return err
 	}
-	old := e.tr.Swap(&transportBox{tr})
-	old.Close() // receiveLoop moves to tr when its Receive fails
-	e.local.listenPort, e.local.fwMark = port, mark
+	e.replaceTransport(tr)
+	e.local.fwMark = mark
 	return nil
 }
 
