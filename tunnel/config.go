@@ -15,8 +15,8 @@ import (
 // it.
 type Config struct {
 	PrivateKey crypto.PrivateKey // zero: none; the engine then answers nothing
-	ListenPort uint16            // informational: the transport is bound by the caller
-	FwMark     uint32            // informational: the transport is bound by the caller
+	ListenPort uint16            // recorded for UAPI; SetConfig does not rebind (Apply with Options.Rebind does)
+	FwMark     uint32            // recorded for UAPI; SetConfig does not rebind
 	Peers      []PeerConfig
 }
 

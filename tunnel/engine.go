@@ -155,6 +155,7 @@ func newEngine(adapter device.Adapter, tr Transport, opts Options) *Engine {
 		e.tickEvery = defaultTickEvery
 	}
 	e.tr.Store(newTransportBox(tr))
+	e.local.listenPort = portOf(tr)
 	e.rand.r = opts.Rand
 	if e.rand.r == nil {
 		e.rand.r = rand.Reader
@@ -258,6 +259,15 @@ type transportBox struct {
 
 func newTransportBox(tr Transport) *transportBox {
 	return &transportBox{Transport: tr, replaced: make(chan struct{})}
+}
+
+// portOf returns the local port of tr if it reports one (transport.UDP
+// does), else 0.
+func portOf(tr Transport) uint16 {
+	if p, ok := tr.(interface{ Port() uint16 }); ok {
+		return p.Port()
+	}
+	return 0
 }
 
 // replaceTransport makes tr the transport and closes the old one; the

@@ -234,9 +234,9 @@ func TestLiveRebind(t *testing.T) {
 	a.e.rebind = func(port uint16, mark uint32) (Transport, error) {
 		return nw.NewTransport(netip.AddrPortFrom(outerA.Addr(), port))
 	}
-	a.e.local.Lock()
-	a.e.local.listenPort = outerA.Port()
-	a.e.local.Unlock()
+	if st, _ := a.e.State(); st.ListenPort != outerA.Port() {
+		t.Errorf("initial listen port %d, want the transport's %d", st.ListenPort, outerA.Port())
+	}
 	roundTrip := func(tag string) {
 		t.Helper()
 		if err := a.mem.Inject(ping(innerA, innerB, tag)); err != nil {

@@ -88,6 +88,9 @@ func (e *Engine) rebindLocked(port uint16, mark uint32) error {
 			return err
 		}
 		e.replaceTransport(tr)
+		if actual := portOf(tr); actual != 0 {
+			port = actual // 0 asked for a random one
+		}
 		e.local.listenPort, e.local.fwMark = port, mark
 		return nil
 	}
