@@ -15,7 +15,7 @@ import (
 // it.
 type Config struct {
 	PrivateKey crypto.PrivateKey // zero: none; the engine then answers nothing
-	ListenPort uint16            // recorded for UAPI; SetConfig does not rebind (Apply with Options.Rebind does)
+	ListenPort uint16            // recorded for UAPI (0 keeps the transport's); SetConfig does not rebind (Apply with Options.Rebind does)
 	FwMark     uint32            // recorded for UAPI; SetConfig does not rebind
 	Peers      []PeerConfig
 }
@@ -72,7 +72,10 @@ func (e *Engine) SetConfig(c Config) error {
 	}
 	e.setPrivateKeyLocked(c.PrivateKey)
 	e.local.Lock()
-	e.local.listenPort, e.local.fwMark = c.ListenPort, c.FwMark
+	if c.ListenPort != 0 {
+		e.local.listenPort = c.ListenPort
+	}
+	e.local.fwMark = c.FwMark
 	e.local.Unlock()
 	for _, p := range e.peerList() {
 		if !seen[p.publicKey] {
