@@ -148,7 +148,7 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 	}
 
 	// 4. Engine: it owns the TUN and the UDP socket from here on.
-	eng := tunnel.New(tun, udp, tunnel.Options{Logger: log})
+	eng := tunnel.New(tun, udp, tunnel.Options{Logger: log, Rebind: rebinder(log)})
 	closeTUN = func() error { return nil }
 	undo.push(func() error {
 		if err := eng.Close(); err != nil && !errors.Is(err, tunnel.ErrClosed) {
@@ -239,6 +239,14 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 		}}
 	}
 	return nil
+}
+
+// rebinder lets `wg set listen-port` or `fwmark` move the engine to a new
+// socket.
+func rebinder(log *slog.Logger) func(port uint16, mark uint32) (tunnel.Transport, error) {
+	return func(port uint16, mark uint32) (tunnel.Transport, error) {
+		return transport.Listen(transport.Options{Port: port, FwMark: mark, Logger: log})
+	}
 }
 
 // enginePeers resolves endpoints and converts the config's peers.

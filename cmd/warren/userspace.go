@@ -126,12 +126,7 @@ func serveUserspace(ctx context.Context, name string, log *slog.Logger) (err err
 		tun.Close()
 		return err
 	}
-	eng := tunnel.New(tun, udp, tunnel.Options{
-		Logger: log,
-		Rebind: func(port uint16, mark uint32) (tunnel.Transport, error) {
-			return transport.Listen(transport.Options{Port: port, FwMark: mark, Logger: log})
-		},
-	})
+	eng := tunnel.New(tun, udp, tunnel.Options{Logger: log, Rebind: rebinder(log)})
 	undo.push(func() error {
 		if err := eng.Close(); err != nil && !errors.Is(err, tunnel.ErrClosed) {
 			return err
