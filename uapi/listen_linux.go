@@ -1,14 +1,18 @@
 package uapi
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ListenDir creates the control socket of iface in dir (made with mode 0755
@@ -68,7 +72,65 @@ func ListenDir(dir, iface string) (*Listener, error) {
 	if err != nil {
 		return fail(fmt.Errorf("create socket: %w", err))
 	}
-	return &Listener{l: ul, path: path, ino: inode(fi)}, nil
+	l := &Listener{l: ul, path: path, id: idOf(fi)}
+	if err := l.watch.start(path, l.onChange); err != nil {
+		os.Remove(path)
+		return fail(fmt.Errorf("watch socket: %w", err))
+	}
+	return l, nil
+}
+
+// onChange runs on the watcher's goroutine after any change to the socket
+// file: if it is gone or replaced, Accept is made to fail with ErrRemoved.
+// It reports whether to keep watching.
+func (l *Listener) onChange() bool {
+	if l.isOurs() {
+		return true
+	}
+	l.removed.Store(true)
+	l.l.Close()
+	return false
+}
+
+// watcher follows changes to one file with inotify on a goroutine of its
+// own.
+type watcher struct {
+	f  *os.File // the inotify descriptor, non-blocking so Close interrupts Read
+	wg sync.WaitGroup
+}
+
+// start watches path, calling changed after each event until it returns
+// false or stop is called.
+func (w *watcher) start(path string, changed func() bool) error {
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		return err
+	}
+	if _, err := unix.InotifyAddWatch(fd, path, unix.IN_ATTRIB|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF); err != nil {
+		unix.Close(fd)
+		return err
+	}
+	w.f = os.NewFile(uintptr(fd), "inotify")
+	w.wg.Go(func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := w.f.Read(buf); err != nil {
+				return // closed by stop
+			}
+			if !changed() {
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// stop ends the watch and waits for its goroutine.
+func (w *watcher) stop() {
+	if w.f != nil {
+		w.f.Close()
+		w.wg.Wait()
+	}
 }
 
 // isLive reports whether a daemon accepts connections on the socket at path.
@@ -81,21 +143,45 @@ func isLive(path string) bool {
 	return true
 }
 
-func inode(fi fs.FileInfo) uint64 {
+// fileID identifies a file. An inode number is only reused once the inode is
+// freed, and our bound socket keeps its inode alive until the listener is
+// closed: compare IDs only while it is open.
+type fileID struct {
+	dev, ino uint64
+	typ      fs.FileMode
+}
+
+func idOf(fi fs.FileInfo) fileID {
+	id := fileID{typ: fi.Mode().Type()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Ino
+		id.dev, id.ino = uint64(st.Dev), st.Ino
 	}
-	return 0
+	return id
+}
+
+// isOurs reports whether the socket file is still the one we created; the
+// listener must still be open.
+func (l *Listener) isOurs() bool {
+	fi, err := os.Lstat(l.path)
+	return err == nil && idOf(fi) == l.id
 }
 
 // Close stops listening and removes the socket file, unless it has been
-// replaced by another daemon's socket since.
+// removed or replaced since. Later calls return the first one's result.
 func (l *Listener) Close() error {
-	err := l.l.Close()
-	if fi, serr := os.Lstat(l.path); serr == nil && inode(fi) == l.ino {
-		if rerr := os.Remove(l.path); rerr != nil && err == nil {
-			err = rerr
-		}
+	l.closeOnce.Do(func() { l.closeErr = l.close() })
+	return l.closeErr
+}
+
+func (l *Listener) close() error {
+	l.watch.stop()
+	var rerr error
+	if !l.removed.Load() && l.isOurs() {
+		rerr = os.Remove(l.path)
 	}
-	return err
+	err := l.l.Close()
+	if l.removed.Load() && errors.Is(err, net.ErrClosed) {
+		err = nil // closed by the watcher already
+	}
+	return cmp.Or(err, rerr)
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/warrenvpn/warren/internal/netlab"
 	"github.com/warrenvpn/warren/uapi"
@@ -140,6 +141,53 @@ func TestListenCloseKeepsReplacement(t *testing.T) {
 	l.Close()
 	if _, err := os.Lstat(l.Path()); err != nil {
 		t.Errorf("Close removed a file it did not create: %v", err)
+	}
+}
+
+// TestListenRemoved is RELIABILITY L5 (the socket half): deleting or
+// replacing the socket file ends Serve with ErrRemoved.
+func TestListenRemoved(t *testing.T) {
+	tests := []struct {
+		name    string
+		replace bool
+	}{
+		{"deleted", false},
+		{"replaced", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := uapi.ListenDir(t.TempDir(), "wg-rm")
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- uapi.NewServer(&uapitest.Device{}, nil).Serve(l) }()
+			if got := dialGet(t, l.Path()); got != "errno=0\n" {
+				t.Fatalf("get = %q", got)
+			}
+			if err := os.Remove(l.Path()); err != nil {
+				t.Fatal(err)
+			}
+			if tc.replace {
+				if err := os.WriteFile(l.Path(), nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, uapi.ErrRemoved) {
+					t.Errorf("Serve = %v, want ErrRemoved", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Serve still running 10 s after the socket file was removed")
+			}
+			if err := l.Close(); err != nil {
+				t.Errorf("Close after removal: %v", err)
+			}
+			if _, err := os.Lstat(l.Path()); tc.replace != (err == nil) {
+				t.Errorf("after Close, Lstat = %v; want the replacement kept (%v)", err, tc.replace)
+			}
+		})
 	}
 }
 

@@ -13,4 +13,13 @@ func ListenDir(dir, iface string) (*Listener, error) {
 }
 
 // Close stops listening.
-func (l *Listener) Close() error { return l.l.Close() }
+func (l *Listener) Close() error {
+	l.closeOnce.Do(func() { l.closeErr = l.l.Close() })
+	return l.closeErr
+}
+
+// watcher is a stand-in: the socket file is not watched.
+type watcher struct{}
+
+// fileID is a stand-in: socket files are not identified.
+type fileID struct{}
