@@ -150,12 +150,7 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 	// 4. Engine: it owns the TUN and the UDP socket from here on.
 	eng := tunnel.New(tun, udp, tunnel.Options{Logger: log, Rebind: rebinder(log)})
 	closeTUN = func() error { return nil }
-	undo.push(func() error {
-		if err := eng.Close(); err != nil && !errors.Is(err, tunnel.ErrClosed) {
-			return fmt.Errorf("close engine: %w", err)
-		}
-		return nil
-	})
+	undo.push(func() error { return closeEngine(eng) })
 	if err := eng.SetConfig(tunnel.Config{
 		PrivateKey: cfg.Interface.PrivateKey,
 		ListenPort: udp.Port(),
@@ -189,17 +184,9 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 	}
 
 	// 6. Control socket, DNS, PostUp, pid file.
-	ln, err := uapi.Listen(name)
-	if err != nil {
-		return fmt.Errorf("control socket for %s: %w", name, err)
+	if _, err := serveControl(name, eng, log, &undo); err != nil {
+		return err
 	}
-	srv := uapi.NewServer(eng, log)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	undo.push(func() error {
-		ln.Close()
-		return <-served
-	})
 	if len(cfg.Interface.DNS) > 0 || len(cfg.Interface.DNSSearch) > 0 {
 		if err := setDNS(ctx, name, cfg.Interface.DNS, cfg.Interface.DNSSearch); err != nil {
 			log.Warn("DNS not applied", "err", err)
@@ -239,6 +226,31 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 		}}
 	}
 	return nil
+}
+
+// closeEngine closes the engine; an engine already closed is not an error.
+func closeEngine(eng *tunnel.Engine) error {
+	if err := eng.Close(); err != nil && !errors.Is(err, tunnel.ErrClosed) {
+		return fmt.Errorf("close engine: %w", err)
+	}
+	return nil
+}
+
+// serveControl opens the interface's UAPI socket (wg, warren show) and
+// serves it until the undo stack runs.
+func serveControl(name string, eng *tunnel.Engine, log *slog.Logger, undo *undoStack) (*uapi.Listener, error) {
+	ln, err := uapi.Listen(name)
+	if err != nil {
+		return nil, fmt.Errorf("control socket for %s: %w", name, err)
+	}
+	srv := uapi.NewServer(eng, log)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	undo.push(func() error {
+		ln.Close()
+		return <-served
+	})
+	return ln, nil
 }
 
 // rebinder lets `wg set listen-port` or `fwmark` move the engine to a new

@@ -127,26 +127,14 @@ func serveUserspace(ctx context.Context, name string, log *slog.Logger) (err err
 		return err
 	}
 	eng := tunnel.New(tun, udp, tunnel.Options{Logger: log, Rebind: rebinder(log)})
-	undo.push(func() error {
-		if err := eng.Close(); err != nil && !errors.Is(err, tunnel.ErrClosed) {
-			return err
-		}
-		return nil
-	})
+	undo.push(func() error { return closeEngine(eng) })
 	if err := eng.Up(); err != nil {
 		return err
 	}
-	ln, err := uapi.Listen(name)
+	ln, err := serveControl(name, eng, log, &undo)
 	if err != nil {
-		return fmt.Errorf("control socket for %s: %w", name, err)
+		return err
 	}
-	srv := uapi.NewServer(eng, log)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	undo.push(func() error {
-		ln.Close()
-		return <-served
-	})
 	log.Info("userspace device ready", "interface", name, "socket", ln.Path())
 	select {
 	case <-ctx.Done():
