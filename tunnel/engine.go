@@ -114,8 +114,9 @@ type Engine struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	fatal     struct {
-		sync.Mutex // guards err
-		err        error
+		sync.Mutex               // guards err
+		err        error         // the first fatal error
+		failed     chan struct{} // closed when err is set
 	}
 }
 
@@ -145,6 +146,7 @@ func newEngine(adapter device.Adapter, tr Transport, opts Options) *Engine {
 		handshakes: make(chan handshakeWork, handshakeQueueSize),
 		done:       make(chan struct{}),
 	}
+	e.fatal.failed = make(chan struct{})
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -281,14 +283,21 @@ func (e *Engine) replaceTransport(tr Transport) {
 // transport returns the current transport.
 func (e *Engine) transport() Transport { return e.tr.Load().Transport }
 
-// setFatal records err as the engine's fatal error unless one is recorded.
+// setFatal records err as the engine's fatal error unless one is
+// recorded, and closes Failed.
 func (e *Engine) setFatal(err error) {
 	e.fatal.Lock()
 	if e.fatal.err == nil {
 		e.fatal.err = err
+		close(e.fatal.failed)
 	}
 	e.fatal.Unlock()
 }
+
+// Failed is closed when a fatal error stopped part of the engine (the
+// adapter or the transport failed for good); the caller should then Close
+// it, which returns the error.
+func (e *Engine) Failed() <-chan struct{} { return e.fatal.failed }
 
 // isClosing reports whether Close has begun.
 func (e *Engine) isClosing() bool {

@@ -177,6 +177,7 @@ func TestReceiveErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.fatal {
+				<-e.Failed()
 				e.wg.Wait() // the receiver stops by itself
 				if err := e.Close(); !errors.Is(err, errTransient) {
 					t.Errorf("Close = %v, want the receive error", err)
