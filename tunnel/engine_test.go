@@ -1,9 +1,13 @@
 package tunnel
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
+
+	"github.com/warrenvpn/warren/crypto"
 )
 
 // TestPingBothWays: two engines pass IPv4 and IPv6 packets both ways; each
@@ -92,5 +96,67 @@ func TestMultiplePeers(t *testing.T) {
 	step()
 	if got, want := payloads(c.ad.written()), "c0,c1,c2,c3,c4,c5,c6,c7"; got != want {
 		t.Errorf("c got %q, want %q", got, want)
+	}
+}
+
+// TestConfigValidation checks that a bad configuration is refused as a
+// whole: nothing of it is applied.
+func TestConfigValidation(t *testing.T) {
+	p := established(t, pairOptions{})
+	before := p.a.e.Config()
+	other, _ := crypto.NewPrivateKey(seededRand(50))
+	good := PeerConfig{PublicKey: other.PublicKey(), AllowedIPs: []netip.Prefix{netip.MustParsePrefix("198.19.50.0/24")}}
+	for _, tc := range []struct {
+		name string
+		peer PeerConfig
+	}{
+		{"zero public key", PeerConfig{}},
+		{"negative keepalive", PeerConfig{PublicKey: other.PublicKey(), PersistentKeepalive: -time.Second}},
+		{"keepalive past 65535 s", PeerConfig{PublicKey: other.PublicKey(), PersistentKeepalive: 65536 * time.Second}},
+		{"invalid prefix", PeerConfig{PublicKey: other.PublicKey(), AllowedIPs: []netip.Prefix{{}}}},
+		{"duplicate peer", good},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := before
+			cfg.Peers = append(append([]PeerConfig(nil), before.Peers...), good, tc.peer)
+			if err := p.a.e.SetConfig(cfg); !errors.Is(err, ErrInvalidConfig) {
+				t.Errorf("SetConfig = %v, want ErrInvalidConfig", err)
+			}
+			if tc.name != "duplicate peer" {
+				if err := p.a.e.AddPeer(tc.peer); !errors.Is(err, ErrInvalidConfig) {
+					t.Errorf("AddPeer = %v, want ErrInvalidConfig", err)
+				}
+			}
+			if n := len(p.a.e.Config().Peers); n != 1 {
+				t.Errorf("%d peers after a refused config, want 1", n)
+			}
+		})
+	}
+}
+
+// TestRemovePeer checks that a removed peer's routes, sessions and indices
+// are gone, and that its packets are then dropped as unroutable.
+func TestRemovePeer(t *testing.T) {
+	p := established(t, pairOptions{})
+	if !p.a.e.RemovePeer(p.b.pub) {
+		t.Fatal("RemovePeer = false")
+	}
+	if p.a.e.RemovePeer(p.b.pub) {
+		t.Error("second RemovePeer = true")
+	}
+	if n := p.a.e.indices.len(); n != 0 {
+		t.Errorf("%d indices left", n)
+	}
+	p.a.ad.inject(ping(innerA, innerB, "x"))
+	p.net.inject(outerB, outerA, p.b.sealed(t, ping(innerB, innerA, "y")))
+	p.run()
+	if got := p.a.e.DropCounts(); got["no_route"] != 1 || got["unknown_index"] != 1 {
+		t.Errorf("drops %v, want one no_route and one unknown_index", got)
+	}
+	if DropReason(-1).String() != "unknown" || numDropReasons.String() != "unknown" {
+		t.Error("out-of-range drop reasons need a name")
+	}
+	if p.a.e.IsUp() != true {
+		t.Error("engine went down")
 	}
 }

@@ -18,7 +18,6 @@ package tunnel
 // RekeyTimeout on the wire (D8).
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"time"
 
@@ -332,6 +331,3 @@ func (e *Engine) sendMessage(msg []byte, ep netip.AddrPort) {
 		e.warn.warn("send", "send failed", "endpoint", ep, "err", err)
 	}
 }
-
-// le32 reads a little-endian uint32.
-func le32(b []byte) uint32 { return binary.LittleEndian.Uint32(b) }
