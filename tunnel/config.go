@@ -36,9 +36,6 @@ var ErrInvalidConfig = errors.New("invalid config")
 const maxKeepalive = 65535 * time.Second
 
 func (pc *PeerConfig) validate() error {
-	if pc.PublicKey.IsZero() {
-		return fmt.Errorf("%w: peer without public key", ErrInvalidConfig)
-	}
 	if pc.PersistentKeepalive < 0 || pc.PersistentKeepalive > maxKeepalive {
 		return fmt.Errorf("%w: peer %s: persistent keepalive %v out of range", ErrInvalidConfig, pc.PublicKey, pc.PersistentKeepalive)
 	}

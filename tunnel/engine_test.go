@@ -110,7 +110,6 @@ func TestConfigValidation(t *testing.T) {
 		name string
 		peer PeerConfig
 	}{
-		{"zero public key", PeerConfig{}},
 		{"negative keepalive", PeerConfig{PublicKey: other.PublicKey(), PersistentKeepalive: -time.Second}},
 		{"keepalive past 65535 s", PeerConfig{PublicKey: other.PublicKey(), PersistentKeepalive: 65536 * time.Second}},
 		{"invalid prefix", PeerConfig{PublicKey: other.PublicKey(), AllowedIPs: []netip.Prefix{{}}}},

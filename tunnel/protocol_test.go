@@ -391,9 +391,6 @@ func TestLowOrderPeerKeys(t *testing.T) {
 		if err != nil {
 			t.Fatalf("point %d: %v", i, err)
 		}
-		if pk.IsZero() {
-			continue // the zero key means "no peer" in configs
-		}
 		err = p.a.e.AddPeer(PeerConfig{
 			PublicKey:           pk,
 			Endpoint:            ep,
