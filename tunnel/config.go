@@ -177,7 +177,7 @@ func (e *Engine) setPrivateKeyLocked(k crypto.PrivateKey) {
 
 // setIdentityLocked points p's handshakes at id (nil: no private key). p.mu
 // must be held.
-func (p *Peer) setIdentityLocked(id *crypto.Identity) {
+func (p *peer) setIdentityLocked(id *crypto.Identity) {
 	switch {
 	case id == nil:
 		p.initiator, p.responder = nil, nil
@@ -193,7 +193,7 @@ func (p *Peer) setIdentityLocked(id *crypto.Identity) {
 // upsertPeerLocked adds or updates a peer; with replaceIPs its allowed IPs
 // become exactly pc.AllowedIPs, otherwise they are added. A peer with our
 // own public key is ignored (C6) and nil returned. e.state must be held.
-func (e *Engine) upsertPeerLocked(pc *PeerConfig, replaceIPs bool) *Peer {
+func (e *Engine) upsertPeerLocked(pc *PeerConfig, replaceIPs bool) *peer {
 	p := e.peerForUpdateLocked(pc.PublicKey, true)
 	if p == nil {
 		return nil
@@ -203,7 +203,7 @@ func (e *Engine) upsertPeerLocked(pc *PeerConfig, replaceIPs bool) *Peer {
 		p.setEndpoint(pc.Endpoint)
 	}
 	turnedOn := p.setKeepalive(pc.PersistentKeepalive)
-	e.routes.Update(func(b *allowedips.Batch[*Peer]) {
+	e.routes.Update(func(b *allowedips.Batch[*peer]) {
 		if replaceIPs {
 			b.RemoveValue(p)
 		}
@@ -220,7 +220,7 @@ func (e *Engine) upsertPeerLocked(pc *PeerConfig, replaceIPs bool) *Peer {
 // peerForUpdateLocked returns the peer with key pk, creating it if create
 // is set. It returns nil for our own public key (C6) and for a missing
 // peer without create. e.state must be held.
-func (e *Engine) peerForUpdateLocked(pk crypto.PublicKey, create bool) *Peer {
+func (e *Engine) peerForUpdateLocked(pk crypto.PublicKey, create bool) *peer {
 	e.local.RLock()
 	id, pub := e.local.identity, e.local.publicKey
 	e.local.RUnlock()
@@ -231,7 +231,7 @@ func (e *Engine) peerForUpdateLocked(pk crypto.PublicKey, create bool) *Peer {
 	if p != nil || !create {
 		return p
 	}
-	p = &Peer{e: e, publicKey: pk}
+	p = &peer{e: e, publicKey: pk}
 	p.setIdentityLocked(id)
 	e.peers.Lock()
 	e.peers.byKey[p.publicKey] = p
@@ -241,7 +241,7 @@ func (e *Engine) peerForUpdateLocked(pk crypto.PublicKey, create bool) *Peer {
 }
 
 // setPresharedKey changes p's preshared key for the next handshake.
-func (p *Peer) setPresharedKey(psk crypto.PresharedKey) {
+func (p *peer) setPresharedKey(psk crypto.PresharedKey) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.psk.Equal(psk) {
@@ -256,7 +256,7 @@ func (p *Peer) setPresharedKey(psk crypto.PresharedKey) {
 
 // setKeepalive sets the persistent keepalive interval and reports whether
 // it was just turned on (a keepalive is then due at once).
-func (p *Peer) setKeepalive(d time.Duration) bool {
+func (p *peer) setKeepalive(d time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	turnedOn := p.keepalive == 0 && d > 0
@@ -269,10 +269,10 @@ func (p *Peer) setKeepalive(d time.Duration) bool {
 
 // removePeerLocked removes p with its routes, sessions and staged packets.
 // e.state must be held.
-func (e *Engine) removePeerLocked(p *Peer) {
+func (e *Engine) removePeerLocked(p *peer) {
 	e.peers.Lock()
 	delete(e.peers.byKey, p.publicKey)
-	e.peers.list = slices.DeleteFunc(slices.Clone(e.peers.list), func(q *Peer) bool { return q == p })
+	e.peers.list = slices.DeleteFunc(slices.Clone(e.peers.list), func(q *peer) bool { return q == p })
 	e.peers.Unlock()
 	e.routes.RemoveValue(p)
 	p.mu.Lock()
@@ -284,7 +284,7 @@ func (e *Engine) removePeerLocked(p *Peer) {
 }
 
 // peerByKey returns the peer with public key pk, or nil.
-func (e *Engine) peerByKey(pk crypto.PublicKey) *Peer {
+func (e *Engine) peerByKey(pk crypto.PublicKey) *peer {
 	e.peers.RLock()
 	defer e.peers.RUnlock()
 	return e.peers.byKey[pk]
@@ -292,7 +292,7 @@ func (e *Engine) peerByKey(pk crypto.PublicKey) *Peer {
 
 // peerList returns the peers in configuration order. The slice is shared
 // and must not be modified: updates replace it.
-func (e *Engine) peerList() []*Peer {
+func (e *Engine) peerList() []*peer {
 	e.peers.RLock()
 	defer e.peers.RUnlock()
 	return e.peers.list
@@ -300,7 +300,7 @@ func (e *Engine) peerList() []*Peer {
 
 // start brings p up with the engine: a persistent keepalive goes out (and
 // so a handshake) at once (L3). e.state must be held.
-func (p *Peer) start() {
+func (p *peer) start() {
 	p.mu.Lock()
 	ka := p.keepalive > 0
 	p.mu.Unlock()
@@ -310,7 +310,7 @@ func (p *Peer) start() {
 }
 
 // stop wipes p's sessions, handshakes, timers and staged packets (L3).
-func (p *Peer) stop() {
+func (p *peer) stop() {
 	p.mu.Lock()
 	p.wipeLocked()
 	p.purgeStagedLocked()

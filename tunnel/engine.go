@@ -58,7 +58,7 @@ type Options struct {
 // adapter and a transport, encrypting, routing by allowed IPs and running
 // handshakes and timers. Its methods are safe for concurrent use.
 //
-// Lock order: Engine.state, then Engine.local, then Peer.mu, then
+// Lock order: Engine.state, then Engine.local, then peer.mu, then
 // indexTable.mu. No lock is held across a call to the adapter or the
 // transport.
 type Engine struct {
@@ -94,11 +94,11 @@ type Engine struct {
 	}
 
 	peers struct {
-		sync.RWMutex // guards byKey and list; Peer values stay valid after removal
-		byKey        map[crypto.PublicKey]*Peer
-		list         []*Peer // configuration order; replaced, never modified in place
+		sync.RWMutex // guards byKey and list; peer values stay valid after removal
+		byKey        map[crypto.PublicKey]*peer
+		list         []*peer // configuration order; replaced, never modified in place
 	}
-	routes allowedips.Table[*Peer] // allowed IPs; lock-free lookups
+	routes allowedips.Table[*peer] // allowed IPs; lock-free lookups
 
 	indices      indexTable
 	handshakes   chan handshakeWork // bounded (D4), filled by receiveLoop
@@ -166,7 +166,7 @@ func newEngine(adapter device.Adapter, tr Transport, opts Options) *Engine {
 	io.ReadFull(e.rand.r, seed[:]) // a failing source leaves a fixed jitter sequence
 	e.rand.jitter = mrand.New(mrand.NewChaCha8(seed))
 	e.warn = rateLimitedLog{log: e.log, clock: e.clock, last: make(map[string]time.Duration)}
-	e.peers.byKey = make(map[crypto.PublicKey]*Peer)
+	e.peers.byKey = make(map[crypto.PublicKey]*peer)
 	e.indices.init()
 	e.adapterBatch = batchSize(adapter.BatchSize())
 	e.retryDelay = readRetryDelay

@@ -276,7 +276,7 @@ func (e *Engine) lookupResponder(pk crypto.PublicKey) *crypto.Handshake {
 // sendInitiation sends a handshake initiation to p unless one left less
 // than RekeyTimeout ago (D8). A retry keeps the attempt count; any other
 // call starts a new cycle of attempts.
-func (p *Peer) sendInitiation(isRetry bool) {
+func (p *peer) sendInitiation(isRetry bool) {
 	e := p.e
 	if !e.up.Load() {
 		return

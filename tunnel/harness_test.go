@@ -353,7 +353,7 @@ func (p *pair) tick(d time.Duration) {
 }
 
 // peerOf returns n's only peer.
-func (n *node) peer() *Peer {
+func (n *node) peer() *peer {
 	ps := n.e.peerList()
 	if len(ps) != 1 {
 		panic("node has not exactly one peer")
@@ -468,7 +468,7 @@ func (n *node) sealed(t testing.TB, payload []byte) []byte {
 func (n *node) keypairs() (cur, prev, next *keypair) { return n.peer().keysSnapshot() }
 
 // keysSnapshot returns p's current, previous and next keypairs.
-func (p *Peer) keysSnapshot() (cur, prev, next *keypair) {
+func (p *peer) keysSnapshot() (cur, prev, next *keypair) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.keys.current, p.keys.previous, p.keys.next

@@ -9,7 +9,7 @@ import (
 // indexEntry is what a local 32-bit index names: a peer's pending
 // handshake (kp == nil) or one of its keypairs.
 type indexEntry struct {
-	peer *Peer
+	peer *peer
 	kp   *keypair
 }
 

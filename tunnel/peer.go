@@ -9,8 +9,8 @@ import (
 	"github.com/warrenvpn/warren/crypto"
 )
 
-// Peer is one remote WireGuard peer of an Engine.
-type Peer struct {
+// peer is one remote WireGuard peer of an Engine.
+type peer struct {
 	e         *Engine
 	publicKey crypto.PublicKey
 
@@ -43,7 +43,7 @@ type Peer struct {
 // keypair is one transport session of a peer.
 type keypair struct {
 	*crypto.Keypair
-	peer    *Peer
+	peer    *peer
 	created time.Duration // Clock.Now at derivation
 }
 
@@ -52,7 +52,7 @@ func (k *keypair) isExpired(now time.Duration) bool { return now-k.created >= Re
 
 // sendKeypairLocked returns the keypair to seal with, or nil when a
 // handshake is needed first. p.mu must be held.
-func (p *Peer) sendKeypairLocked(now time.Duration) *keypair {
+func (p *peer) sendKeypairLocked(now time.Duration) *keypair {
 	kp := p.keys.current
 	if kp == nil || kp.isExpired(now) {
 		return nil
@@ -64,7 +64,7 @@ func (p *Peer) sendKeypairLocked(now time.Duration) *keypair {
 // current session. An unconfirmed responder session becomes the previous
 // one so that packets the peer sealed under it still open (P17); the rules
 // are wireguard-go's BeginSymmetricSession. p.mu must be held.
-func (p *Peer) installInitiatorKeypairLocked(kp *keypair) {
+func (p *peer) installInitiatorKeypairLocked(kp *keypair) {
 	if p.keys.previous != nil {
 		p.retireLocked(p.keys.previous)
 	}
@@ -83,7 +83,7 @@ func (p *Peer) installInitiatorKeypairLocked(kp *keypair) {
 // installResponderKeypairLocked parks kp, derived by us as responder, as
 // the next session until the initiator's first packet confirms it (P9).
 // p.mu must be held.
-func (p *Peer) installResponderKeypairLocked(kp *keypair) {
+func (p *peer) installResponderKeypairLocked(kp *keypair) {
 	if p.keys.next != nil {
 		p.retireLocked(p.keys.next)
 	}
@@ -97,7 +97,7 @@ func (p *Peer) installResponderKeypairLocked(kp *keypair) {
 // confirmLocked promotes kp if it is the next keypair: the initiator used
 // it, so key confirmation is done. It reports whether it did. p.mu must be
 // held.
-func (p *Peer) confirmLocked(kp *keypair) bool {
+func (p *peer) confirmLocked(kp *keypair) bool {
 	if p.keys.next != kp {
 		return false
 	}
@@ -111,13 +111,13 @@ func (p *Peer) confirmLocked(kp *keypair) bool {
 }
 
 // retireLocked removes kp from the index table. p.mu must be held.
-func (p *Peer) retireLocked(kp *keypair) {
+func (p *peer) retireLocked(kp *keypair) {
 	p.e.indices.remove(kp.LocalIndex)
 }
 
 // wipeLocked forgets every keypair and handshake of p (Down, give-up with
 // key expiry, private key change). p.mu must be held.
-func (p *Peer) wipeLocked() {
+func (p *peer) wipeLocked() {
 	for _, kp := range []*keypair{p.keys.current, p.keys.previous, p.keys.next} {
 		if kp != nil {
 			p.retireLocked(kp)
@@ -128,7 +128,7 @@ func (p *Peer) wipeLocked() {
 }
 
 // clearHandshakesLocked forgets the pending handshakes. p.mu must be held.
-func (p *Peer) clearHandshakesLocked() {
+func (p *peer) clearHandshakesLocked() {
 	p.abandonInitiationLocked()
 	if p.responder != nil {
 		p.responder.Clear()
@@ -137,7 +137,7 @@ func (p *Peer) clearHandshakesLocked() {
 
 // abandonInitiationLocked forgets our outstanding initiation. p.mu must be
 // held.
-func (p *Peer) abandonInitiationLocked() {
+func (p *peer) abandonInitiationLocked() {
 	if p.initiatorIndex != 0 {
 		p.e.indices.remove(p.initiatorIndex)
 		p.initiatorIndex = 0
@@ -149,7 +149,7 @@ func (p *Peer) abandonInitiationLocked() {
 
 // purgeStagedLocked drops every staged packet and counts them. p.mu must be
 // held.
-func (p *Peer) purgeStagedLocked() {
+func (p *peer) purgeStagedLocked() {
 	for b := p.staged.pop(); b != nil; b = p.staged.pop() {
 		p.e.pool.put(b)
 		p.e.drops.add(DropStagedPurged, 1)
@@ -158,17 +158,17 @@ func (p *Peer) purgeStagedLocked() {
 
 // setEndpoint sets the peer's endpoint (configuration); IPv4-mapped
 // addresses are unmapped as the transport reports them.
-func (p *Peer) setEndpoint(ep netip.AddrPort) {
+func (p *peer) setEndpoint(ep netip.AddrPort) {
 	p.mu.Lock()
 	p.endpoint = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
 	p.mu.Unlock()
 }
 
 // PublicKey returns the peer's public key.
-func (p *Peer) PublicKey() crypto.PublicKey { return p.publicKey }
+func (p *peer) PublicKey() crypto.PublicKey { return p.publicKey }
 
 // stats returns a snapshot of p.
-func (p *Peer) stats() PeerStats {
+func (p *peer) stats() PeerStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return PeerStats{

@@ -14,7 +14,7 @@ package tunnel
 //     call, so that GSO applies.
 //  4. Timers: data sent, rekey after 120 s or RekeyAfterMessages.
 //
-// Peer.mu is taken once per peer per batch and never across Send. Staged
+// peer.mu is taken once per peer per batch and never across Send. Staged
 // packets and keepalives are sent by flushStaged from whichever goroutine
 // made a session usable.
 
@@ -28,7 +28,7 @@ import (
 type outbound struct {
 	bufs  [][]byte // adapter buffers, bufferSize each
 	sizes []int
-	peers []*Peer  // route of packet i, nil once handled
+	peers []*peer  // route of packet i, nil once handled
 	group [][]byte // one peer's sealed messages
 }
 
@@ -36,7 +36,7 @@ func newOutbound(batch int) *outbound {
 	o := &outbound{
 		bufs:  make([][]byte, batch),
 		sizes: make([]int, batch),
-		peers: make([]*Peer, batch),
+		peers: make([]*peer, batch),
 		group: make([][]byte, 0, batch),
 	}
 	for i := range o.bufs {
@@ -126,7 +126,7 @@ func (e *Engine) processOutbound(o *outbound, n int) {
 }
 
 // sendPeerBatch handles every packet of p in o from index first on.
-func (e *Engine) sendPeerBatch(o *outbound, p *Peer, first, n int, now time.Duration, mtu int) {
+func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Duration, mtu int) {
 	p.mu.Lock()
 	kp := p.sendKeypairLocked(now)
 	ep := p.endpoint
@@ -191,7 +191,7 @@ func (e *Engine) sendPeerBatch(o *outbound, p *Peer, first, n int, now time.Dura
 // sent updates p after messages under kp left: statistics, timers, and a
 // new handshake when the initiator's keypair is due for a rekey (120 s or
 // RekeyAfterMessages) or exhausted.
-func (p *Peer) sent(kp *keypair, now time.Duration, bytes uint64, data, exhausted bool) {
+func (p *peer) sent(kp *keypair, now time.Duration, bytes uint64, data, exhausted bool) {
 	p.txBytes.Add(bytes)
 	p.mu.Lock()
 	if data {
@@ -219,7 +219,7 @@ func (e *Engine) paddingMTU() int {
 
 // stageLocked queues b for sending once a session is up, dropping the
 // oldest staged packet when full (D9). p.mu must be held.
-func (p *Peer) stageLocked(b *packetBuffer) {
+func (p *peer) stageLocked(b *packetBuffer) {
 	if old := p.staged.push(b); old != nil {
 		p.e.pool.put(old)
 		p.e.drops.add(DropStagedOverflow, 1)
@@ -227,7 +227,7 @@ func (p *Peer) stageLocked(b *packetBuffer) {
 }
 
 // stageKeepaliveLocked stages an empty packet. p.mu must be held.
-func (p *Peer) stageKeepaliveLocked() {
+func (p *peer) stageKeepaliveLocked() {
 	b := p.e.pool.get()
 	b.n = 0
 	p.stageLocked(b)
@@ -237,7 +237,7 @@ func (p *Peer) stageKeepaliveLocked() {
 // session we answered awaits confirmation (P9): the initiator's first
 // packet, due at once, confirms it and flushes them. After RekeyTimeout
 // without it a handshake starts after all.
-func (p *Peer) handshakeForStaged() {
+func (p *peer) handshakeForStaged() {
 	p.mu.Lock()
 	waiting := p.keys.next != nil && p.e.clock.Now()-p.keys.next.created < RekeyTimeout
 	p.mu.Unlock()
@@ -247,7 +247,7 @@ func (p *Peer) handshakeForStaged() {
 }
 
 // sendKeepalive sends a keepalive, or starts a handshake without a session.
-func (p *Peer) sendKeepalive() {
+func (p *peer) sendKeepalive() {
 	p.mu.Lock()
 	if p.staged.len() == 0 {
 		p.stageKeepaliveLocked()
@@ -258,7 +258,7 @@ func (p *Peer) sendKeepalive() {
 
 // flushStaged seals and sends p's staged packets if it has a usable
 // session, and otherwise starts a handshake.
-func (p *Peer) flushStaged() {
+func (p *peer) flushStaged() {
 	e := p.e
 	if !e.up.Load() {
 		return

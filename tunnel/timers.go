@@ -4,9 +4,9 @@ package tunnel
 // wireguard-go's timers.go, as deadlines on each peer:
 //
 //  1. Every event (data sent, data received, handshake initiated, ...)
-//     arms or disarms deadlines under Peer.mu.
+//     arms or disarms deadlines under peer.mu.
 //  2. Engine.Tick, called every TickInterval by timerLoop or by a test,
-//     collects the expired deadlines of each peer under Peer.mu and clears
+//     collects the expired deadlines of each peer under peer.mu and clears
 //     them.
 //  3. With the lock released it performs the actions: send a keepalive,
 //     send an initiation, give up, wipe keys.
@@ -35,7 +35,7 @@ func (d *deadline) expired(now time.Duration) bool {
 	return true
 }
 
-// peerTimers is guarded by Peer.mu.
+// peerTimers is guarded by peer.mu.
 type peerTimers struct {
 	retransmitHandshake  deadline
 	sendKeepalive        deadline
@@ -51,13 +51,13 @@ type peerTimers struct {
 
 // timer events; p.mu must be held for each.
 
-func (p *Peer) timersDataSentLocked(now time.Duration) {
+func (p *peer) timersDataSentLocked(now time.Duration) {
 	if !p.timers.newHandshake.set {
 		p.timers.newHandshake.arm(now + KeepaliveTimeout + RekeyTimeout + p.e.jitter())
 	}
 }
 
-func (p *Peer) timersDataReceivedLocked(now time.Duration) {
+func (p *peer) timersDataReceivedLocked(now time.Duration) {
 	if !p.timers.sendKeepalive.set {
 		p.timers.sendKeepalive.arm(now + KeepaliveTimeout)
 	} else {
@@ -65,32 +65,32 @@ func (p *Peer) timersDataReceivedLocked(now time.Duration) {
 	}
 }
 
-func (p *Peer) timersAnySentLocked() { p.timers.sendKeepalive.disarm() }
+func (p *peer) timersAnySentLocked() { p.timers.sendKeepalive.disarm() }
 
-func (p *Peer) timersAnyReceivedLocked() { p.timers.newHandshake.disarm() }
+func (p *peer) timersAnyReceivedLocked() { p.timers.newHandshake.disarm() }
 
-func (p *Peer) timersHandshakeInitiatedLocked(now time.Duration) {
+func (p *peer) timersHandshakeInitiatedLocked(now time.Duration) {
 	p.timers.retransmitHandshake.arm(now + RekeyTimeout + p.e.jitter())
 }
 
-func (p *Peer) timersHandshakeCompleteLocked() {
+func (p *peer) timersHandshakeCompleteLocked() {
 	p.timers.retransmitHandshake.disarm()
 	p.timers.attempts = 0
 	p.timers.lastMinuteHandshake = false
 	p.lastHandshake = p.e.clock.Wall()
 }
 
-func (p *Peer) timersSessionDerivedLocked(now time.Duration) {
+func (p *peer) timersSessionDerivedLocked(now time.Duration) {
 	p.timers.zeroKeyMaterial.arm(now + ZeroKeyMaterialTime)
 }
 
-func (p *Peer) timersTraversalLocked(now time.Duration) {
+func (p *peer) timersTraversalLocked(now time.Duration) {
 	if p.keepalive > 0 {
 		p.timers.persistentKeepalive.arm(now + p.keepalive)
 	}
 }
 
-func (p *Peer) timersStopLocked() { p.timers = peerTimers{} }
+func (p *peer) timersStopLocked() { p.timers = peerTimers{} }
 
 // timerAction is what an expired deadline asks for.
 type timerAction uint8
@@ -105,7 +105,7 @@ const (
 )
 
 // expireLocked collects the actions due at now. p.mu must be held.
-func (p *Peer) expireLocked(now time.Duration) timerAction {
+func (p *peer) expireLocked(now time.Duration) timerAction {
 	var a timerAction
 	t := &p.timers
 	if t.retransmitHandshake.expired(now) {

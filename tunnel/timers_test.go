@@ -248,12 +248,12 @@ func TestDownUp(t *testing.T) {
 	if got := p.a.e.Drops(DropStagedPurged); got != 1 {
 		t.Errorf("purged %d staged packets, want 1", got)
 	}
-	for _, peer := range p.a.e.peerList() {
-		peer.mu.Lock()
-		if peer.timers != (peerTimers{}) {
-			t.Errorf("timers survive Down: %+v", peer.timers)
+	for _, pr := range p.a.e.peerList() {
+		pr.mu.Lock()
+		if pr.timers != (peerTimers{}) {
+			t.Errorf("timers survive Down: %+v", pr.timers)
 		}
-		peer.mu.Unlock()
+		pr.mu.Unlock()
 	}
 	p.net.takeLog()
 	p.a.ad.inject(ping(innerA, innerB, "while down"))

@@ -137,7 +137,7 @@ func (e *Engine) applyPeerLocked(pc *uapi.PeerChange) {
 		turnedOn = p.setKeepalive(time.Duration(*pc.PersistentKeepalive) * time.Second)
 	}
 	if pc.ReplaceAllowedIPs || len(pc.AllowedIPs) > 0 {
-		e.routes.Update(func(b *allowedips.Batch[*Peer]) {
+		e.routes.Update(func(b *allowedips.Batch[*peer]) {
 			if pc.ReplaceAllowedIPs {
 				b.RemoveValue(p)
 			}
