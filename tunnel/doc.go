@@ -7,12 +7,16 @@
 //
 //	tun, _ := device.OpenTUN("wg0", 1420)
 //	udp, _ := transport.Listen(transport.Options{Port: 51820, FwMark: mark})
-//	e := tunnel.New(tun, udp, tunnel.Options{Logger: log})
-//	defer e.Close() // closes udp and tun, waits for the goroutines
+//	e := tunnel.New(tun, udp, tunnel.Options{Logger: log, Rebind: listen}) // Rebind: for UAPI listen_port/fwmark
+//	defer e.Close() // closes udp and tun, waits for the goroutines, returns a fatal error if any
 //	if err := e.SetConfig(tunnel.Config{PrivateKey: key, ListenPort: udp.Port(), Peers: peers}); err != nil { ... }
 //	if err := e.Up(); err != nil { ... }
 //	srv := uapi.NewServer(e, log) // `wg show`, `wg set`, `warren show`
 //	go srv.Serve(listener)
+//	<-e.Failed() // or a signal: the adapter or the socket failed for good
+//
+// Observability: Engine.Stats (per peer bytes, last handshake, endpoint),
+// Engine.DropCounts (drops by DropReason), Engine.State (UAPI view).
 //
 // Design: run to completion. One goroutine reads a batch from the adapter,
 // routes, seals in place and sends it per peer (send.go); one receives a
