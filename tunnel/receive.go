@@ -30,6 +30,7 @@ import (
 type seenKeypair struct {
 	kp    *keypair
 	ep    netip.AddrPort // outer source of the latest authenticated packet
+	last  int            // batch position of that packet
 	data  bool           // a non-keepalive payload arrived
 	bytes uint64
 }
@@ -142,7 +143,7 @@ func (e *Engine) processInbound(in *inbound, n int) {
 		}
 		// Authenticated from here on.
 		s := seenIndex(&seen, kp)
-		seen[s].ep = in.eps[i]
+		seen[s].ep, seen[s].last = in.eps[i], i
 		seen[s].bytes += uint64(len(msg))
 		if len(pt) == 0 {
 			continue // keepalive (M10)
@@ -172,7 +173,7 @@ func (e *Engine) processInbound(in *inbound, n int) {
 	clear(write)
 	in.write = write[:0]
 	for i := range seen {
-		e.received(&seen[i], now)
+		e.received(&seen[i], isLatest(seen, i), now)
 	}
 	clear(seen)
 	in.seen = seen[:0]
@@ -189,13 +190,28 @@ func seenIndex(seen *[]seenKeypair, kp *keypair) int {
 	return len(*seen) - 1
 }
 
-// received applies what a batch authenticated under one keypair.
-func (e *Engine) received(s *seenKeypair, now time.Duration) {
+// isLatest reports whether seen[i] holds its peer's latest authenticated
+// packet of the batch (two keypairs of one peer may both appear).
+func isLatest(seen []seenKeypair, i int) bool {
+	for j := range seen {
+		if seen[j].kp.peer == seen[i].kp.peer && seen[j].last > seen[i].last {
+			return false
+		}
+	}
+	return true
+}
+
+// received applies what a batch authenticated under one keypair; latest
+// says whether its packet is the peer's latest, whose source becomes the
+// endpoint.
+func (e *Engine) received(s *seenKeypair, latest bool, now time.Duration) {
 	kp := s.kp
 	p := kp.peer
 	p.rxBytes.Add(s.bytes)
 	p.mu.Lock()
-	p.endpoint = s.ep
+	if latest {
+		p.endpoint = s.ep
+	}
 	confirmed := p.confirmLocked(kp)
 	if confirmed {
 		p.timersHandshakeCompleteLocked() // the responder's handshake ends here

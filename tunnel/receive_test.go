@@ -232,3 +232,25 @@ func make148(n int, typ byte) []byte {
 	b[0] = typ
 	return b
 }
+
+// TestRoamingAcrossKeypairs: within one batch the endpoint follows the
+// latest authenticated packet even when an earlier packet of the batch
+// used a newer keypair of the same peer.
+func TestRoamingAcrossKeypairs(t *testing.T) {
+	p := established(t, pairOptions{})
+	old := p.a.sealed(t, ping(innerA, innerB, "old"))
+	p.clock.advance(RekeyAfterTime)
+	p.a.ad.inject(ping(innerA, innerB, "rekey"))
+	p.run()
+	if _, prev, _ := p.a.keypairs(); prev == nil {
+		t.Fatal("no rotation")
+	}
+	newer := p.a.sealed(t, ping(innerA, innerB, "new"))
+	first, second := netip.MustParseAddrPort("198.18.3.1:1"), netip.MustParseAddrPort("198.18.3.2:2")
+	p.net.inject(first, outerB, newer)
+	p.net.inject(second, outerB, old)
+	p.b.step()
+	if got := p.b.e.Stats()[0].Endpoint; got != second {
+		t.Errorf("endpoint %v, want %v (the latest packet's source)", got, second)
+	}
+}
