@@ -14,7 +14,8 @@ type indexEntry struct {
 }
 
 // indexTable maps the receiver indices we hand out to handshakes and
-// keypairs. Indices are random 32-bit values (P13); a collision is retried.
+// keypairs. Indices are random nonzero 32-bit values (P13); a collision is
+// retried.
 type indexTable struct {
 	mu      sync.RWMutex // guards entries
 	entries map[uint32]indexEntry
@@ -32,6 +33,9 @@ func (t *indexTable) newIndex(ent indexEntry, readRand func([]byte) error) (uint
 			return 0, err
 		}
 		idx := binary.LittleEndian.Uint32(b[:])
+		if idx == 0 {
+			continue // 0 means "none" in the engine's bookkeeping
+		}
 		t.mu.Lock()
 		if _, taken := t.entries[idx]; !taken {
 			t.entries[idx] = ent

@@ -196,12 +196,12 @@ func TestReceiveErrors(t *testing.T) {
 	}
 }
 
-// TestIndexCollision covers P13's last clause: an index already taken is
-// not handed out again; a fresh random one is drawn.
+// TestIndexCollision covers P13's last clause: an index already taken (or
+// 0, which means none) is not handed out; a fresh random one is drawn.
 func TestIndexCollision(t *testing.T) {
 	var tab indexTable
 	tab.init()
-	draws := [][4]byte{{1, 0, 0, 0}, {1, 0, 0, 0}, {2, 0, 0, 0}}
+	draws := [][4]byte{{1, 0, 0, 0}, {1, 0, 0, 0}, {0, 0, 0, 0}, {2, 0, 0, 0}}
 	next := func(b []byte) error {
 		copy(b, draws[0][:])
 		draws = draws[1:]
