@@ -27,8 +27,9 @@ const (
 	// scenario of a 1500-byte lab unfragmented.
 	tunnelOverhead = 60 // bytes
 
-	probeTimeout = 15 * time.Second // first probe through a new tunnel, handshake included
-	logTailBytes = 2048             // of a helper process's output kept for its error
+	probeTimeout = 15 * time.Second       // first probe through a new tunnel, handshake included
+	logTailBytes = 2048                   // of a helper process's output kept for its error
+	settleTime   = 500 * time.Millisecond // quiet time before the latency test
 )
 
 // Options are the settings of Run. The zero value of a field means its default.
@@ -274,6 +275,11 @@ func (o *Options) tests() []test {
 		}})
 	}
 	ts = append(ts, test{"latency", func(ctx context.Context, ep *endpoints, s *samples) error {
+		// The UDP tests before leave the tunnel's queues full; echoes
+		// queued behind that backlog would measure it, not the path.
+		if err := sleep(ctx, settleTime); err != nil {
+			return err
+		}
 		r, err := Latency(ctx, ep.path, o.LatencyPPS, o.Duration)
 		if err != nil {
 			return err
