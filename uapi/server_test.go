@@ -118,19 +118,6 @@ func TestAllOrNothing(t *testing.T) {
 	}
 }
 
-// peerBlock builds the set lines of a peer with n allowed IPs made by ip(i).
-func peerBlock(pub string, n int, ip func(i int) string) string {
-	var b strings.Builder
-	b.WriteString("public_key=" + pub + "\nreplace_allowed_ips=true\n")
-	for i := range n {
-		b.WriteString("allowed_ip=" + ip(i) + "\n")
-	}
-	return b.String()
-}
-
-// keyHex returns a distinct public key for peer i.
-func keyHex(i int) string { return fmt.Sprintf("%064x", i+1) }
-
 // countAllowed returns the number of allowed_ip lines of each peer, in order.
 func countAllowed(get string) []int {
 	var counts []int
@@ -163,7 +150,7 @@ func TestLargeConfigs(t *testing.T) {
 		want []int
 	}{
 		{"one peer 255x256x2", func() string {
-			return peerBlock(keyHex(0), 255*256*2, func(i int) string {
+			return uapitest.PeerBlock(uapitest.KeyN(0), 255*256*2, func(i int) string {
 				if i%2 == 0 {
 					return v4(i / 2)
 				}
@@ -173,20 +160,20 @@ func TestLargeConfigs(t *testing.T) {
 		{"40 peers x 52", func() string {
 			var b strings.Builder
 			for p := range 40 {
-				b.WriteString(peerBlock(keyHex(p), 52, func(i int) string { return v4(p*52 + i) }))
+				b.WriteString(uapitest.PeerBlock(uapitest.KeyN(p), 52, func(i int) string { return v4(p*52 + i) }))
 			}
 			return b.String()
 		}, repeat(40, 52)},
 		{"29 empty peers and one with two", func() string {
 			var b strings.Builder
 			for p := range 29 {
-				b.WriteString(peerBlock(keyHex(p), 0, nil))
+				b.WriteString(uapitest.PeerBlock(uapitest.KeyN(p), 0, nil))
 			}
-			b.WriteString(peerBlock(keyHex(29), 2, v6))
+			b.WriteString(uapitest.PeerBlock(uapitest.KeyN(29), 2, v6))
 			return b.String()
 		}, append(repeat(29, 0), 2)},
 		{"197 IPv6 /128s next to an empty peer", func() string {
-			return peerBlock(keyHex(0), 0, nil) + peerBlock(keyHex(1), 197, v6)
+			return uapitest.PeerBlock(uapitest.KeyN(0), 0, nil) + uapitest.PeerBlock(uapitest.KeyN(1), 197, v6)
 		}, []int{0, 197}},
 	}
 	for _, tc := range tests {
@@ -212,7 +199,7 @@ func TestLargeConfigs(t *testing.T) {
 func TestRemoveAllowedIPs(t *testing.T) {
 	dev := &uapitest.Device{}
 	ip := func(i int) string { return fmt.Sprintf("198.18.%d.%d/32", i/256, i%256) }
-	if got := exchange(t, dev, "set=1\n"+peerBlock(hexB, 394, ip)+"\n"); got != "errno=0\n\n" {
+	if got := exchange(t, dev, "set=1\n"+uapitest.PeerBlock(hexB, 394, ip)+"\n"); got != "errno=0\n\n" {
 		t.Fatalf("set: %q", got)
 	}
 	removed := []int{0, 1, 100, 255, 256, 393}

@@ -12,6 +12,7 @@ import (
 	"github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/internal/netlab"
 	"github.com/warrenvpn/warren/uapi"
+	"github.com/warrenvpn/warren/uapi/uapitest"
 )
 
 // requireWG returns the path of the wg tool; without it the test skips,
@@ -45,7 +46,7 @@ func TestWGTool(t *testing.T) {
 	priv, _ := crypto.ParsePrivateKeyHex(hexA)
 	pub, _ := crypto.ParsePublicKeyHex(hexB)
 	psk, _ := crypto.ParsePresharedKeyHex(hexC)
-	pub2, _ := crypto.ParsePublicKeyHex(keyHex(5))
+	pub2, _ := crypto.ParsePublicKeyHex(uapitest.KeyN(5))
 	dir := t.TempDir()
 	file := func(name, content string) string {
 		p := filepath.Join(dir, name)
