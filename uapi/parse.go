@@ -162,7 +162,18 @@ func (p *setParser) peerLine(k, v string) error {
 		if v != "true" {
 			return Errorf(ErrnoInvalid, "failed to set remove, invalid value: %v", v)
 		}
-		*pc = PeerChange{PublicKey: pc.PublicKey, Remove: true}
+		if !record {
+			break
+		}
+		if pc.isEmpty() {
+			pc.Remove = true
+			break
+		}
+		// wireguard-go has applied the lines so far (allowed IPs taken from
+		// other peers stay taken) before it removes the peer: keep them as
+		// an entry of their own, followed by the removal.
+		p.c.Peers = append(p.c.Peers, PeerChange{PublicKey: pc.PublicKey, Remove: true})
+		p.peer = &p.c.Peers[len(p.c.Peers)-1]
 	case "preshared_key":
 		raw, err := parseKey(v)
 		if err != nil {
@@ -194,7 +205,7 @@ func (p *setParser) peerLine(k, v string) error {
 		}
 		if record {
 			pc.ReplaceAllowedIPs = true
-			pc.AllowedIPs = pc.AllowedIPs[:0]
+			pc.AllowedIPs = foldBeforeReplace(pc.AllowedIPs)
 		}
 	case "allowed_ip":
 		remove := strings.HasPrefix(v, "-")
@@ -213,6 +224,28 @@ func (p *setParser) peerLine(k, v string) error {
 		return Errorf(ErrnoInvalid, "invalid UAPI peer key: %v", k)
 	}
 	return nil
+}
+
+// isEmpty reports whether pc changes nothing beyond naming its peer.
+func (pc *PeerChange) isEmpty() bool {
+	return !pc.Remove && !pc.UpdateOnly && pc.PresharedKey == nil && pc.Endpoint == nil &&
+		pc.PersistentKeepalive == nil && !pc.ReplaceAllowedIPs && len(pc.AllowedIPs) == 0
+}
+
+// foldBeforeReplace rewrites the allowed-IP lines that came before a
+// replace_allowed_ips=true line so that they can be applied after the
+// replacement, as PeerChange requires, with wireguard-go's effect: each
+// prefix added before it was taken from whichever peer held it and then
+// removed with the rest, so it becomes "add, then remove"; a removal before
+// it changes nothing the replacement does not.
+func foldBeforeReplace(ops []AllowedIPChange) []AllowedIPChange {
+	var out []AllowedIPChange
+	for _, op := range ops {
+		if !op.Remove {
+			out = append(out, op, AllowedIPChange{Prefix: op.Prefix, Remove: true})
+		}
+	}
+	return out
 }
 
 // parseKey decodes a 32-byte key written as 64 hex digits (either case, as

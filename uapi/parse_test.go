@@ -89,20 +89,31 @@ func TestParseSet(t *testing.T) {
 			}}},
 		},
 		{
-			name: "replace_allowed_ips drops earlier allowed_ip lines",
-			body: "public_key=" + hexB + "\nallowed_ip=198.18.0.1/32\nreplace_allowed_ips=true\nallowed_ip=198.18.0.2/32\n\n",
+			name: "allowed_ip before replace_allowed_ips becomes insert and removal",
+			body: "public_key=" + hexB + "\nallowed_ip=198.18.0.1/32\nallowed_ip=-198.18.0.9/32\nreplace_allowed_ips=true\nallowed_ip=198.18.0.2/32\n\n",
 			want: &Change{Peers: []PeerChange{{
 				PublicKey: pubB, ReplaceAllowedIPs: true,
-				AllowedIPs: []AllowedIPChange{{Prefix: pfx("198.18.0.2/32")}},
+				AllowedIPs: []AllowedIPChange{
+					{Prefix: pfx("198.18.0.1/32")}, {Prefix: pfx("198.18.0.1/32"), Remove: true},
+					{Prefix: pfx("198.18.0.2/32")},
+				},
 			}}},
 		},
 		{
-			name: "remove clears the entry and ignores later lines",
-			body: "public_key=" + hexB + "\nendpoint=198.18.0.1:1\nremove=true\nallowed_ip=198.18.0.2/32\nupdate_only=true\n" +
+			name: "remove ends the entry and ignores later lines",
+			body: "public_key=" + hexB + "\nremove=true\nallowed_ip=198.18.0.2/32\nupdate_only=true\n" +
 				"public_key=" + hexC + "\nupdate_only=true\nallowed_ip=198.18.0.3/32\n\n",
 			want: &Change{Peers: []PeerChange{
 				{PublicKey: pubB, Remove: true},
 				{PublicKey: pubC, UpdateOnly: true, AllowedIPs: []AllowedIPChange{{Prefix: pfx("198.18.0.3/32")}}},
+			}},
+		},
+		{
+			name: "lines before remove stay an entry of their own",
+			body: "public_key=" + hexB + "\nendpoint=198.18.0.1:1\nallowed_ip=198.18.0.0/24\nremove=true\nremove=true\n\n",
+			want: &Change{Peers: []PeerChange{
+				{PublicKey: pubB, Endpoint: ptr(netip.MustParseAddrPort("198.18.0.1:1")), AllowedIPs: []AllowedIPChange{{Prefix: pfx("198.18.0.0/24")}}},
+				{PublicKey: pubB, Remove: true},
 			}},
 		},
 		{

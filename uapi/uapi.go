@@ -108,13 +108,16 @@ type PeerState struct {
 // Change is a parsed "set=1" request: what to change, in request order. The
 // engine applies it as a whole, in this order, with wireguard-go's meaning:
 //
-//  1. PrivateKey (if not nil): set it; a zero key removes it. A peer whose
-//     public key equals the new key's public key is removed.
+//  1. PrivateKey (if not nil and not the current key): set it; a zero key
+//     removes it. The device's own public key becomes the key's public key
+//     (for the zero key, that of the clamped zero scalar, as wireguard-go
+//     computes it), and a peer with that public key is removed.
 //  2. ListenPort, FwMark (if not nil): rebind; failure is ErrnoPortInUse.
 //  3. ReplacePeers: remove every existing peer.
 //  4. Peers, in order (a public key may occur more than once; each entry
 //     acts on the state left by the ones before it). An entry whose public
-//     key equals the device's own public key (after step 1) is ignored.
+//     key equals the device's own public key is ignored; until a private key
+//     has first been set, the own public key is all zeros.
 type Change struct {
 	PrivateKey   *crypto.PrivateKey // nil: unchanged; zero: remove the key
 	ListenPort   *uint16            // nil: unchanged; 0: pick a random port
@@ -126,8 +129,8 @@ type Change struct {
 // PeerChange is the part of a Change about one peer, identified by its public
 // key. The engine applies it as follows:
 //
-//   - Remove: remove the peer if it exists (with its allowed IPs); nothing
-//     else in the entry applies (the parser leaves the other fields zero).
+//   - Remove: remove the peer if it exists (with its allowed IPs). A Remove
+//     entry has no other field set.
 //   - UpdateOnly: if the peer does not exist, ignore the whole entry.
 //     Otherwise (and without UpdateOnly) create the peer if needed, then:
 //   - PresharedKey, Endpoint, PersistentKeepalive: set each one that is not
@@ -136,9 +139,14 @@ type Change struct {
 //   - AllowedIPs, in order: insert each prefix for this peer (moving it from
 //     any other peer), or with Remove delete it if it belongs to this peer.
 //
-// The parser already folds the order of the request into this shape: an
-// allowed_ip line before replace_allowed_ips=true is dropped, and later
-// lines after remove=true are validated but not recorded.
+// The parser folds the order of the request into this shape, keeping
+// wireguard-go's effect: lines of a peer before remove=true become an entry
+// of their own ahead of the Remove entry; an allowed_ip line before
+// replace_allowed_ips=true becomes an insert followed by a removal (the
+// prefix was taken from its owner, then dropped). Lines after remove=true
+// are checked but not recorded. One difference remains: wireguard-go applies
+// the lines before update_only=true to a peer it then drops (keeping the
+// allowed IPs it took from others), where warren ignores the whole entry.
 type PeerChange struct {
 	PublicKey           crypto.PublicKey
 	Remove              bool

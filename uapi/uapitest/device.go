@@ -28,6 +28,7 @@ type Device struct {
 	Applied int
 
 	privateKey crypto.PrivateKey
+	ownPub     crypto.PublicKey // zero until a private key is first set
 	listenPort uint16
 	fwMark     uint32
 	peers      []*peer // in creation order
@@ -117,18 +118,12 @@ func (d *Device) Apply(c *uapi.Change) error {
 }
 
 func (d *Device) applyLocked(b *allowedips.Batch[*peer], c *uapi.Change) {
-	if c.PrivateKey != nil {
+	if c.PrivateKey != nil && *c.PrivateKey != d.privateKey {
 		d.privateKey = *c.PrivateKey
-		if !d.privateKey.IsZero() {
-			if p := d.findLocked(d.privateKey.PublicKey()); p != nil {
-				d.removeLocked(b, p)
-			}
+		d.ownPub = d.privateKey.PublicKey()
+		if p := d.findLocked(d.ownPub); p != nil {
+			d.removeLocked(b, p)
 		}
-	}
-	var own crypto.PublicKey
-	hasOwn := !d.privateKey.IsZero()
-	if hasOwn {
-		own = d.privateKey.PublicKey()
 	}
 	if c.ListenPort != nil {
 		d.listenPort = *c.ListenPort
@@ -143,7 +138,7 @@ func (d *Device) applyLocked(b *allowedips.Batch[*peer], c *uapi.Change) {
 	}
 	for i := range c.Peers {
 		pc := &c.Peers[i]
-		if hasOwn && pc.PublicKey == own {
+		if pc.PublicKey == d.ownPub {
 			continue
 		}
 		p := d.findLocked(pc.PublicKey)
