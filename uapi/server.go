@@ -44,7 +44,9 @@ func NewServer(d Device, logger *slog.Logger) *Server {
 // Serve accepts connections on l and serves each in a goroutine of its own
 // until Accept fails. When l is closed it closes the connections still open,
 // waits for their goroutines and returns nil; another Accept error is
-// returned after the same cleanup.
+// returned after the same cleanup. With a *Listener whose socket file was
+// deleted, that error matches ErrRemoved: wireguard-go shuts the interface
+// down then (RELIABILITY L5).
 func (s *Server) Serve(l net.Listener) error {
 	var wg sync.WaitGroup
 	conns := &connSet{m: make(map[net.Conn]struct{})}

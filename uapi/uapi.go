@@ -71,8 +71,9 @@ func errnoOf(err error) int64 {
 // Device is the configurable side of the engine, as the Server sees it.
 //
 // The Server serialises its own calls: it never calls Apply concurrently with
-// Apply or State. The engine may change its state by other means at the same
-// time and must guard that itself.
+// Apply or State (State may run concurrently with State). The engine may
+// change its state by other means at the same time and must guard that
+// itself.
 type Device interface {
 	// State returns a snapshot of the configuration and statistics. The
 	// Server only reads the result and does not keep it.
