@@ -504,3 +504,31 @@ func TestUpWithoutPrivileges(t *testing.T) {
 		t.Errorf("unprivileged warren up: exit %d, output %q; want 1 and %q", code, out, want)
 	}
 }
+
+// TestL5SocketDeleted: deleting the control socket file shuts warren down
+// cleanly, as it does wireguard-go (L5).
+func TestL5SocketDeleted(t *testing.T) {
+	p := newTestPair(t)
+	before := stableDump(t, p.lab.A)
+	pr := p.up(t, 0, demoConfig(p.keys[0], p.keys[1].PublicKey(), 0, p.underlay(1)))
+	sock := filepath.Join("/var/run/wireguard", p.names[0]+".sock")
+	waitFor(t, "the control socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	if err := os.Remove(sock); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-pr.done:
+		pr.done <- err
+		if err != nil {
+			t.Errorf("warren up exited with %v after its socket was deleted, want 0\n%s", err, pr.log)
+		}
+	case <-time.After(time.Second):
+		t.Fatalf("warren up still running 1 s after its control socket was deleted\n%s", pr.log)
+	}
+	if !strings.Contains(pr.log.String(), "control socket removed") {
+		t.Errorf("log does not say why it stopped:\n%s", pr.log)
+	}
+	if after := stableDump(t, p.lab.A); after != before {
+		t.Errorf("host differs after shutdown (-before +after):\n%s", cmp.Diff(strings.Split(before, "\n"), strings.Split(after, "\n")))
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,12 +71,32 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	// Hidden, for performance work: a CPU profile of the whole run.
+	cpuProfile := fs.String("cpuprofile", "", "")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: warren up [--log-level L] FILE.conf|NAME")
-		fs.PrintDefaults()
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Usage != "" {
+				fmt.Fprintf(stderr, "  -%s\n    \t%s (default %q)\n", f.Name, f.Usage, f.DefValue)
+			}
+		})
 	}
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
@@ -184,7 +205,8 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 	}
 
 	// 6. Control socket, DNS, PostUp, pid file.
-	if _, err := serveControl(name, eng, log, &undo); err != nil {
+	_, removed, err := serveControl(name, eng, log, &undo)
+	if err != nil {
 		return err
 	}
 	if len(cfg.Interface.DNS) > 0 || len(cfg.Interface.DNSSearch) > 0 {
@@ -215,6 +237,8 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 		log.Info("shutting down", "interface", name)
 	case <-gone:
 		log.Info("interface removed from outside, shutting down", "interface", name)
+	case <-removed:
+		log.Info("control socket removed, shutting down", "interface", name)
 	}
 
 	// 8. PostDown runs after everything else is undone.
@@ -237,20 +261,30 @@ func closeEngine(eng *tunnel.Engine) error {
 }
 
 // serveControl opens the interface's UAPI socket (wg, warren show) and
-// serves it until the undo stack runs.
-func serveControl(name string, eng *tunnel.Engine, log *slog.Logger, undo *undoStack) (*uapi.Listener, error) {
+// serves it until the undo stack runs. The returned channel is closed when
+// the socket file is deleted from outside: like wireguard-go, warren takes
+// that as a request to shut down (RELIABILITY L5).
+func serveControl(name string, eng *tunnel.Engine, log *slog.Logger, undo *undoStack) (*uapi.Listener, <-chan struct{}, error) {
 	ln, err := uapi.Listen(name)
 	if err != nil {
-		return nil, fmt.Errorf("control socket for %s: %w", name, err)
+		return nil, nil, fmt.Errorf("control socket for %s: %w", name, err)
 	}
 	srv := uapi.NewServer(eng, log)
+	removed := make(chan struct{})
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		err := srv.Serve(ln)
+		if errors.Is(err, uapi.ErrRemoved) {
+			close(removed)
+			err = nil
+		}
+		served <- err
+	}()
 	undo.push(func() error {
 		ln.Close()
 		return <-served
 	})
-	return ln, nil
+	return ln, removed, nil
 }
 
 // rebinder lets `wg set listen-port` or `fwmark` move the engine to a new

@@ -29,7 +29,6 @@ import (
 	"github.com/warrenvpn/warren/device"
 	"github.com/warrenvpn/warren/transport"
 	"github.com/warrenvpn/warren/tunnel"
-	"github.com/warrenvpn/warren/uapi"
 )
 
 // isWGQuickInvocation reports whether args look like wg-quick starting a
@@ -89,10 +88,9 @@ func detach(ctx context.Context, name string) error {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	sock := uapi.SocketPath(uapi.DefaultDir, name)
 	deadline := time.After(10 * time.Second)
 	for {
-		if _, err := uapiGet(ctx, sock); err == nil {
+		if _, err := getState(name); err == nil {
 			os.Remove(logFile.Name())
 			return nil
 		}
@@ -131,7 +129,7 @@ func serveUserspace(ctx context.Context, name string, log *slog.Logger) (err err
 	if err := eng.Up(); err != nil {
 		return err
 	}
-	ln, err := serveControl(name, eng, log, &undo)
+	ln, removed, err := serveControl(name, eng, log, &undo)
 	if err != nil {
 		return err
 	}
@@ -140,6 +138,8 @@ func serveUserspace(ctx context.Context, name string, log *slog.Logger) (err err
 	case <-ctx.Done():
 	case <-watchLink(ctx, name):
 		log.Info("interface removed, shutting down", "interface", name)
+	case <-removed:
+		log.Info("control socket removed, shutting down", "interface", name)
 	}
 	return nil
 }
