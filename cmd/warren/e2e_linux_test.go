@@ -532,3 +532,32 @@ func TestL5SocketDeleted(t *testing.T) {
 		t.Errorf("host differs after shutdown (-before +after):\n%s", cmp.Diff(strings.Split(before, "\n"), strings.Split(after, "\n")))
 	}
 }
+
+// TestCrashRecovery: warren up with a default route is killed with SIGKILL
+// (its TUN and routes vanish, its rules and src_valid_mark stay); the next
+// warren up of that interface, here without a default route, restores them,
+// and after its SIGTERM the host is as found (L6).
+func TestCrashRecovery(t *testing.T) {
+	p := newTestPair(t)
+	p.lab.A.Command(context.Background(), "sysctl", "-qw", "net.ipv4.conf.all.src_valid_mark=0").Run()
+	before := stableDump(t, p.lab.A)
+	defaultRoute := strings.Replace(demoConfig(p.keys[0], p.keys[1].PublicKey(), 0, p.underlay(1)),
+		"AllowedIPs = 198.19.0.2/32, fd00:7761:1::2/128", "AllowedIPs = 0.0.0.0/0, ::/0", 1)
+	pr := p.up(t, 0, defaultRoute)
+	syscall.Kill(pr.pid, syscall.SIGKILL)
+	<-pr.done
+	pr.done <- nil
+	if left := hostDump(t, p.lab.A); !strings.Contains(left, "lookup 51820") {
+		t.Fatalf("the crash left no rule behind; the test proves nothing:\n%s", left)
+	}
+	p.up(t, 1, demoConfig(p.keys[1], p.keys[0].PublicKey(), 1, p.underlay(0)))
+	pr = p.up(t, 0, demoConfig(p.keys[0], p.keys[1].PublicKey(), 0, p.underlay(1)))
+	p.ping(t, 0, demoOverlay[1].v4.Addr(), 1)
+	stopProc(t, pr)
+	if !strings.Contains(pr.log.String(), "crashed warren") {
+		t.Errorf("the restart does not say it restored anything:\n%s", pr.log)
+	}
+	if after := stableDump(t, p.lab.A); after != before {
+		t.Errorf("host differs after crash and restart (-before +after):\n%s", cmp.Diff(strings.Split(before, "\n"), strings.Split(after, "\n")))
+	}
+}

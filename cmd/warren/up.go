@@ -16,6 +16,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -141,6 +142,10 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 		return err
 	}
 
+	if err := recoverCrashed(name, log); err != nil {
+		return err
+	}
+
 	// 2. TUN.
 	tun, err := device.OpenTUN(name, cfg.Interface.MTU)
 	if err != nil {
@@ -187,9 +192,10 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 		return fmt.Errorf("netlink: %w", err)
 	}
 	undo.push(func() error { nl.Close(); return nil }) // after host.Undo
+	undo.push(func() error { return removeJournal(name) })
 	host := device.NewHost(nl, device.ProcSys{})
 	undo.push(host.Undo)
-	if _, err := host.Apply(device.HostState{
+	_, err = host.Apply(device.HostState{
 		Link:      name,
 		MTU:       cfg.Interface.MTU,
 		Up:        true,
@@ -197,7 +203,11 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 		Routes:    plan.Routes,
 		Rules:     plan.Rules,
 		Sysctls:   plan.Sysctls,
-	}); err != nil {
+	})
+	if jerr := writeJournal(name, host.Journal()); jerr != nil {
+		log.Warn("crash journal not written: a kill -9 would leave rules and sysctls behind", "err", jerr)
+	}
+	if err != nil {
 		return fmt.Errorf("configure %s: %w", name, err)
 	}
 	if err := eng.Up(); err != nil {
@@ -388,6 +398,63 @@ func watchLink(ctx context.Context, name string) <-chan struct{} {
 }
 
 func pidPath(name string) string { return filepath.Join(runDir, name+".pid") }
+
+func journalPath(name string) string { return filepath.Join(runDir, name+".host") }
+
+// writeJournal records the host changes that would outlive a crash.
+func writeJournal(name string, j device.Journal) error {
+	if j.IsEmpty() {
+		return removeJournal(name)
+	}
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(journalPath(name), b, 0o600)
+}
+
+func removeJournal(name string) error {
+	if err := os.Remove(journalPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// recoverCrashed refuses to start a second instance of name, and restores
+// what an instance killed without cleanup left behind (RELIABILITY L6).
+func recoverCrashed(name string, log *slog.Logger) error {
+	if b, err := os.ReadFile(pidPath(name)); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) == nil {
+			return fmt.Errorf("%s is already up (pid %d)", name, pid)
+		}
+		os.Remove(pidPath(name))
+	}
+	b, err := os.ReadFile(journalPath(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var j device.Journal
+	if err := json.Unmarshal(b, &j); err != nil {
+		log.Warn("ignoring a malformed crash journal", "file", journalPath(name), "err", err)
+		return removeJournal(name)
+	}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		return fmt.Errorf("netlink: %w", err)
+	}
+	defer nl.Close()
+	if err := device.RestoreJournal(nl, device.ProcSys{}, j); err != nil {
+		return fmt.Errorf("restore what a crashed warren left for %s (%s): %w", name, journalPath(name), err)
+	}
+	log.Info("restored the rules and sysctls a crashed warren left behind", "interface", name, "rules", len(j.Rules), "sysctls", len(j.Sysctls))
+	return removeJournal(name)
+}
 
 func writePidFile(name string) (string, error) {
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
