@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
@@ -15,15 +16,28 @@ import (
 // tunClonePath is the TUN clone device.
 const tunClonePath = "/dev/net/tun"
 
-// TUN is a Linux TUN interface carrying IP packets, over wireguard-go's tun
-// package with its offloads on: with IFF_VNET_HDR one Read may return a large
-// TCP or UDP segment split into MTU-sized packets, and Write coalesces TCP
-// and UDP packets back (GRO) before they reach the kernel.
+// The offloads wireguard-go's tun turns on: checksums and TCP segmentation
+// always, UDP segmentation where the kernel has it (Linux 6.2).
+const (
+	tunTCPOffloads = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
+	tunUDPOffloads = unix.TUN_F_USO4 | unix.TUN_F_USO6
+)
+
+// TUN is a Linux TUN interface carrying IP packets, with the kernel's
+// offloads on: one Read may return a large TCP or UDP segment split into
+// MTU-sized packets, and Write coalesces runs of TCP and UDP packets back
+// (GRO) before they reach the kernel. wireguard-go's tun package creates the
+// device and watches its link events; the reads and writes are warren's own
+// (tunoffload_linux.go).
 //
 // The device lives in the network namespace of the thread that opened it;
 // its methods may be called from any thread afterwards.
 type TUN struct {
 	dev   tun.Device
+	rc    syscall.RawConn // the device's file, for the raw reads and writes
+	io    *tunIO
+	rmu   sync.Mutex // guards the read half of io
+	wmu   sync.Mutex // guards the write half of io
 	name  string
 	ctl   int          // AF_INET socket in the device's namespace, for MTU queries
 	mtu   atomic.Int64 // bytes, refreshed on the kernel's link events
@@ -104,7 +118,20 @@ func openTUN(name string, mtu int, flags uint16) (*TUN, error) {
 		unix.Close(ctl)
 		return nil, fmt.Errorf("creating TUN %s: %w", name, err)
 	}
-	t := &TUN{dev: dev, name: name, ctl: ctl, batch: dev.BatchSize()}
+	rc, err := file.SyscallConn()
+	if err != nil {
+		dev.Close()
+		unix.Close(ctl)
+		return nil, fmt.Errorf("creating TUN %s: %w", name, err)
+	}
+	// wireguard-go turned the offloads on; asking again tells whether the
+	// kernel takes UDP GSO packets too.
+	var udpGSO bool
+	rc.Control(func(fd uintptr) {
+		udpGSO = unix.IoctlSetInt(int(fd), unix.TUNSETOFFLOAD, tunTCPOffloads|tunUDPOffloads) == nil
+	})
+	t := &TUN{dev: dev, rc: rc, name: name, ctl: ctl, batch: dev.BatchSize()}
+	t.io = newTunIO(t.batch, udpGSO)
 	if n, err := t.queryMTU(); err == nil {
 		t.mtu.Store(int64(n))
 	} else {
@@ -134,23 +161,51 @@ func (t *TUN) queryMTU() (int, error) { return interfaceMTU(t.ctl, t.name) }
 // Read reads a batch of packets into bufs[i][offset:]. Each buffer must hold
 // offset+MTU bytes; len(bufs) should be BatchSize so that a large segment
 // fits once split (tun.ErrTooManySegments otherwise, with the packets that
-// fit).
+// fit). Where bufs[0] holds offset+65535 bytes and offset is at least
+// TUNHeadroom, the packet is read straight into it and the TUNHeadroom bytes
+// in front of bufs[0][offset:] are overwritten.
 func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if t.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	n, err := t.dev.Read(bufs, sizes, offset)
+	if len(bufs) == 0 || len(sizes) < len(bufs) || offset < 0 || offset > len(bufs[0]) {
+		return 0, fmt.Errorf("read TUN %s: invalid batch", t.name)
+	}
+	t.rmu.Lock()
+	defer t.rmu.Unlock()
+	io := t.io
+	dst := io.rbuf
+	if offset >= virtioNetHdrLen && len(bufs[0])-offset >= maxGSOPacket {
+		dst = bufs[0][offset-virtioNetHdrLen:]
+	}
+	io.rdst = dst
+	err := t.rc.Read(io.readFn)
+	io.rdst = nil
+	switch {
+	case err != nil:
+		return 0, t.mapError("read", err)
+	case io.rerr == unix.EBADFD:
+		return 0, t.mapError("read", os.ErrClosed)
+	case io.rerr != 0:
+		return 0, t.mapError("read", io.rerr)
+	case io.rn < virtioNetHdrLen:
+		return 0, fmt.Errorf("read TUN %s: %w", t.name, errVirtio)
+	}
+	var h virtioNetHdr
+	h.decode(dst)
+	n, err := split(&h, dst[virtioNetHdrLen:io.rn], bufs, sizes, offset)
 	if err != nil {
-		err = t.mapError("read", err)
+		err = fmt.Errorf("read TUN %s: %w", t.name, err)
 	}
 	return n, err
 }
 
 // Write writes the packets bufs[i][offset:]; offset must be at least
-// TUNHeadroom. Packets of one TCP or UDP flow may be coalesced. Because the
-// kernel sees coalesced packets, a failure cannot be pinned on single
-// packets: Write returns len(bufs) on success and 0 with the joined errors
-// otherwise.
+// TUNHeadroom. Runs of consecutive packets of one TCP or UDP flow are
+// coalesced into one GSO packet, written without copying (tunoffload_linux.go).
+// Because the kernel sees coalesced packets, a failure cannot be pinned on
+// single packets: Write returns len(bufs) on success and 0 with the joined
+// errors otherwise.
 func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 	if t.closed.Load() {
 		return 0, net.ErrClosed
@@ -158,8 +213,40 @@ func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 	if offset < TUNHeadroom {
 		return 0, fmt.Errorf("write TUN %s: offset %d below the %d-byte headroom", t.name, offset, TUNHeadroom)
 	}
-	if _, err := t.dev.Write(bufs, offset); err != nil {
-		return 0, t.mapError("write", err)
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	io := t.io
+	var errs error
+	for i := 0; i < len(bufs); {
+		end, segment, total, hdrLen := groRun(bufs, i, offset, io.udpGSO)
+		var h virtioNetHdr
+		if end-i > 1 {
+			h = coalesceHead(bufs, i, end, offset, segment, total)
+		}
+		h.encode(bufs[i][offset-virtioNetHdrLen:])
+		io.addIov(bufs[i][offset-virtioNetHdrLen:])
+		for k := i + 1; k < end; k++ {
+			io.addIov(bufs[k][offset+hdrLen:])
+		}
+		io.werr = 0
+		err := t.rc.Write(io.writeFn)
+		io.clearIovs()
+		if err == nil && io.werr != 0 {
+			err = io.werr
+			if err == unix.EBADFD {
+				err = os.ErrClosed
+			}
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrClosed) || t.closed.Load() {
+				return 0, t.mapError("write", err)
+			}
+			errs = errors.Join(errs, err)
+		}
+		i = end
+	}
+	if errs != nil {
+		return 0, t.mapError("write", errs)
 	}
 	return len(bufs), nil
 }
