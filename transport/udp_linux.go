@@ -171,14 +171,16 @@ func (u *UDP) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, er
 	if err != nil {
 		return 0, err
 	}
-	n := u.spill.deliver(bufs[:nb], sizes, eps)
-	if n == nb {
+	// Spilled datagrams go out alone: topping the batch up from the
+	// socket would wait for its read lock, which another Receive holds
+	// while it blocks for new datagrams, and so would strand these.
+	if n := u.spill.deliver(bufs[:nb], sizes, eps); n > 0 {
 		return n, nil
 	}
 	s := u.rxFree.get()
-	k, err := u.read(s, bufs[n:nb], sizes[n:nb], eps[n:nb], n == 0)
+	n, err := u.read(s, bufs[:nb], sizes[:nb], eps[:nb], true)
 	u.rxFree.put(s)
-	if n += k; n > 0 {
+	if n > 0 {
 		return n, nil
 	}
 	return 0, err
