@@ -87,7 +87,7 @@ func (s *rxScratch) release(m int) {
 // doRead runs inside RawConn.Read; returning false waits for readability.
 func (s *rxScratch) doRead(fd uintptr) bool {
 	for {
-		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.msgs[0])), uintptr(s.vlen), 0, 0, 0)
+		r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.msgs[0])), uintptr(s.vlen), 0, 0, 0)
 		switch {
 		case e == unix.EINTR:
 			continue
@@ -278,7 +278,7 @@ func (s *txScratch) release() {
 // at the first failing message; returning false waits for writability.
 func (s *txScratch) doWrite(fd uintptr) bool {
 	for s.next < s.to {
-		r, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.msgs[s.next])), uintptr(s.to-s.next), 0, 0, 0)
+		r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.msgs[s.next])), uintptr(s.to-s.next), 0, 0, 0)
 		switch e {
 		case 0:
 			s.next += int(r)
