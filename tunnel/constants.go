@@ -39,6 +39,7 @@ const (
 	defaultBatchSize   = 128                                                                  // packets per batch when a side reports 0
 	defaultTickEvery   = 100 * time.Millisecond                                               // timer resolution of the engine
 	logEvery           = 10 * time.Second                                                     // at most one warning of a kind per interval
+	batchStatsEvery    = 5 * time.Second                                                      // debug log of the batch sizes
 )
 
 // Error handling of the loops (RELIABILITY L8).

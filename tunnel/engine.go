@@ -107,8 +107,9 @@ type Engine struct {
 	adapterBatch int                // most packets per Adapter.Write
 	retryDelay   time.Duration      // wait after a failed read (readRetryDelay; tests shorten it)
 
-	pool  bufferPool
-	drops dropCounters
+	pool    bufferPool
+	drops   dropCounters
+	batches batchStats
 
 	done      chan struct{} // closed by Close: goroutines stop
 	wg        sync.WaitGroup

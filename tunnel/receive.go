@@ -68,6 +68,7 @@ func (e *Engine) receiveLoop() {
 	for {
 		n, err := tr.Receive(in.bufs[:min(len(in.bufs), batchSize(tr.BatchSize()))], in.sizes, in.eps)
 		if n > 0 {
+			e.batches.transportReceive.add(n)
 			e.processInbound(in, n)
 		}
 		if err == nil {
@@ -163,6 +164,7 @@ func (e *Engine) processInbound(in *inbound, n int) {
 	for rest := write; len(rest) > 0; {
 		chunk := rest[:min(len(rest), e.adapterBatch)]
 		rest = rest[len(chunk):]
+		e.batches.adapterWrite.add(len(chunk))
 		if w, err := e.adapter.Write(chunk, Offset); err != nil {
 			e.drops.add(DropWriteError, uint64(len(chunk)-w))
 			if !errors.Is(err, net.ErrClosed) {

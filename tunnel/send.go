@@ -60,6 +60,7 @@ func (e *Engine) readLoop() {
 	for {
 		n, err := e.adapter.Read(o.bufs, o.sizes, Offset)
 		if n > 0 {
+			e.batches.adapterRead.add(n)
 			e.processOutbound(o, n)
 		}
 		if err == nil {
@@ -180,6 +181,7 @@ func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Dura
 		}
 		return
 	}
+	e.batches.transportSend.add(len(group))
 	if err := e.transport().Send(group, ep); err != nil {
 		e.drops.add(DropSendError, uint64(len(group)))
 		e.warn.warn("send", "send failed", "endpoint", ep, "err", err)

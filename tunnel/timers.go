@@ -182,12 +182,18 @@ func (e *Engine) Tick() {
 func (e *Engine) timerLoop() {
 	t := time.NewTicker(e.tickEvery)
 	defer t.Stop()
+	var batches batchLog
+	next := e.clock.Now() + batchStatsEvery
 	for {
 		select {
 		case <-e.done:
 			return
 		case <-t.C:
 			e.Tick()
+			if now := e.clock.Now(); now >= next {
+				e.logBatchStats(&batches)
+				next = now + batchStatsEvery
+			}
 		}
 	}
 }
