@@ -161,7 +161,8 @@ func (t *TUN) queryMTU() (int, error) { return interfaceMTU(t.ctl, t.name) }
 // Read reads a batch of packets into bufs[i][offset:]. Each buffer must hold
 // offset+MTU bytes; len(bufs) should be BatchSize so that a large segment
 // fits once split (tun.ErrTooManySegments otherwise, with the packets that
-// fit). Where bufs[0] holds offset+65535 bytes and offset is at least
+// fit). Small packets already queued are gathered into one batch, up to
+// half of len(bufs). Where bufs[0] holds offset+65535 bytes and offset is at least
 // TUNHeadroom, the packet is read straight into it and the TUNHeadroom bytes
 // in front of bufs[0][offset:] are overwritten.
 func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
@@ -173,17 +174,38 @@ func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	}
 	t.rmu.Lock()
 	defer t.rmu.Unlock()
+	n, err := t.readOne(bufs, sizes, offset, true)
+	// Small packets come one per read: gather those already queued, so
+	// that the engine seals and sends them in one batch (one GSO send
+	// instead of one per packet). Half the batch stays free for a GSO
+	// packet.
+	for last := n; err == nil && last == 1 && n < len(bufs)/2; n += last {
+		if last, err = t.readOne(bufs[n:], sizes[n:], offset, false); last == 0 {
+			break
+		}
+	}
+	if n > 0 {
+		err = nil // a failure of a gathering read shows again on the next Read
+	}
+	return n, err
+}
+
+// readOne reads one packet into bufs, split if it is a GSO packet. Unless
+// wait, it returns 0 and no error when no packet is queued.
+func (t *TUN) readOne(bufs [][]byte, sizes []int, offset int, wait bool) (int, error) {
 	io := t.io
 	dst := io.rbuf
 	if offset >= virtioNetHdrLen && len(bufs[0])-offset >= maxGSOPacket {
 		dst = bufs[0][offset-virtioNetHdrLen:]
 	}
-	io.rdst = dst
+	io.rdst, io.rwait = dst, wait
 	err := t.rc.Read(io.readFn)
 	io.rdst = nil
 	switch {
 	case err != nil:
 		return 0, t.mapError("read", err)
+	case io.rerr == unix.EAGAIN:
+		return 0, nil
 	case io.rerr == unix.EBADFD:
 		return 0, t.mapError("read", os.ErrClosed)
 	case io.rerr != 0:

@@ -287,6 +287,7 @@ type tunIO struct {
 	rbuf   []byte // virtioNetHdrLen+maxGSOPacket, where bufs[0] is too small
 	readFn func(fd uintptr) bool
 	rdst   []byte
+	rwait  bool // wait for a packet rather than answer EAGAIN
 	rn     int
 	rerr   unix.Errno
 
@@ -317,6 +318,10 @@ func (io *tunIO) doRead(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			if !io.rwait {
+				io.rn, io.rerr = 0, e
+				return true
+			}
 			return false
 		case 0:
 			io.rn, io.rerr = int(n), 0
