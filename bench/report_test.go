@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/warrenvpn/warren/internal/leakcheck"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -250,7 +252,7 @@ func (l *fakeLab) start(ctx context.Context, scenario string) (*endpoints, error
 func (l *fakeLab) Close() error { return nil }
 
 func TestRun(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	var progress bytes.Buffer
 	o := Options{
 		Scenarios: []string{"veth", "warren", "wireguard-go"},
@@ -307,7 +309,7 @@ func (unavailableLab) start(context.Context, string) (*endpoints, error) {
 func (unavailableLab) Close() error { return nil }
 
 func TestRunCanceled(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	o := Options{Scenarios: []string{"veth"}, Runs: 1, Duration: time.Minute}
 	if err := o.normalize(); err != nil {
 		t.Fatal(err)

@@ -3,34 +3,17 @@ package bench
 import (
 	"context"
 	"net/netip"
-	"runtime"
 	"testing"
 	"time"
-)
 
-// checkGoroutines fails t at cleanup if goroutines started during the test
-// are still running (the idea of wireguard-go's goroutineLeakCheck).
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		var now int
-		for range 100 {
-			if now = runtime.NumGoroutine(); now <= before {
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		buf := make([]byte, 1<<16)
-		t.Errorf("%d goroutines before, %d after:\n%s", before, now, buf[:runtime.Stack(buf, true)])
-	})
-}
+	"github.com/warrenvpn/warren/internal/leakcheck"
+)
 
 // loopback is a Path over the loopback interface of the test's own namespace.
 var loopback = Path{Client: Here{}, Server: Here{}, ServerAddr: netip.MustParseAddr("127.0.0.1")}
 
 func TestTCPBulk(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	for _, streams := range []int{1, 3} {
 		calls := 0
 		meter := func() (time.Duration, error) {
@@ -54,7 +37,7 @@ func TestTCPBulk(t *testing.T) {
 }
 
 func TestUDPRate(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	for _, size := range UDPPayloads {
 		res, err := UDPRate(context.Background(), loopback, size, 100*time.Millisecond)
 		if err != nil {
@@ -70,7 +53,7 @@ func TestUDPRate(t *testing.T) {
 }
 
 func TestLatency(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	res, err := Latency(context.Background(), loopback, 200, 100*time.Millisecond)
 	if err != nil {
 		t.Fatalf("Latency: %v", err)
@@ -86,14 +69,14 @@ func TestLatency(t *testing.T) {
 }
 
 func TestProbe(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	if err := Probe(context.Background(), loopback, time.Second); err != nil {
 		t.Errorf("Probe(loopback) = %v, want nil", err)
 	}
 }
 
 func TestGeneratorsCancel(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := TCPBulk(ctx, loopback, 1, time.Minute, nil); err == nil {

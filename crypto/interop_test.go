@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,8 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
+
+	"github.com/warrenvpn/warren/internal/leakcheck"
 )
 
 // Interop (RELIABILITY P4, in-process half): our handshake and data path
@@ -186,7 +187,7 @@ func ping(dst, src netip.Addr, seq byte) []byte {
 // TestInteropWireGuardGo: each side initiates once, with and without a PSK;
 // data flows both ways; a replayed data packet is not delivered twice.
 func TestInteropWireGuardGo(t *testing.T) {
-	checkGoroutineLeak(t)
+	leakcheck.Check(t)
 	for _, withPSK := range []bool{false, true} {
 		var psk PresharedKey
 		if withPSK {
@@ -280,22 +281,4 @@ func TestInteropWireGuardGo(t *testing.T) {
 			s.checkLastHandshake()
 		})
 	}
-}
-
-// checkGoroutineLeak fails t if goroutines started during it are still
-// running once its cleanups are done (wireguard-go's goroutineLeakCheck).
-func checkGoroutineLeak(t *testing.T) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<16)
-				t.Errorf("%d goroutines leaked:\n%s", runtime.NumGoroutine()-before, buf[:runtime.Stack(buf, true)])
-				return
-			}
-			runtime.Gosched()
-			time.Sleep(time.Millisecond)
-		}
-	})
 }

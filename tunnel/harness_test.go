@@ -5,7 +5,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -383,26 +382,6 @@ func payloads(pkts [][]byte) string {
 		s = append(s, payloadOf(p))
 	}
 	return strings.Join(s, ",")
-}
-
-// checkGoroutines fails t if goroutines started during the test are still
-// running at its end (wireguard-go's goroutineLeakCheck).
-func checkGoroutines(t testing.TB) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				buf = buf[:runtime.Stack(buf, true)]
-				t.Errorf("goroutines leaked: %d before, %d after\n%s", before, runtime.NumGoroutine(), buf)
-				return
-			}
-			runtime.Gosched()
-			time.Sleep(time.Millisecond)
-		}
-	})
 }
 
 var errNoPacket = errors.New("no packet")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/device/devicetest"
+	"github.com/warrenvpn/warren/internal/leakcheck"
 	"github.com/warrenvpn/warren/transport/transporttest"
 )
 
@@ -88,7 +89,7 @@ func (b *netBind) ParseEndpoint(s string) (conn.Endpoint, error) {
 // device exchange IPv4 and IPv6 packets both ways, each side initiating,
 // with and without a preshared key; wireguard-go reports a handshake.
 func TestInteropWireGuardGo(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	for _, tc := range []struct {
 		name       string
 		psk        bool

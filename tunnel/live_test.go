@@ -9,6 +9,7 @@ import (
 
 	"github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/device/devicetest"
+	"github.com/warrenvpn/warren/internal/leakcheck"
 	"github.com/warrenvpn/warren/transport/transporttest"
 	"github.com/warrenvpn/warren/uapi"
 )
@@ -81,7 +82,7 @@ func receive(mem *devicetest.Memory, n int) ([][]byte, error) {
 // TestLiveEngines runs both engines with their goroutines (under -race):
 // IPv4 and IPv6 both ways, each side sending first, and many packets.
 func TestLiveEngines(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	for _, first := range []string{"a", "b"} {
 		t.Run(first+" first", func(t *testing.T) {
 			a, b := newLivePair(t, transporttest.NewNetwork(transporttest.Config{}), nil)
@@ -123,7 +124,7 @@ func TestLiveEngines(t *testing.T) {
 // TestCloseTwice covers L7: Close right after New, and Close twice, return
 // without deadlock and leave no goroutine.
 func TestCloseTwice(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	nw := transporttest.NewNetwork(transporttest.Config{})
 	tr, err := nw.NewTransport(outerA)
 	if err != nil {
@@ -148,7 +149,7 @@ func TestCloseTwice(t *testing.T) {
 // away and back, and the engine taken down and up; afterwards traffic
 // flows again and no goroutine is left.
 func TestLiveReconfigure(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	clock := newFakeClock()
 	a, b := newLivePair(t, transporttest.NewNetwork(transporttest.Config{}), clock)
 	stop := make(chan struct{})
@@ -228,7 +229,7 @@ func TestLiveReconfigure(t *testing.T) {
 // would be in use otherwise), a port change opens the new socket first,
 // and traffic flows after each, the peer following the new port (RO1).
 func TestLiveRebind(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	nw := transporttest.NewNetwork(transporttest.Config{})
 	a, b := newLivePair(t, nw, nil)
 	a.e.rebind = func(port uint16, mark uint32) (Transport, error) {

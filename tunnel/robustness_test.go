@@ -9,6 +9,7 @@ import (
 
 	"github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/device/devicetest"
+	"github.com/warrenvpn/warren/internal/leakcheck"
 	"github.com/warrenvpn/warren/transport/transporttest"
 )
 
@@ -154,7 +155,7 @@ func (f *flakyTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPor
 // engine recovers; a permanent error stops the receiver with a fatal error
 // that Close reports.
 func TestReceiveErrors(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	for _, tc := range []struct {
 		name     string
 		failures int

@@ -15,6 +15,7 @@ import (
 
 	"github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/device"
+	"github.com/warrenvpn/warren/internal/leakcheck"
 	"github.com/warrenvpn/warren/internal/netlab"
 	"github.com/warrenvpn/warren/transport"
 )
@@ -133,7 +134,7 @@ func tcpPair(tb testing.TB, a, b *tunSide) (client, server net.Conn) {
 // TUN devices and UDP sockets, with offloads, and checks the SHA-256 on
 // arrival; the engines' drop counters stay free of errors.
 func TestTUNTransfer(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	a, b := newTUNPair(t)
 	client, server := tcpPair(t, a, b)
 	const size = 16 << 20

@@ -10,33 +10,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/warrenvpn/warren/internal/leakcheck"
 	"github.com/warrenvpn/warren/internal/netlab"
 	"github.com/warrenvpn/warren/uapi"
 	"github.com/warrenvpn/warren/uapi/uapitest"
 )
-
-// checkGoroutines fails the test if goroutines started during it are still
-// running at cleanup (after the other cleanups registered later have run).
-func checkGoroutines(t *testing.T) {
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<16)
-				t.Errorf("%d goroutines leaked:\n%s", runtime.NumGoroutine()-before, buf[:runtime.Stack(buf, true)])
-				return
-			}
-			time.Sleep(10 * time.Millisecond) // goroutines exit asynchronously
-		}
-	})
-}
 
 // serveListener serves l with the reference device until cleanup.
 func serveListener(t testing.TB, l *uapi.Listener) *uapitest.Device {
@@ -76,7 +59,7 @@ func dialGet(t testing.TB, path string) string {
 }
 
 func TestListenDir(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	dir := filepath.Join(t.TempDir(), "wireguard")
 	l, err := uapi.ListenDir(dir, "wg-test0")
 	if err != nil {
@@ -124,7 +107,7 @@ func TestListenDir(t *testing.T) {
 // TestListenStale is RELIABILITY C9: a socket file left by a dead daemon is
 // replaced.
 func TestListenStale(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "wg-stale.sock")
 	dead, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
@@ -149,7 +132,7 @@ func TestListenStale(t *testing.T) {
 // TestListenCloseKeepsReplacement: Close does not remove a socket file that
 // is no longer ours.
 func TestListenCloseKeepsReplacement(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	dir := t.TempDir()
 	l, err := uapi.ListenDir(dir, "wg-repl")
 	if err != nil {
@@ -177,7 +160,7 @@ func TestListenRemoved(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			checkGoroutines(t)
+			leakcheck.Check(t)
 			l, err := uapi.ListenDir(t.TempDir(), "wg-rm")
 			if err != nil {
 				t.Fatal(err)
@@ -225,7 +208,7 @@ func TestListenBadNames(t *testing.T) {
 // TestServeEndsConnections: closing the listener ends Serve, including
 // connections that are idle in the middle of a session.
 func TestServeEndsConnections(t *testing.T) {
-	checkGoroutines(t)
+	leakcheck.Check(t)
 	l, err := uapi.ListenDir(t.TempDir(), "wg-end")
 	if err != nil {
 		t.Fatal(err)
