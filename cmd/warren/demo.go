@@ -214,9 +214,9 @@ func (d *demo) logs() string {
 	return b.String()
 }
 
-// close stops the tunnels (SIGTERM, so they undo their host changes) and
-// removes the namespaces.
-func (d *demo) close() {
+// stopTunnels sends SIGTERM to every tunnel, so that they undo their host
+// changes, and kills those that have not ended 3 s later.
+func (d *demo) stopTunnels() {
 	for _, p := range d.procs {
 		syscall.Kill(p.pid, syscall.SIGTERM)
 	}
@@ -227,6 +227,11 @@ func (d *demo) close() {
 			syscall.Kill(p.pid, syscall.SIGKILL)
 		}
 	}
+}
+
+// close stops the tunnels and removes the namespaces.
+func (d *demo) close() {
+	d.stopTunnels()
 	if d.lab != nil {
 		if err := d.lab.Close(); err != nil {
 			fmt.Fprintf(d.out, "warning: removing the lab: %v\n", err)

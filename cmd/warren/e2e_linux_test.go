@@ -96,16 +96,7 @@ func newTestPair(t *testing.T) *testPair {
 		p.keys[i] = k
 	}
 	t.Cleanup(func() {
-		for _, pr := range p.procs {
-			syscall.Kill(pr.pid, syscall.SIGTERM)
-		}
-		for _, pr := range p.procs {
-			select {
-			case <-pr.done:
-			case <-time.After(3 * time.Second):
-				syscall.Kill(pr.pid, syscall.SIGKILL)
-			}
-		}
+		p.stopTunnels()
 		if t.Failed() {
 			t.Log(p.logs())
 		}
