@@ -157,14 +157,16 @@ func (e *Engine) setPrivateKeyLocked(k crypto.PrivateKey) {
 		id = crypto.NewIdentity(k)
 		e.local.publicKey = id.PublicKey()
 	} else {
-		e.local.publicKey = crypto.PublicKey{}
+		// As wireguard-go: the zero key's public key is that of the
+		// clamped zero scalar, and a peer with it is refused.
+		e.local.publicKey = k.PublicKey()
 	}
 	e.local.identity = id
 	pub := e.local.publicKey
 	e.local.Unlock()
 
 	for _, p := range e.peerList() {
-		if id != nil && p.publicKey == pub {
+		if p.publicKey == pub {
 			e.removePeerLocked(p)
 			continue
 		}
@@ -224,7 +226,9 @@ func (e *Engine) peerForUpdateLocked(pk crypto.PublicKey, create bool) *peer {
 	e.local.RLock()
 	id, pub := e.local.identity, e.local.publicKey
 	e.local.RUnlock()
-	if id != nil && pk == pub {
+	// Our own public key (all zeros until a private key was first set) is
+	// never a peer (uapi.Change rule 4).
+	if pk == pub {
 		return nil
 	}
 	p := e.peerByKey(pk)
