@@ -552,3 +552,56 @@ func TestCrashRecovery(t *testing.T) {
 		t.Errorf("host differs after crash and restart (-before +after):\n%s", cmp.Diff(strings.Split(before, "\n"), strings.Split(after, "\n")))
 	}
 }
+
+// TestDemoInterrupted: Ctrl-C while the demo runs removes its namespaces,
+// tunnels and control sockets all the same.
+func TestDemoInterrupted(t *testing.T) {
+	netlab.RequireRoot(t)
+	cmd := exec.Command(warrenBinary(t), "demo", "--mb", "100000")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the demo's TCP transfer", func() bool { return strings.Contains(out.String(), "ping IPv6") })
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("demo still running 10 s after Ctrl-C:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "removed the namespaces") {
+		t.Errorf("demo did not clean up after Ctrl-C:\n%s", out.String())
+	}
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "wdemo") {
+			t.Errorf("namespace %s left behind", e.Name())
+		}
+	}
+	socks, _ := filepath.Glob("/var/run/wireguard/wd*.sock")
+	if len(socks) > 0 {
+		t.Errorf("control sockets left behind: %v", socks)
+	}
+}
+
+// syncBuffer is a bytes.Buffer a child process writes while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
