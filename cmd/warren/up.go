@@ -128,8 +128,7 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 	var undo undoStack
 	defer func() {
 		if uerr := undo.run(); uerr != nil {
-			log.Error("cleanup", "err", uerr)
-			err = errors.Join(err, uerr)
+			err = errors.Join(err, fmt.Errorf("cleanup: %w", uerr))
 		}
 	}()
 
