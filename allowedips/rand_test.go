@@ -279,14 +279,21 @@ func BenchmarkLookupPacketSrcParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkInsert100k measures building a 100k-prefix table one Insert at a
-// time (each one published), per prefix.
-func BenchmarkInsert100k(b *testing.B) {
+// prefixes100k returns the same 100,000 random prefixes (two thirds IPv4)
+// for every build benchmark.
+func prefixes100k() []netip.Prefix {
 	g := &prefixGen{rng: rand.New(rand.NewPCG(4, 4))}
 	ps := make([]netip.Prefix, 100_000)
 	for i := range ps {
 		ps[i] = g.prefix(i%3 != 0)
 	}
+	return ps
+}
+
+// BenchmarkInsert100k measures building a 100k-prefix table one Insert at a
+// time (each one published), per prefix.
+func BenchmarkInsert100k(b *testing.B) {
+	ps := prefixes100k()
 	b.ReportAllocs()
 	for b.Loop() {
 		var tb Table[int]
@@ -300,11 +307,7 @@ func BenchmarkInsert100k(b *testing.B) {
 // BenchmarkUpdate100k measures building a 100k-prefix table in one batch
 // (as the engine applies a configuration), per prefix.
 func BenchmarkUpdate100k(b *testing.B) {
-	g := &prefixGen{rng: rand.New(rand.NewPCG(4, 4))}
-	ps := make([]netip.Prefix, 100_000)
-	for i := range ps {
-		ps[i] = g.prefix(i%3 != 0)
-	}
+	ps := prefixes100k()
 	b.ReportAllocs()
 	for b.Loop() {
 		var tb Table[int]
