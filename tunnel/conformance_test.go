@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/warrenvpn/warren/crypto"
-	"github.com/warrenvpn/warren/device/devicetest"
+	"github.com/warrenvpn/warren/device/tun/tuntest"
 	"github.com/warrenvpn/warren/transport/transporttest"
 	"github.com/warrenvpn/warren/tunnel"
 	"github.com/warrenvpn/warren/uapi"
@@ -22,7 +22,7 @@ func TestUAPIConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := tunnel.New(devicetest.NewMemory(devicetest.MemoryOptions{}), tr, tunnel.Options{TickInterval: -1})
+		e := tunnel.New(tuntest.NewMemory(tuntest.MemoryOptions{}), tr, tunnel.Options{TickInterval: -1})
 		t.Cleanup(func() { e.Close() })
 		return e
 	})
@@ -54,7 +54,7 @@ func TestUAPIZeroKeys(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := tunnel.New(devicetest.NewMemory(devicetest.MemoryOptions{}), tr, tunnel.Options{TickInterval: -1})
+		e := tunnel.New(tuntest.NewMemory(tuntest.MemoryOptions{}), tr, tunnel.Options{TickInterval: -1})
 		t.Cleanup(func() { e.Close() })
 		return portless{e}
 	})

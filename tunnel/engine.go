@@ -14,7 +14,6 @@ import (
 
 	"github.com/warrenvpn/warren/allowedips"
 	"github.com/warrenvpn/warren/crypto"
-	"github.com/warrenvpn/warren/device"
 )
 
 // Transport is the engine's UDP side: batched datagrams to and from
@@ -62,7 +61,7 @@ type Options struct {
 // indexTable.mu. No lock is held across a call to the adapter or the
 // transport.
 type Engine struct {
-	adapter   device.Adapter
+	adapter   Adapter
 	tr        atomic.Pointer[transportBox] // replaced by a rebind
 	log       *slog.Logger
 	warn      rateLimitedLog
@@ -124,7 +123,7 @@ type Engine struct {
 // New returns an Engine that takes ownership of adapter and tr (Close
 // closes them) and starts its goroutines. The engine starts down and
 // without a private key: call SetConfig and Up.
-func New(adapter device.Adapter, tr Transport, opts Options) *Engine {
+func New(adapter Adapter, tr Transport, opts Options) *Engine {
 	e := newEngine(adapter, tr, opts)
 	e.wg.Go(e.readLoop)
 	e.wg.Go(e.receiveLoop)
@@ -137,7 +136,7 @@ func New(adapter device.Adapter, tr Transport, opts Options) *Engine {
 
 // newEngine returns an Engine without goroutines; tests drive it step by
 // step through processOutbound, processInbound, drainHandshakes and Tick.
-func newEngine(adapter device.Adapter, tr Transport, opts Options) *Engine {
+func newEngine(adapter Adapter, tr Transport, opts Options) *Engine {
 	e := &Engine{
 		adapter:    adapter,
 		log:        opts.Logger,

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/crypto"
-	"github.com/warrenvpn/warren/device/devicetest"
+	"github.com/warrenvpn/warren/device/tun/tuntest"
 )
 
 // fakeClock is a Clock that moves only when told to.
@@ -362,7 +362,7 @@ func (n *node) peer() *peer {
 
 // ping builds an IPv4 or IPv6 UDP packet from src to dst with payload.
 func ping(src, dst netip.Addr, payload string) []byte {
-	return devicetest.UDPPacket(netip.AddrPortFrom(src, 1000), netip.AddrPortFrom(dst, 2000), []byte(payload))
+	return tuntest.UDPPacket(netip.AddrPortFrom(src, 1000), netip.AddrPortFrom(dst, 2000), []byte(payload))
 }
 
 // payloadOf returns the UDP payload of a packet built by ping.

@@ -11,10 +11,10 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 	wgdevice "golang.zx2c4.com/wireguard/device"
-	"golang.zx2c4.com/wireguard/tun/tuntest"
+	wgtuntest "golang.zx2c4.com/wireguard/tun/tuntest"
 
 	"github.com/warrenvpn/warren/crypto"
-	"github.com/warrenvpn/warren/device/devicetest"
+	"github.com/warrenvpn/warren/device/tun/tuntest"
 	"github.com/warrenvpn/warren/internal/leakcheck"
 	"github.com/warrenvpn/warren/transport/transporttest"
 )
@@ -113,7 +113,7 @@ func TestInteropWireGuardGo(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mem := devicetest.NewMemory(devicetest.MemoryOptions{})
+			mem := tuntest.NewMemory(tuntest.MemoryOptions{})
 			e := New(mem, tr, Options{TickInterval: 10 * time.Millisecond})
 			t.Cleanup(func() { e.Close() })
 			if err := e.SetConfig(Config{PrivateKey: warrenKey, Peers: []PeerConfig{{
@@ -126,7 +126,7 @@ func TestInteropWireGuardGo(t *testing.T) {
 				t.Fatal(err)
 			}
 
-			ctun := tuntest.NewChannelTUN()
+			ctun := wgtuntest.NewChannelTUN()
 			wg := wgdevice.NewDevice(ctun.TUN(), &netBind{nw: nw, addr: outerB}, wgdevice.NewLogger(wgdevice.LogLevelSilent, ""))
 			t.Cleanup(wg.Close)
 			cfg := fmt.Sprintf("private_key=%s\nlisten_port=%d\npublic_key=%s\npreshared_key=%s\nendpoint=%s\nallowed_ip=%s/32\nallowed_ip=%s/128\n",

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/crypto"
-	"github.com/warrenvpn/warren/device/devicetest"
+	"github.com/warrenvpn/warren/device/tun/tuntest"
 	"github.com/warrenvpn/warren/internal/leakcheck"
 	"github.com/warrenvpn/warren/transport/transporttest"
 	"github.com/warrenvpn/warren/uapi"
@@ -17,7 +17,7 @@ import (
 // liveNode is an engine with its goroutines, on in-memory devices.
 type liveNode struct {
 	e   *Engine
-	mem *devicetest.Memory
+	mem *tuntest.Memory
 	tr  *transporttest.Transport
 	key crypto.PrivateKey
 }
@@ -33,7 +33,7 @@ func newLivePair(t testing.TB, nw *transporttest.Network, clock Clock) (a, b *li
 			t.Fatal(err)
 		}
 		key, _ := crypto.NewPrivateKey(seededRand(seed))
-		n := &liveNode{mem: devicetest.NewMemory(devicetest.MemoryOptions{}), tr: tr, key: key}
+		n := &liveNode{mem: tuntest.NewMemory(tuntest.MemoryOptions{}), tr: tr, key: key}
 		n.e = New(n.mem, tr, Options{Clock: clock, Rand: seededRand(seed + 100), TickInterval: 10 * time.Millisecond})
 		t.Cleanup(func() {
 			if err := n.e.Close(); err != nil {
@@ -62,7 +62,7 @@ var errTimeout = errors.New("timed out")
 
 // receive waits for n packets written to mem. The timeout is a safety net
 // for a broken engine, not a wait for an event.
-func receive(mem *devicetest.Memory, n int) ([][]byte, error) {
+func receive(mem *tuntest.Memory, n int) ([][]byte, error) {
 	var out [][]byte
 	deadline := time.After(20 * time.Second)
 	for len(out) < n {
@@ -130,7 +130,7 @@ func TestCloseTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := New(devicetest.NewMemory(devicetest.MemoryOptions{}), tr, Options{})
+	e := New(tuntest.NewMemory(tuntest.MemoryOptions{}), tr, Options{})
 	for range 2 {
 		if err := e.Close(); err != nil {
 			t.Errorf("Close = %v", err)

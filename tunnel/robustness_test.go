@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/crypto"
-	"github.com/warrenvpn/warren/device/devicetest"
+	"github.com/warrenvpn/warren/device/tun/tuntest"
 	"github.com/warrenvpn/warren/internal/leakcheck"
 	"github.com/warrenvpn/warren/transport/transporttest"
 )
@@ -171,7 +171,7 @@ func TestReceiveErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			ft := &flakyTransport{Transport: tr, failures: tc.failures}
-			e := newEngine(devicetest.NewMemory(devicetest.MemoryOptions{}), ft, Options{})
+			e := newEngine(tuntest.NewMemory(tuntest.MemoryOptions{}), ft, Options{})
 			e.retryDelay = time.Millisecond
 			e.wg.Go(e.receiveLoop)
 			if err := e.Up(); err != nil {

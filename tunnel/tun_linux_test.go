@@ -14,7 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/warrenvpn/warren/crypto"
-	"github.com/warrenvpn/warren/device"
+	"github.com/warrenvpn/warren/device/tun"
 	"github.com/warrenvpn/warren/internal/leakcheck"
 	"github.com/warrenvpn/warren/internal/netlab"
 	"github.com/warrenvpn/warren/transport"
@@ -38,24 +38,24 @@ func newTUNPair(tb testing.TB) (a, b *tunSide) {
 	mk := func(ns *netlab.Namespace, inner string) *tunSide {
 		s := &tunSide{ns: ns, inner: netip.MustParsePrefix(inner)}
 		s.key, _ = crypto.NewPrivateKey(rand.Reader)
-		var tun *device.TUN
+		var dev *tun.TUN
 		var udp *transport.UDP
 		err := ns.Do(func() error {
 			var err error
-			if tun, err = device.OpenTUN("wt0", 1420); err != nil {
+			if dev, err = tun.OpenTUN("wt0", 1420); err != nil {
 				return err
 			}
 			udp, err = transport.Listen(transport.Options{})
 			return err
 		})
 		if err != nil {
-			if tun != nil {
-				tun.Close()
+			if dev != nil {
+				dev.Close()
 			}
 			tb.Fatal(err)
 		}
 		s.port = udp.Port()
-		s.e = New(tun, udp, Options{})
+		s.e = New(dev, udp, Options{})
 		tb.Cleanup(func() {
 			if err := s.e.Close(); err != nil {
 				tb.Errorf("Close: %v", err)

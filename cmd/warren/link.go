@@ -10,7 +10,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/warrenvpn/warren/device"
+	"github.com/warrenvpn/warren/device/link"
 )
 
 const linkUsage = `usage: warren link ls [--all-namespaces] [--netns NS] [--json]
@@ -75,7 +75,7 @@ func newLinkFlags(name string, stderr io.Writer) *flag.FlagSet {
 
 func runLinkList(args []string, stdout, stderr io.Writer) error {
 	fs := newLinkFlags("ls", stderr)
-	var opts device.ListOptions
+	var opts link.ListOptions
 	asJSON := fs.Bool("json", false, "print JSON")
 	fs.BoolVar(&opts.AllNamespaces, "all-namespaces", false, "list every named namespace too")
 	fs.BoolVar(&opts.AllNamespaces, "A", false, "short for --all-namespaces")
@@ -89,13 +89,13 @@ func runLinkList(args []string, stdout, stderr io.Writer) error {
 	}
 	// With --all-namespaces the links come with the errors of the
 	// namespaces that could not be listed: print what there is, then fail.
-	links, listErr := device.ListLinks(opts)
+	links, listErr := link.List(opts)
 	if listErr != nil && links == nil {
 		return listErr
 	}
 	if *asJSON {
 		if links == nil {
-			links = []device.LinkInfo{}
+			links = []link.Info{}
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -110,7 +110,7 @@ func runLinkList(args []string, stdout, stderr io.Writer) error {
 }
 
 // printLinks writes the link table.
-func printLinks(w io.Writer, links []device.LinkInfo, withNetns bool) error {
+func printLinks(w io.Writer, links []link.Info, withNetns bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if withNetns {
 		fmt.Fprint(tw, "NETNS\t")
@@ -142,7 +142,7 @@ func dash(s string) string {
 }
 
 // linkDetails renders what a link's kind adds, for the table.
-func linkDetails(l device.LinkInfo) string {
+func linkDetails(l link.Info) string {
 	var d []string
 	if l.Master != "" {
 		d = append(d, "master "+l.Master)
@@ -214,7 +214,7 @@ func (f prefixFlag) Set(s string) error {
 
 func runLinkAdd(args []string, stdout, stderr io.Writer) error {
 	fs := newLinkFlags("add", stderr)
-	var spec device.LinkSpec
+	var spec link.Spec
 	var ports string
 	fs.StringVar(&spec.Netns, "netns", "", "namespace for the new link")
 	fs.Var(prefixFlag{&spec.Address}, "address", "address (CIDR) for the new link")
@@ -243,7 +243,7 @@ func runLinkAdd(args []string, stdout, stderr io.Writer) error {
 	if ports != "" {
 		spec.Ports = strings.Split(ports, ",")
 	}
-	info, err := device.AddLink(spec)
+	info, err := link.Add(spec)
 	if err != nil {
 		return err
 	}
@@ -269,7 +269,7 @@ func runLinkDel(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, linkUsage)
 		return fmt.Errorf("%w: link del: want NAME", errUsage)
 	}
-	if err := device.DeleteLink(pos[0], *netns); err != nil {
+	if err := link.Delete(pos[0], *netns); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "deleted %s\n", pos[0])

@@ -9,7 +9,7 @@ package main
 //  2. create the TUN (its MTU set);
 //  3. bind the UDP port (with the fwmark the routes need);
 //  4. start the engine with the keys and peers;
-//  5. apply addresses, link state, routes, rules and sysctls (device.Host);
+//  5. apply addresses, link state, routes, rules and sysctls (host.Host);
 //  6. open the control socket (wg, warren show), DNS, PostUp, pid file;
 //  7. wait for a signal, `warren down`, or the TUN vanishing;
 //  8. PreDown, undo 6 to 2 in reverse, PostDown.
@@ -35,7 +35,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/warrenvpn/warren/config"
-	"github.com/warrenvpn/warren/device"
+	"github.com/warrenvpn/warren/device/host"
+	"github.com/warrenvpn/warren/device/tun"
 	"github.com/warrenvpn/warren/transport"
 	"github.com/warrenvpn/warren/tunnel"
 	"github.com/warrenvpn/warren/uapi"
@@ -146,11 +147,11 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 	}
 
 	// 2. TUN.
-	tun, err := device.OpenTUN(name, cfg.Interface.MTU)
+	dev, err := tun.OpenTUN(name, cfg.Interface.MTU)
 	if err != nil {
 		return err
 	}
-	closeTUN := func() error { return tun.Close() }
+	closeTUN := func() error { return dev.Close() }
 	undo.push(func() error { return closeTUN() })
 
 	// 3. UDP, marked so that a default route through the tunnel spares it.
@@ -158,7 +159,7 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 	for _, p := range cfg.Peers {
 		allowed = append(allowed, p.AllowedIPs...)
 	}
-	plan := device.PlanRoutes(device.RouteOptions{
+	plan := host.PlanRoutes(host.RouteOptions{
 		Table:   int64(cfg.Interface.Table),
 		FwMark:  cfg.Interface.FwMark,
 		Allowed: allowed,
@@ -173,7 +174,7 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 	}
 
 	// 4. Engine: it owns the TUN and the UDP socket from here on.
-	eng := tunnel.New(tun, udp, tunnel.Options{Logger: log, Rebind: rebinder(log)})
+	eng := tunnel.New(dev, udp, tunnel.Options{Logger: log, Rebind: rebinder(log)})
 	closeTUN = func() error { return nil }
 	undo.push(func() error { return closeEngine(eng) })
 	if err := eng.SetConfig(tunnel.Config{
@@ -192,9 +193,9 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 	}
 	undo.push(func() error { nl.Close(); return nil }) // after host.Undo
 	undo.push(func() error { return removeJournal(name) })
-	host := device.NewHost(nl, device.ProcSys{})
-	undo.push(host.Undo)
-	_, err = host.Apply(device.HostState{
+	hm := host.NewManager(nl, host.ProcSys{})
+	undo.push(hm.Undo)
+	_, err = hm.Apply(host.State{
 		Link:      name,
 		MTU:       cfg.Interface.MTU,
 		Up:        true,
@@ -203,7 +204,7 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 		Rules:     plan.Rules,
 		Sysctls:   plan.Sysctls,
 	})
-	if jerr := writeJournal(name, host.Journal()); jerr != nil {
+	if jerr := writeJournal(name, hm.Journal()); jerr != nil {
 		log.Warn("crash journal not written: a kill -9 would leave rules and sysctls behind", "err", jerr)
 	}
 	if err != nil {
@@ -401,7 +402,7 @@ func pidPath(name string) string { return filepath.Join(runDir, name+".pid") }
 func journalPath(name string) string { return filepath.Join(runDir, name+".host") }
 
 // writeJournal records the host changes that would outlive a crash.
-func writeJournal(name string, j device.Journal) error {
+func writeJournal(name string, j host.Journal) error {
 	if j.IsEmpty() {
 		return removeJournal(name)
 	}
@@ -438,7 +439,7 @@ func recoverCrashed(name string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	var j device.Journal
+	var j host.Journal
 	if err := json.Unmarshal(b, &j); err != nil {
 		log.Warn("ignoring a malformed crash journal", "file", journalPath(name), "err", err)
 		return removeJournal(name)
@@ -448,7 +449,7 @@ func recoverCrashed(name string, log *slog.Logger) error {
 		return fmt.Errorf("netlink: %w", err)
 	}
 	defer nl.Close()
-	if err := device.RestoreJournal(nl, device.ProcSys{}, j); err != nil {
+	if err := host.RestoreJournal(nl, host.ProcSys{}, j); err != nil {
 		return fmt.Errorf("restore what a crashed warren left for %s (%s): %w", name, journalPath(name), err)
 	}
 	log.Info("restored the rules and sysctls a crashed warren left behind", "interface", name, "rules", len(j.Rules), "sysctls", len(j.Sysctls))

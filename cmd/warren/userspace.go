@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/config"
-	"github.com/warrenvpn/warren/device"
+	"github.com/warrenvpn/warren/device/tun"
 	"github.com/warrenvpn/warren/transport"
 	"github.com/warrenvpn/warren/tunnel"
 )
@@ -115,16 +115,16 @@ func detach(ctx context.Context, name string) error {
 func serveUserspace(ctx context.Context, name string, log *slog.Logger) (err error) {
 	var undo undoStack
 	defer func() { err = errors.Join(err, undo.run()) }()
-	tun, err := device.OpenTUN(name, config.DefaultMTU)
+	dev, err := tun.OpenTUN(name, config.DefaultMTU)
 	if err != nil {
 		return err
 	}
 	udp, err := transport.Listen(transport.Options{Logger: log})
 	if err != nil {
-		tun.Close()
+		dev.Close()
 		return err
 	}
-	eng := tunnel.New(tun, udp, tunnel.Options{Logger: log, Rebind: rebinder(log)})
+	eng := tunnel.New(dev, udp, tunnel.Options{Logger: log, Rebind: rebinder(log)})
 	undo.push(func() error { return closeEngine(eng) })
 	if err := eng.Up(); err != nil {
 		return err

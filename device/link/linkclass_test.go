@@ -1,0 +1,53 @@
+package link
+
+import "testing"
+
+func TestAdapterCharacteristicsString(t *testing.T) {
+	tests := []struct {
+		c    AdapterCharacteristics
+		want string
+	}{
+		{0, "0"},
+		{NCFPhysical, "NCF_PHYSICAL"},
+		{0x84, "NCF_PHYSICAL|NCF_HAS_UI"},
+		{0x9, "NCF_VIRTUAL|NCF_HIDDEN"},
+		{0x401, "NCF_VIRTUAL|NCF_FILTER"},
+		{0x7ff, "NCF_VIRTUAL|NCF_SOFTWARE_ENUMERATED|NCF_PHYSICAL|NCF_HIDDEN|NCF_NO_SERVICE|NCF_NOT_USER_REMOVABLE|NCF_MULTIPORT_INSTANCED_ADAPTER|NCF_HAS_UI|NCF_FILTER|0x300"},
+		{0x1000, "0x1000"},
+	}
+	for _, tc := range tests {
+		if got := tc.c.String(); got != tc.want {
+			t.Errorf("AdapterCharacteristics(%#x).String() = %q, want %q", uint32(tc.c), got, tc.want)
+		}
+	}
+}
+
+func TestAdapterCharacteristicsClassify(t *testing.T) {
+	tests := []struct {
+		name    string
+		c       AdapterCharacteristics
+		virtual bool
+		why     string
+	}{
+		{"intel nic", 0x84, false, "NCF_PHYSICAL set: Characteristics 0x84 (NCF_PHYSICAL|NCF_HAS_UI)"},
+		{"physical only", NCFPhysical, false, "NCF_PHYSICAL set: Characteristics 0x4 (NCF_PHYSICAL)"},
+		{"wintun", NCFVirtual, true, "NCF_VIRTUAL set: Characteristics 0x1 (NCF_VIRTUAL)"},
+		{"wan miniport", 0x29, true, "NCF_VIRTUAL set: Characteristics 0x29 (NCF_VIRTUAL|NCF_HIDDEN|NCF_NOT_USER_REMOVABLE)"},
+		{"tap-windows", 0x81, true, "NCF_VIRTUAL set: Characteristics 0x81 (NCF_VIRTUAL|NCF_HAS_UI)"},
+		{"software enumerated", NCFSoftwareEnumerated | NCFPhysical, true,
+			"NCF_SOFTWARE_ENUMERATED set: Characteristics 0x6 (NCF_SOFTWARE_ENUMERATED|NCF_PHYSICAL)"},
+		{"virtual wins over physical", NCFVirtual | NCFPhysical, true,
+			"NCF_VIRTUAL set: Characteristics 0x5 (NCF_VIRTUAL|NCF_PHYSICAL)"},
+		{"no class flag", NCFHidden, true, "NCF_PHYSICAL not set: Characteristics 0x8 (NCF_HIDDEN)"},
+		{"zero", 0, true, "NCF_PHYSICAL not set: Characteristics 0x0 (0)"},
+		{"filter", NCFFilter | NCFVirtual, true, "NCF_VIRTUAL set: Characteristics 0x401 (NCF_VIRTUAL|NCF_FILTER)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			virtual, why := tc.c.Classify()
+			if virtual != tc.virtual || why != tc.why {
+				t.Errorf("Classify(%#x) = %v, %q, want %v, %q", uint32(tc.c), virtual, why, tc.virtual, tc.why)
+			}
+		})
+	}
+}

@@ -1,0 +1,46 @@
+package tun
+
+import (
+	"errors"
+	"fmt"
+)
+
+// TUN limits.
+const (
+	// TUNHeadroom is the smallest offset Write accepts: the virtio-net
+	// header the kernel expects in front of each packet when offloads are
+	// on. The engine uses 16, the WireGuard data header size.
+	TUNHeadroom = 10 // bytes
+
+	// MinMTU and MaxMTU bound the MTU of a TUN: IPv4's minimum datagram
+	// size (RFC 791) and the largest IP packet.
+	MinMTU = 68    // bytes
+	MaxMTU = 65535 // bytes
+
+	// EthernetOverhead is what a TAP frame adds to an IP packet: the
+	// Ethernet header and one VLAN tag.
+	EthernetOverhead = 14 + 4 // bytes
+)
+
+// ErrRemoved reports that the host interface behind an adapter was deleted
+// from outside (`ip link del`). Such errors also match net.ErrClosed, so
+// that the engine stops quietly, but a caller can tell them apart to log it.
+var ErrRemoved = errors.New("device removed")
+
+// openError is an error whose text is one clear line for the user while it
+// still unwraps to the system error behind it.
+type openError struct {
+	msg string
+	err error
+}
+
+func (e *openError) Error() string { return e.msg }
+func (e *openError) Unwrap() error { return e.err }
+
+// checkMTU reports whether mtu is one a TUN can take.
+func checkMTU(mtu int) error {
+	if mtu < MinMTU || mtu > MaxMTU {
+		return fmt.Errorf("invalid MTU %d: want %d to %d", mtu, MinMTU, MaxMTU)
+	}
+	return nil
+}
