@@ -6,7 +6,10 @@ package tunnel
 //
 // Read and Write may run concurrently with each other, but each is called by
 // one goroutine at a time. After Close, Read and Write return net.ErrClosed
-// (possibly wrapped) and Close returns nil on later calls.
+// (possibly wrapped) and Close returns nil on later calls. When the host
+// interface is deleted from outside, Read returns an error that wraps a
+// value with a method Removed() bool reporting true (device/tun.ErrRemoved):
+// the engine then stops and reports ErrAdapterRemoved.
 type Adapter interface {
 	// Read reads up to len(bufs) packets, at most BatchSize. Packet i is
 	// written to bufs[i][offset:] and its length to sizes[i]. Every buffer

@@ -13,7 +13,7 @@
 //	if err := e.Up(); err != nil { ... }
 //	srv := uapi.NewServer(e, log) // `wg show`, `wg set`, `warren show`
 //	go srv.Serve(listener)
-//	<-e.Failed() // or a signal: the adapter or the socket failed for good
+//	<-e.Done() // or a signal: removed, or failed for good (e.Err says which)
 //
 // Observability: Engine.Stats (per peer bytes, last handshake, endpoint),
 // Engine.DropCounts (drops by DropReason), Engine.State (UAPI view).

@@ -220,7 +220,8 @@ func (e *Engine) IsUp() bool { return e.up.Load() }
 
 // Close takes the engine down, closes the transport and the adapter, waits
 // for every goroutine to return and wipes the keys. It is idempotent and
-// returns the first fatal error the engine met, if any.
+// returns the first fatal error the engine met, if any (a removed adapter
+// is not one).
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.state.Lock()
@@ -246,9 +247,10 @@ func (e *Engine) Close() error {
 			e.setFatal(err)
 		}
 	})
-	e.fatal.Lock()
-	defer e.fatal.Unlock()
-	return e.fatal.err
+	if err := e.Err(); err != nil && !errors.Is(err, ErrAdapterRemoved) {
+		return err
+	}
+	return nil
 }
 
 var errRebind = errors.New("the engine cannot rebind its transport")
@@ -283,8 +285,13 @@ func (e *Engine) replaceTransport(tr Transport) {
 // transport returns the current transport.
 func (e *Engine) transport() Transport { return e.tr.Load().Transport }
 
-// setFatal records err as the engine's fatal error unless one is
-// recorded, and closes Failed.
+// ErrAdapterRemoved is the engine's error (Err) after its adapter's
+// interface was deleted from outside. That is a normal stop: `wg-quick
+// down` stops a userspace implementation this way.
+var ErrAdapterRemoved = errors.New("interface removed")
+
+// setFatal records err as the reason the engine stopped unless one is
+// recorded, and closes Done.
 func (e *Engine) setFatal(err error) {
 	e.fatal.Lock()
 	if e.fatal.err == nil {
@@ -294,10 +301,26 @@ func (e *Engine) setFatal(err error) {
 	e.fatal.Unlock()
 }
 
-// Failed is closed when a fatal error stopped part of the engine (the
-// adapter or the transport failed for good); the caller should then Close
-// it, which returns the error.
-func (e *Engine) Failed() <-chan struct{} { return e.fatal.failed }
+// Done is closed when the engine stopped moving packets on its own: its
+// adapter was removed (Err matches ErrAdapterRemoved) or it failed for good
+// (the adapter or the transport kept failing, or a rebind could not restore
+// its socket). The caller should then Close it.
+func (e *Engine) Done() <-chan struct{} { return e.fatal.failed }
+
+// Err returns nil until Done is closed, then why the engine stopped: an
+// error matching ErrAdapterRemoved for a normal stop, else the fatal error.
+func (e *Engine) Err() error {
+	e.fatal.Lock()
+	defer e.fatal.Unlock()
+	return e.fatal.err
+}
+
+// isRemoved reports whether err says the adapter's interface was deleted
+// (the Adapter contract).
+func isRemoved(err error) bool {
+	var r interface{ Removed() bool }
+	return errors.As(err, &r) && r.Removed()
+}
 
 // isClosing reports whether Close has begun.
 func (e *Engine) isClosing() bool {

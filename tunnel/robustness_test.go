@@ -178,7 +178,7 @@ func TestReceiveErrors(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.fatal {
-				<-e.Failed()
+				<-e.Done()
 				e.wg.Wait() // the receiver stops by itself
 				if err := e.Close(); !errors.Is(err, errTransient) {
 					t.Errorf("Close = %v, want the receive error", err)

@@ -20,6 +20,7 @@ package tunnel
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"time"
 )
@@ -66,6 +67,11 @@ func (e *Engine) readLoop() {
 		if err == nil {
 			failures = 0
 			continue
+		}
+		if isRemoved(err) && !e.isClosing() {
+			e.log.Info("interface removed, stopping", "interface", e.adapter.Name())
+			e.setFatal(fmt.Errorf("%s: %w", e.adapter.Name(), ErrAdapterRemoved))
+			return
 		}
 		if errors.Is(err, net.ErrClosed) || !e.retryAfter(err, &failures, "adapter read") {
 			return

@@ -1,7 +1,6 @@
 package tun
 
 import (
-	"errors"
 	"fmt"
 )
 
@@ -23,9 +22,19 @@ const (
 )
 
 // ErrRemoved reports that the host interface behind an adapter was deleted
-// from outside (`ip link del`). Such errors also match net.ErrClosed, so
-// that the engine stops quietly, but a caller can tell them apart to log it.
-var ErrRemoved = errors.New("device removed")
+// from outside (`ip link del`, which is how `wg-quick down` stops a
+// userspace implementation). Such errors also match net.ErrClosed. The
+// engine, which does not import this package, recognises them by their
+// Removed method (see tunnel.Adapter).
+var ErrRemoved error = removedError{}
+
+// removedError is the type of ErrRemoved.
+type removedError struct{}
+
+func (removedError) Error() string { return "device removed" }
+
+// Removed reports true: the interface is gone.
+func (removedError) Removed() bool { return true }
 
 // openError is an error whose text is one clear line for the user while it
 // still unwraps to the system error behind it.
