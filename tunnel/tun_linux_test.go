@@ -17,6 +17,7 @@ import (
 	"github.com/warrenvpn/warren/device/tun"
 	"github.com/warrenvpn/warren/internal/leakcheck"
 	"github.com/warrenvpn/warren/internal/netlab"
+	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 	"github.com/warrenvpn/warren/transport"
 )
 
@@ -34,7 +35,7 @@ type tunSide struct {
 // one in each namespace of a lab, tunnelled over its veth (root).
 func newTUNPair(tb testing.TB) (a, b *tunSide) {
 	tb.Helper()
-	lab := netlab.NewTestLab(tb, 0)
+	lab := netlabtest.NewLab(tb, 0)
 	mk := func(ns *netlab.Namespace, inner string) *tunSide {
 		s := &tunSide{ns: ns, inner: netip.MustParsePrefix(inner)}
 		s.key, _ = crypto.NewPrivateKey(rand.Reader)

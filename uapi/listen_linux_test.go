@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/internal/leakcheck"
-	"github.com/warrenvpn/warren/internal/netlab"
+	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 	"github.com/warrenvpn/warren/uapi"
 	"github.com/warrenvpn/warren/uapi/uapitest"
 )
@@ -236,7 +236,7 @@ func TestServeEndsConnections(t *testing.T) {
 // TestSocketOwnerOnly is RELIABILITY C8 (root): a non-root user cannot
 // connect to the socket. The test binary re-runs itself as nobody.
 func TestSocketOwnerOnly(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	// Every directory on the way must be open to nobody, so that only the
 	// socket's own mode can refuse.
 	base, err := os.MkdirTemp("", "warren-uapi-c8-")

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/crypto"
-	"github.com/warrenvpn/warren/internal/netlab"
+	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 	"github.com/warrenvpn/warren/uapi"
 	"github.com/warrenvpn/warren/uapi/uapitest"
 )
@@ -33,7 +33,7 @@ func requireWG(t *testing.T) string {
 // wg tool on /var/run/wireguard (RELIABILITY C11, the UAPI half): wg set,
 // show dump, showconf, syncconf and the errors it reports.
 func TestWGTool(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	wg := requireWG(t)
 	iface := fmt.Sprintf("wu%d", os.Getpid()%100000)
 	l, err := uapi.Listen(iface)

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenvpn/warren/internal/netlab"
+	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 )
 
 func TestBenchUsage(t *testing.T) {
@@ -57,7 +57,7 @@ type benchReport struct {
 // lab is left afterwards.
 func runBenchJSON(t *testing.T, args ...string) benchReport {
 	t.Helper()
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	prefix := fmt.Sprintf("wbt%d", os.Getpid())
 	t.Cleanup(func() { checkLabGone(t, prefix) })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -161,7 +161,7 @@ func buildWarren(t *testing.T) string {
 // with real `warren up` processes and checks every figure and that the lab
 // is gone afterwards (issue 4).
 func TestBenchQuick(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	bin := buildWarren(t)
 	rep := runBenchJSON(t, "--scenarios", "veth,warren", "--warren", bin)
 	checkScenarios(t, rep, "veth", "warren")

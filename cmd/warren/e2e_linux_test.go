@@ -24,6 +24,7 @@ import (
 
 	wgcrypto "github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/internal/netlab"
+	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 )
 
 var (
@@ -82,7 +83,7 @@ type testPair struct {
 
 func newTestPair(t *testing.T) *testPair {
 	t.Helper()
-	lab := netlab.NewTestLab(t, 0)
+	lab := netlabtest.NewLab(t, 0)
 	exe := warrenBinary(t)
 	p := &testPair{demo: &demo{out: io.Discard, exe: exe, lab: lab, dir: t.TempDir()}}
 	var tag [2]byte
@@ -204,7 +205,7 @@ func TestWarrenToWarren(t *testing.T) {
 
 // TestDemo runs `warren demo` as a user would.
 func TestDemo(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	out, err := exec.Command(warrenBinary(t), "demo", "--mb", "16", "--pings", "2").CombinedOutput()
 	if err != nil {
 		t.Fatalf("warren demo: %v\n%s", err, out)
@@ -477,7 +478,7 @@ func TestWGQuick(t *testing.T) {
 // TestUpWithoutPrivileges: as an unprivileged user, one clear line and exit
 // status 1.
 func TestUpWithoutPrivileges(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	setpriv := requireTool(t, "setpriv")
 	dir, err := os.MkdirTemp("", "warren-np-")
 	if err != nil {
@@ -556,7 +557,7 @@ func TestCrashRecovery(t *testing.T) {
 // TestDemoInterrupted: Ctrl-C while the demo runs removes its namespaces,
 // tunnels and control sockets all the same.
 func TestDemoInterrupted(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	cmd := exec.Command(warrenBinary(t), "demo", "--mb", "100000")
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/warrenvpn/warren/internal/netlab"
+	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 )
 
 func TestLinkUsage(t *testing.T) {
@@ -68,7 +68,7 @@ func TestLinkListJSONClassifies(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("links are Linux only")
 	}
-	ns := netlab.NewTestNamespace(t)
+	ns := netlabtest.NewNamespace(t)
 	n := ns.Name()
 	suffix := fmt.Sprintf("%05x", rand.Uint32()&0xfffff)
 	tun, tap, mvt := "wlkn"+suffix, "wlkp"+suffix, "wlkv"+suffix // names that reach the host: TUN/TAP, /dev/tapN

@@ -14,7 +14,7 @@ import (
 
 	"github.com/warrenvpn/warren/device/host"
 	"github.com/warrenvpn/warren/device/tun"
-	"github.com/warrenvpn/warren/internal/netlab"
+	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 )
 
 // dumpTables renders the links, addresses, routes (all tables) and rules of
@@ -75,8 +75,8 @@ func dumpTables(t *testing.T, h *netlink.Handle) string {
 // checks that Undo leaves links, addresses, routes, rules and the sysctl as
 // found (the host side of L6), and that a failure half-way changes nothing.
 func TestHostApplyRoot(t *testing.T) {
-	netlab.RequireRoot(t)
-	ns := netlab.NewTestNamespace(t)
+	netlabtest.RequireRoot(t)
+	ns := netlabtest.NewNamespace(t)
 	var tn *tun.TUN
 	if err := ns.Do(func() (err error) { tn, err = tun.OpenTUN("wg0", 1500); return err }); err != nil {
 		t.Fatalf("OpenTUN: %v", err)

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/warrenvpn/warren/internal/netlab"
+	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 )
 
 // Probe timeouts: a positive probe returns as soon as a datagram arrives; a
@@ -72,8 +73,8 @@ func listedLink(t testing.TB, ns, name string) Info {
 // peer in the second) with addresses net.1/24 and net.2/24, through AddLink.
 func newVethPair(t testing.TB, name, peer, net string) (a, b *netlab.Namespace, addrA, addrB netip.Prefix) {
 	t.Helper()
-	a = netlab.NewTestNamespace(t)
-	b = netlab.NewTestNamespace(t)
+	a = netlabtest.NewNamespace(t)
+	b = netlabtest.NewNamespace(t)
 	addrA = netip.MustParsePrefix(net + ".1/24")
 	addrB = netip.MustParsePrefix(net + ".2/24")
 	addTestLink(t, Spec{Kind: "veth", Name: name, Netns: a.Name(), Address: addrA,
@@ -123,7 +124,7 @@ func udpReach(t testing.TB, from, to *netlab.Namespace, src, dst netip.Addr, tim
 // everything out, so they meet only if the external bridge reflects frames
 // (hairpin); private never lets them meet.
 func TestMacvlanModes(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	tests := []struct {
 		mode    string
 		hairpin bool
@@ -138,10 +139,10 @@ func TestMacvlanModes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%s/hairpin=%v", tc.mode, tc.hairpin), func(t *testing.T) {
 			t.Parallel()
-			host := netlab.NewTestNamespace(t)
-			ext := netlab.NewTestNamespace(t)
-			a := netlab.NewTestNamespace(t)
-			b := netlab.NewTestNamespace(t)
+			host := netlabtest.NewNamespace(t)
+			ext := netlabtest.NewNamespace(t)
+			a := netlabtest.NewNamespace(t)
+			b := netlabtest.NewNamespace(t)
 			addTestLink(t, Spec{Kind: "veth", Name: "p0", Netns: host.Name(), Peer: "p1", PeerNetns: ext.Name()})
 			addTestLink(t, Spec{Kind: "bridge", Name: "br0", Netns: ext.Name(), Ports: []string{"p1"}, Hairpin: tc.hairpin})
 			addrA := netip.MustParsePrefix("198.18.3.1/24")
@@ -284,7 +285,7 @@ func TestIFBRedirect(t *testing.T) {
 
 // TestAddLinkErrors checks the one-line errors of AddLink and DeleteLink.
 func TestAddLinkErrors(t *testing.T) {
-	ns := netlab.NewTestNamespace(t)
+	ns := netlabtest.NewNamespace(t)
 	addTestLink(t, Spec{Kind: "veth", Name: "e0", Netns: ns.Name(), Peer: "e1", PeerNetns: ns.Name()})
 	tests := []struct {
 		name     string
@@ -372,7 +373,7 @@ func dropCapability(c int) error {
 // TestTUNTAPInNamespace checks TUN and TAP creation (made in the current
 // namespace, then moved) with owner, multi-queue and persistence.
 func TestTUNTAPInNamespace(t *testing.T) {
-	ns := netlab.NewTestNamespace(t)
+	ns := netlabtest.NewNamespace(t)
 	tests := []struct {
 		kind       string
 		owner      int
@@ -459,7 +460,7 @@ func TestAddError(t *testing.T) {
 // TestListAllNamespacesWithoutSysAdmin checks that namespaces that cannot
 // be entered are left out with one error line, while the rest is listed.
 func TestListAllNamespacesWithoutSysAdmin(t *testing.T) {
-	ns := netlab.NewTestNamespace(t)
+	ns := netlabtest.NewNamespace(t)
 	type result struct {
 		links []Info
 		err   error

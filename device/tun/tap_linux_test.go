@@ -13,7 +13,7 @@ import (
 
 	"github.com/warrenvpn/warren/device/tun"
 	"github.com/warrenvpn/warren/device/tun/tuntest"
-	"github.com/warrenvpn/warren/internal/netlab"
+	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 )
 
 var (
@@ -32,8 +32,8 @@ func ethernet(dst, src net.HardwareAddr, pkt []byte) []byte {
 }
 
 func TestTAP(t *testing.T) {
-	netlab.RequireRoot(t)
-	ns := netlab.NewTestNamespace(t)
+	netlabtest.RequireRoot(t)
+	ns := netlabtest.NewNamespace(t)
 	var tap *tun.TAP
 	if err := ns.Do(func() (err error) { tap, err = tun.OpenTAP("wtap0", 1400); return err }); err != nil {
 		t.Fatalf("OpenTAP: %v", err)

@@ -16,6 +16,7 @@ import (
 	"github.com/warrenvpn/warren/device/tun"
 	"github.com/warrenvpn/warren/device/tun/tuntest"
 	"github.com/warrenvpn/warren/internal/netlab"
+	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 )
 
 // Addresses of the TUN tests: the TUN carries local, the far end is peer.
@@ -32,7 +33,7 @@ const testOffset = 16 // the engine's offset
 // tunLocal4 and tunLocal6 and brings it up.
 func newTestTUN(t *testing.T, mtu int) (*netlab.Namespace, *tun.TUN) {
 	t.Helper()
-	ns := netlab.NewTestNamespace(t)
+	ns := netlabtest.NewNamespace(t)
 	var dev *tun.TUN
 	err := ns.Do(func() (err error) {
 		dev, err = tun.OpenTUN("wtun0", mtu)
@@ -107,7 +108,7 @@ func inNamespace(t *testing.T, ns *netlab.Namespace, f func() error) {
 }
 
 func TestTUNWrite(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	ns, dev := newTestTUN(t, 1420)
 	if got := dev.BatchSize(); got != 128 {
 		t.Errorf("BatchSize() = %d, want 128 (offloads on)", got)
@@ -162,7 +163,7 @@ func TestTUNWrite(t *testing.T) {
 }
 
 func TestTUNRead(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	ns, dev := newTestTUN(t, 1420)
 	batches, _ := startReader(t, dev)
 	tests := []struct {
@@ -231,7 +232,7 @@ func TestTUNRead(t *testing.T) {
 // TestTUNClose covers L7: Close wakes a blocked Read, later calls return
 // net.ErrClosed, Close twice is fine, and the interface is gone.
 func TestTUNClose(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	baseline := runtime.NumGoroutine()
 	ns, dev := newTestTUN(t, 1420)
 	_, errc := startReader(t, dev)
@@ -269,7 +270,7 @@ func TestTUNClose(t *testing.T) {
 // TestTUNRemoved covers the adapter side of L4: the interface deleted from
 // outside ends Read with ErrRemoved.
 func TestTUNRemoved(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	ns, dev := newTestTUN(t, 1420)
 	_, errc := startReader(t, dev)
 	link, err := ns.Handle().LinkByName("wtun0")
@@ -291,7 +292,7 @@ func TestTUNRemoved(t *testing.T) {
 
 // TestTUNMTU covers L10 for the adapter: MTU follows the host.
 func TestTUNMTU(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	ns, dev := newTestTUN(t, 1420)
 	if got := dev.MTU(); got != 1420 {
 		t.Errorf("MTU() = %d, want 1420", got)
@@ -318,8 +319,8 @@ func TestTUNMTU(t *testing.T) {
 // TestTUNQueues writes through each queue of a multi-queue TUN and reads
 // flows from all of them.
 func TestTUNQueues(t *testing.T) {
-	netlab.RequireRoot(t)
-	ns := netlab.NewTestNamespace(t)
+	netlabtest.RequireRoot(t)
+	ns := netlabtest.NewNamespace(t)
 	const queues = 4
 	var qs []*tun.TUN
 	if err := ns.Do(func() (err error) { qs, err = tun.OpenTUNQueues("wtunq", 1420, queues); return err }); err != nil {
@@ -404,8 +405,8 @@ func TestTUNQueues(t *testing.T) {
 func BenchmarkTUNWrite(b *testing.B) {
 	for _, size := range []int{64, 1400} {
 		b.Run(fmt.Sprintf("udp%d", size), func(b *testing.B) {
-			netlab.RequireRoot(b)
-			ns := netlab.NewTestNamespace(b)
+			netlabtest.RequireRoot(b)
+			ns := netlabtest.NewNamespace(b)
 			var dev *tun.TUN
 			if err := ns.Do(func() (err error) { dev, err = tun.OpenTUN("wtunb", 1420); return err }); err != nil {
 				b.Fatal(err)
@@ -445,7 +446,7 @@ func BenchmarkTUNWrite(b *testing.B) {
 // TestTUNReadGathers queues small packets before reading: one Read returns
 // them together (up to half the batch), in order.
 func TestTUNReadGathers(t *testing.T) {
-	netlab.RequireRoot(t)
+	netlabtest.RequireRoot(t)
 	ns, dev := newTestTUN(t, 1420)
 	const count = 10
 	dst := netip.AddrPortFrom(tunPeer4, 7000)

@@ -1,4 +1,4 @@
-package netlab
+package netlab_test
 
 import (
 	"bytes"
@@ -14,14 +14,17 @@ import (
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/warrenvpn/warren/internal/netlab"
+	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 )
 
 func TestNamespace(t *testing.T) {
-	ns := NewTestNamespace(t)
+	ns := netlabtest.NewNamespace(t)
 	if !strings.HasPrefix(ns.Name(), "tTestNamespace-") {
 		t.Errorf("Name() = %q, want prefix tTestNamespace-", ns.Name())
 	}
-	path := filepath.Join(runDir, ns.Name())
+	path := filepath.Join("/run/netns", ns.Name())
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("namespace not bind-mounted: %v", err)
 	}
@@ -74,7 +77,7 @@ func TestNamespace(t *testing.T) {
 }
 
 func TestCloseKillsProcesses(t *testing.T) {
-	ns := NewTestNamespace(t)
+	ns := netlabtest.NewNamespace(t)
 	// The shell reports once it runs inside the namespace.
 	cmd := ns.Command(context.Background(), "sh", "-c", "echo ready; exec sleep 60")
 	stdout, err := cmd.StdoutPipe()
@@ -108,13 +111,13 @@ func TestCloseKillsProcesses(t *testing.T) {
 func TestLab(t *testing.T) {
 	for _, mtu := range []int{0, 1280, 9000} {
 		t.Run(fmt.Sprintf("mtu%d", mtu), func(t *testing.T) {
-			l := NewTestLab(t, mtu)
+			l := netlabtest.NewLab(t, mtu)
 			want := mtu
 			if want == 0 {
-				want = DefaultMTU
+				want = netlab.DefaultMTU
 			}
 			for _, end := range []struct {
-				ns   *Namespace
+				ns   *netlab.Namespace
 				link string
 				addr []netip.Prefix
 			}{{l.A, l.LinkA, []netip.Prefix{l.AddrA, l.Addr6A}}, {l.B, l.LinkB, []netip.Prefix{l.AddrB, l.Addr6B}}} {
@@ -138,7 +141,7 @@ func TestLab(t *testing.T) {
 
 // udpEcho sends a datagram from a socket in from to one in to, listening on
 // addr, and checks that it arrives.
-func udpEcho(t *testing.T, from, to *Namespace, addr netip.Addr) {
+func udpEcho(t *testing.T, from, to *netlab.Namespace, addr netip.Addr) {
 	t.Helper()
 	var server, client *net.UDPConn
 	err := to.Do(func() (err error) {

@@ -10,9 +10,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// canCreateNamespaces reports, once per process, why network namespaces
-// cannot be created, or nil if they can.
-var canCreateNamespaces = sync.OnceValue(func() error {
+// Probe reports, once per process, why network namespaces cannot be
+// created, or nil if they can.
+var Probe = sync.OnceValue(func() error {
 	if os.Geteuid() != 0 {
 		return errors.New("not root")
 	}

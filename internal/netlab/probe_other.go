@@ -4,4 +4,6 @@ package netlab
 
 import "errors"
 
-func canCreateNamespaces() error { return errors.ErrUnsupported }
+// Probe reports why network namespaces cannot be created: they exist only
+// on Linux.
+func Probe() error { return errors.ErrUnsupported }
