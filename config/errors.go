@@ -16,7 +16,7 @@ var (
 	ErrMissing        = errors.New("missing")
 	ErrNotSupported   = errors.New("not supported")
 	ErrEmpty          = errors.New("empty value")
-	ErrInterfaceName  = errors.New("the file name must be a valid interface name ([a-zA-Z0-9_=+.-]{1,15}) followed by .conf")
+	ErrInterfaceName  = errors.New("the file name must be a valid interface name (" + NameRule + ") followed by .conf")
 )
 
 // Error is a mistake in a config file. Parse and Load return the first one

@@ -12,19 +12,27 @@ const Dir = "/etc/wireguard"
 // MaxNameLen is the longest interface name Linux takes (IFNAMSIZ - 1).
 const MaxNameLen = 15 // bytes
 
-// ValidName reports whether name is a valid interface name by wg-quick's
-// rule ^[a-zA-Z0-9_=+.-]{1,15}$, without the names "." and "..", which
-// Linux refuses.
+// NameRule describes a valid interface name, for error and usage messages.
+const NameRule = `1-15 bytes, not "." or "..", without '/', ':', '%' or white space`
+
+// ValidName reports whether name is a valid interface name. It is the one
+// rule every part of warren applies (config file names, `warren up` and
+// `warren userspace` arguments, control sockets, `warren link`): the
+// kernel's dev_valid_name (net/core/dev.c) takes 1 to 15 bytes other than
+// "." and "..", without '/', ':' or white space. ValidName also refuses
+// NUL, which would end the name early, and '%', which the kernel reads as
+// a template to fill in ("wg%d" becomes wg0), so the name asked for would
+// not be the name made. It accepts more than wg-quick's
+// [a-zA-Z0-9_=+.-]{1,15}: names such as "wg@home" or "vpn#1".
 func ValidName(name string) bool {
 	if len(name) == 0 || len(name) > MaxNameLen || name == "." || name == ".." {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case c == '_', c == '=', c == '+', c == '.', c == '-':
-		default:
+		switch name[i] {
+		case 0, '/', ':', '%':
+			return false
+		case ' ', '\t', '\n', '\v', '\f', '\r', 0xa0: // the kernel's isspace (Latin-1)
 			return false
 		}
 	}
@@ -59,7 +67,7 @@ func PathFor(arg string) (path, name string, err error) {
 		return arg, name, nil
 	}
 	if !ValidName(arg) {
-		return "", "", fmt.Errorf("%q is neither an interface name ([a-zA-Z0-9_=+.-]{1,15}) nor a path to NAME.conf", arg)
+		return "", "", fmt.Errorf("%q is neither an interface name (%s) nor a path to NAME.conf", arg, NameRule)
 	}
 	return Dir + "/" + arg + ".conf", arg, nil
 }

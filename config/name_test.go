@@ -16,7 +16,10 @@ func TestValidName(t *testing.T) {
 	}{
 		{"wg0", true}, {"a", true}, {"A-Z_a=z+0.9", true}, {"fifteen-chars-x", true},
 		{"sixteen-chars-xx", false}, {"", false}, {".", false}, {"..", false}, {"...", true},
-		{"wg 0", false}, {"wg/0", false}, {"wg\t0", false}, {"wg:0", false}, {"wg%d", false}, {"wgé", false},
+		{"wg 0", false}, {"wg/0", false}, {"wg\t0", false}, {"wg\n", false}, {"wg\v0", false}, {"wg\f0", false},
+		{"wg\r0", false}, {"wg:0", false}, {"wg%d", false}, {"wg\x000", false}, {"wg\xa0", false},
+		// The kernel's rule, not wg-quick's: anything else goes.
+		{"wg@home", true}, {"vpn#1", true}, {"wgé", true}, {"wg\x01", true},
 	}
 	for _, tc := range tests {
 		if got := ValidName(tc.name); got != tc.want {
