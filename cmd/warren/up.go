@@ -160,7 +160,7 @@ func up(ctx context.Context, cfg *config.Config, log *slog.Logger) (err error) {
 		allowed = append(allowed, p.AllowedIPs...)
 	}
 	plan := host.PlanRoutes(host.RouteOptions{
-		Table:   int64(cfg.Interface.Table),
+		Table:   cfg.Interface.Table,
 		FwMark:  cfg.Interface.FwMark,
 		Allowed: allowed,
 	})

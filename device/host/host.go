@@ -28,6 +28,8 @@ import (
 	"syscall"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/warrenvpn/warren/config"
 )
 
 // Netlink is the set of netlink calls the host configuration makes.
@@ -64,8 +66,7 @@ const (
 
 	ip6UserMetric = 1024 // IP6_RT_PRIO_USER
 
-	// TableMain is the kernel's main routing table.
-	TableMain = 254
+	mainTable = int(config.TableMain) // RT_TABLE_MAIN
 )
 
 // HostState is the host configuration warren wants for its interface. Zero
@@ -84,7 +85,7 @@ type State struct {
 // Route is a route to Dst through the link, in table Table.
 type Route struct {
 	Dst   netip.Prefix
-	Table int // 0 means TableMain
+	Table int // 0 means the main table
 }
 
 // Rule is a policy routing rule, as `ip rule` shows it.
@@ -133,7 +134,7 @@ func (r Rule) String() string {
 }
 
 func tableName(t int) string {
-	if t == 0 || t == TableMain {
+	if t == 0 || t == mainTable {
 		return "main"
 	}
 	return fmt.Sprint(t)
@@ -170,7 +171,7 @@ func (s State) normalized() State {
 	for _, r := range s.Routes {
 		r.Dst = r.Dst.Masked()
 		if r.Table == 0 {
-			r.Table = TableMain
+			r.Table = mainTable
 		}
 		n.Routes = append(n.Routes, r)
 	}
@@ -180,7 +181,7 @@ func (s State) normalized() State {
 	n.Routes = slices.Compact(n.Routes)
 	for _, r := range s.Rules {
 		if r.Table == 0 {
-			r.Table = TableMain
+			r.Table = mainTable
 		}
 		n.Rules = append(n.Rules, r)
 	}

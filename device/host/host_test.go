@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/warrenvpn/warren/config"
 	"github.com/warrenvpn/warren/device/host"
 	"github.com/warrenvpn/warren/device/host/hosttest"
 )
@@ -43,7 +44,7 @@ func hostSteps() []hostStep {
 			host.RouteOptions{Allowed: prefixes("0.0.0.0/0", "::/0")})},
 		{"table off, mtu 1280", withPlan(
 			host.State{Link: "wg0", MTU: 1280, Up: true, Addresses: prefixes("198.18.7.2/24")},
-			host.RouteOptions{Table: host.TableOff, Allowed: prefixes("0.0.0.0/0")})},
+			host.RouteOptions{Table: config.TableOff, Allowed: prefixes("0.0.0.0/0")})},
 		{"down, mtu as found", host.State{Link: "wg0", Addresses: prefixes("198.18.7.2/24")}},
 		{"empty", host.State{}},
 	}

@@ -3,13 +3,8 @@ package host
 import (
 	"net/netip"
 	"slices"
-)
 
-// Table modes of RouteOptions, with the values of wg-quick's Table key (and
-// of config.Table).
-const (
-	TableAuto = 0  // routes in the main table; a default route via DefaultFwMark
-	TableOff  = -1 // no routes
+	"github.com/warrenvpn/warren/config"
 )
 
 // DefaultFwMark is the fwmark and table wg-quick uses for a default route
@@ -30,7 +25,7 @@ const SrcValidMark = "net.ipv4.conf.all.src_valid_mark"
 
 // RouteOptions are the inputs of PlanRoutes.
 type RouteOptions struct {
-	Table   int64          // TableAuto, TableOff or a table ID
+	Table   config.Table   // the Table key: config.TableAuto, config.TableOff or a table ID
 	FwMark  uint32         // the interface's FwMark; 0: DefaultFwMark if a default route needs one
 	Allowed []netip.Prefix // the allowed IPs of every peer
 }
@@ -45,8 +40,8 @@ type RoutePlan struct {
 }
 
 // PlanRoutes decides routes and rules for the peers' allowed IPs as wg-quick
-// does. With TableOff there are none; with a table ID every prefix goes to
-// that table. With TableAuto every prefix goes to the main table, except a
+// does. With config.TableOff there are none; with a table ID every prefix
+// goes to that table. With config.TableAuto every prefix goes to the main table, except a
 // default route (0.0.0.0/0 or ::/0): that goes to a table numbered after the
 // fwmark, with the rules `not fwmark M lookup M` and `lookup main
 // suppress_prefixlength 0` for its family, so that the tunnel's own marked
@@ -55,7 +50,7 @@ type RoutePlan struct {
 // table when FwMark is unset; it takes DefaultFwMark.
 func PlanRoutes(opts RouteOptions) RoutePlan {
 	plan := RoutePlan{FwMark: opts.FwMark}
-	if opts.Table == TableOff {
+	if opts.Table == config.TableOff {
 		return plan
 	}
 	var prefixes []netip.Prefix
@@ -73,12 +68,12 @@ func PlanRoutes(opts RouteOptions) RoutePlan {
 	})
 	prefixes = slices.Compact(prefixes)
 	for _, p := range prefixes {
-		if opts.Table != TableAuto {
+		if opts.Table != config.TableAuto {
 			plan.Routes = append(plan.Routes, Route{Dst: p, Table: int(opts.Table)})
 			continue
 		}
 		if p.Bits() != 0 {
-			plan.Routes = append(plan.Routes, Route{Dst: p, Table: TableMain})
+			plan.Routes = append(plan.Routes, Route{Dst: p, Table: mainTable})
 			continue
 		}
 		if plan.FwMark == 0 {
@@ -89,7 +84,7 @@ func PlanRoutes(opts RouteOptions) RoutePlan {
 		plan.Routes = append(plan.Routes, Route{Dst: p, Table: table})
 		plan.Rules = append(plan.Rules,
 			Rule{IPv6: v6, Priority: PriorityNotFwMark, Mark: plan.FwMark, Invert: true, Table: table},
-			Rule{IPv6: v6, Priority: PrioritySuppress, Table: TableMain, Suppress: true, SuppressPrefixlen: 0},
+			Rule{IPv6: v6, Priority: PrioritySuppress, Table: mainTable, Suppress: true, SuppressPrefixlen: 0},
 		)
 		if !v6 {
 			plan.Sysctls = append(plan.Sysctls, Sysctl{Key: SrcValidMark, Value: "1"})

@@ -6,8 +6,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/warrenvpn/warren/config"
 	"github.com/warrenvpn/warren/device/host"
 )
+
+// mainTable is the kernel's main routing table, as routes and rules carry it.
+const mainTable = int(config.TableMain)
 
 func prefixes(ss ...string) []netip.Prefix {
 	var ps []netip.Prefix
@@ -21,11 +25,11 @@ func TestPlanRoutes(t *testing.T) {
 	const mark = host.DefaultFwMark
 	rules4 := []host.Rule{
 		{Priority: 32765, Mark: mark, Invert: true, Table: mark},
-		{Priority: 32764, Table: host.TableMain, Suppress: true},
+		{Priority: 32764, Table: mainTable, Suppress: true},
 	}
 	rules6 := []host.Rule{
 		{IPv6: true, Priority: 32765, Mark: 0x1234, Invert: true, Table: 0x1234},
-		{IPv6: true, Priority: 32764, Table: host.TableMain, Suppress: true},
+		{IPv6: true, Priority: 32764, Table: mainTable, Suppress: true},
 	}
 	srcValid := []host.Sysctl{{Key: host.SrcValidMark, Value: "1"}}
 	tests := []struct {
@@ -35,17 +39,17 @@ func TestPlanRoutes(t *testing.T) {
 	}{
 		{
 			name: "off",
-			opts: host.RouteOptions{Table: host.TableOff, FwMark: 7, Allowed: prefixes("0.0.0.0/0", "10.0.0.0/8")},
+			opts: host.RouteOptions{Table: config.TableOff, FwMark: 7, Allowed: prefixes("0.0.0.0/0", "10.0.0.0/8")},
 			want: host.RoutePlan{FwMark: 7},
 		},
 		{
 			name: "auto without default, longest first as wg-quick sorts",
 			opts: host.RouteOptions{Allowed: prefixes("10.0.0.0/8", "10.1.2.3/24", "fd00:7761:2::/48", "10.1.2.0/24", "198.18.5.5/32")},
 			want: host.RoutePlan{Routes: []host.Route{
-				{Dst: netip.MustParsePrefix("fd00:7761:2::/48"), Table: host.TableMain},
-				{Dst: netip.MustParsePrefix("198.18.5.5/32"), Table: host.TableMain},
-				{Dst: netip.MustParsePrefix("10.1.2.0/24"), Table: host.TableMain},
-				{Dst: netip.MustParsePrefix("10.0.0.0/8"), Table: host.TableMain},
+				{Dst: netip.MustParsePrefix("fd00:7761:2::/48"), Table: mainTable},
+				{Dst: netip.MustParsePrefix("198.18.5.5/32"), Table: mainTable},
+				{Dst: netip.MustParsePrefix("10.1.2.0/24"), Table: mainTable},
+				{Dst: netip.MustParsePrefix("10.0.0.0/8"), Table: mainTable},
 			}},
 		},
 		{
@@ -54,7 +58,7 @@ func TestPlanRoutes(t *testing.T) {
 			want: host.RoutePlan{
 				FwMark: mark,
 				Routes: []host.Route{
-					{Dst: netip.MustParsePrefix("10.0.0.0/8"), Table: host.TableMain},
+					{Dst: netip.MustParsePrefix("10.0.0.0/8"), Table: mainTable},
 					{Dst: netip.MustParsePrefix("0.0.0.0/0"), Table: mark},
 				},
 				Rules:   rules4,
@@ -81,7 +85,7 @@ func TestPlanRoutes(t *testing.T) {
 				},
 				Rules: append(append([]host.Rule(nil), rules4...),
 					host.Rule{IPv6: true, Priority: 32765, Mark: mark, Invert: true, Table: mark},
-					host.Rule{IPv6: true, Priority: 32764, Table: host.TableMain, Suppress: true}),
+					host.Rule{IPv6: true, Priority: 32764, Table: mainTable, Suppress: true}),
 				Sysctls: srcValid,
 			},
 		},

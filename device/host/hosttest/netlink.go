@@ -14,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/warrenvpn/warren/config"
 	"github.com/warrenvpn/warren/device/host"
 )
 
@@ -272,7 +273,7 @@ func (f *FakeNetlink) renderRouteLocked(r *netlink.Route) (string, *fakeLink) {
 	}
 	table := r.Table
 	if table == 0 {
-		table = host.TableMain
+		table = int(config.TableMain)
 	}
 	return fmt.Sprintf("route %v dev %s table %d", prefixOf(r.Dst), name, table), l
 }
