@@ -5,9 +5,10 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/warrenvpn/warren/config"
 )
 
 // DefaultDir is the directory where wg and wg-quick look for control
@@ -54,10 +55,9 @@ func SocketPath(dir, iface string) string {
 }
 
 // checkName rejects interface names that would escape the socket directory
-// or are not valid Linux interface names (at most 15 bytes).
+// or are not valid interface names (config.ValidName).
 func checkName(iface string) error {
-	if iface == "" || len(iface) > 15 || iface == "." || iface == ".." ||
-		strings.ContainsAny(iface, "/\x00 \t\n") {
+	if !config.ValidName(iface) {
 		return fmt.Errorf("invalid interface name %q", iface)
 	}
 	return nil
