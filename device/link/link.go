@@ -14,14 +14,16 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/warrenvpn/warren/config"
 )
 
-// Errors returned by AddLink and DeleteLink, wrapped with the link and kind
+// Errors returned by Add and Delete, wrapped with the link and kind
 // they concern. Callers branch on them with errors.Is.
 var (
-	// ErrLinkExists reports that the requested name is already in use.
+	// ErrExists reports that the requested name is already in use.
 	ErrExists = errors.New("name already in use")
-	// ErrLinkNotFound reports a missing link: the one to delete, a parent,
+	// ErrNotFound reports a missing link: the one to delete, a parent,
 	// a bridge port or a redirect source.
 	ErrNotFound = errors.New("no such link")
 	// ErrNetnsNotFound reports a network namespace name with no entry under
@@ -34,7 +36,7 @@ var (
 	ErrNotPermitted = errors.New("operation not permitted: root or CAP_NET_ADMIN needed")
 )
 
-// LinkInfo describes one network interface as `warren link ls` shows it.
+// Info describes one network interface as `warren link ls` shows it.
 // Fields that do not apply to a link's kind hold their zero value.
 type Info struct {
 	Name  string `json:"name"`
@@ -84,7 +86,7 @@ type Info struct {
 	VXLAN *VXLANInfo `json:"vxlan,omitempty"`
 }
 
-// LinkPeer identifies a veth's other end, possibly in another namespace.
+// Peer identifies a veth's other end, possibly in another namespace.
 type Peer struct {
 	Index int    `json:"index"`
 	Name  string `json:"name"`
@@ -107,7 +109,7 @@ type VXLANInfo struct {
 	Port int `json:"port"` // UDP destination port
 }
 
-// ListOptions selects the namespaces ListLinks looks at.
+// ListOptions selects the namespaces List looks at.
 type ListOptions struct {
 	// Netns lists the named namespace instead of the current one.
 	Netns string
@@ -116,7 +118,7 @@ type ListOptions struct {
 	AllNamespaces bool
 }
 
-// LinkSpec describes a link for AddLink. Kind and Name are required; the
+// Spec describes a link for Add. Kind and Name are required; the
 // other fields apply to the kinds their comments name.
 type Spec struct {
 	// Kind is macvlan, macvtap, ipvlan, veth, ifb, bridge, vxlan, tun, tap,
@@ -162,11 +164,11 @@ type Spec struct {
 	Port int
 }
 
-// macvlanModes lists the macvlan and macvtap modes AddLink accepts, in the
+// macvlanModes lists the macvlan and macvtap modes Add accepts, in the
 // kernel's order.
 var macvlanModes = []string{"private", "vepa", "bridge", "passthru", "source"}
 
-// ipvlanModes lists the ipvlan modes AddLink accepts, in the kernel's order.
+// ipvlanModes lists the ipvlan modes Add accepts, in the kernel's order.
 var ipvlanModes = []string{"l2", "l3", "l3s"}
 
 // kernelOptions maps a link kind to the kernel option that provides it, for
@@ -192,14 +194,14 @@ var kernelOptions = map[string]string{
 // of the given kind, or "" if it is not known.
 func KernelOption(kind string) string { return kernelOptions[kind] }
 
-// Validate checks a LinkSpec for mistakes that need no system call and
+// Validate checks a Spec for mistakes that need no system call and
 // fills in defaults (macvlan mode bridge, ipvlan mode l2, vxlan port 4789).
 func (s *Spec) Validate() error {
 	if s.Name == "" {
 		return errors.New("link name missing")
 	}
-	if len(s.Name) > 15 || strings.ContainsAny(s.Name, "/ \t\n:") {
-		return fmt.Errorf("invalid link name %q: at most 15 characters, no '/', ':' or spaces", s.Name)
+	if !config.ValidName(s.Name) {
+		return fmt.Errorf("invalid link name %q: want %s", s.Name, config.NameRule)
 	}
 	switch s.Kind {
 	case "macvlan", "macvtap":
@@ -225,6 +227,9 @@ func (s *Spec) Validate() error {
 	case "veth":
 		if s.Peer == "" {
 			return fmt.Errorf("veth %s: --peer missing", s.Name)
+		}
+		if !config.ValidName(s.Peer) {
+			return fmt.Errorf("veth %s: invalid peer name %q: want %s", s.Name, s.Peer, config.NameRule)
 		}
 		if s.Peer == s.Name && s.PeerNetns == s.Netns {
 			return fmt.Errorf("veth %s: peer needs another name or namespace", s.Name)
@@ -274,7 +279,7 @@ func isLocallyAdministered(mac net.HardwareAddr) bool {
 type sysfsClass struct {
 	found     bool   // the link appeared in sysfs
 	virtual   bool   // resolved under /sys/devices/virtual/net
-	why       string // the evidence, for LinkInfo.Why
+	why       string // the evidence, for Info.Why
 	tapDevice string // macvtap: "tapN"
 	tapDevNum string // macvtap: "major:minor" from .../macvtap/tapN/dev
 }

@@ -29,7 +29,7 @@ import (
 // netnsDir is where named network namespaces are bind-mounted (ip-netns).
 const netnsDir = "/run/netns"
 
-// nsRef is one network namespace ListLinks may look at.
+// nsRef is one network namespace List may look at.
 type nsRef struct {
 	name    string // "" for the current namespace when it has no name
 	ns      netns.NsHandle
@@ -38,7 +38,7 @@ type nsRef struct {
 	h       *netlink.Handle // opened on demand
 }
 
-// nsSet holds every namespace known to one ListLinks or AddLink call, with
+// nsSet holds every namespace known to one List or Add call, with
 // the netlink handles opened in them. close releases them all.
 type nsSet struct {
 	refs []*nsRef
@@ -202,7 +202,7 @@ func nsLabel(name string) string {
 // errNoSysAdmin reports that entering another namespace was refused.
 var errNoSysAdmin = errors.New("operation not permitted: root or CAP_SYS_ADMIN needed")
 
-// ListLinks lists the links of the namespaces opts selects, in namespace
+// List lists the links of the namespaces opts selects, in namespace
 // order and then by index. With AllNamespaces, a namespace that cannot be
 // listed (without root, for instance) is left out and its error joined to
 // the returned one, so links may come back together with an error.
@@ -284,7 +284,7 @@ func (s *nsSet) listIn(r *nsRef) ([]Info, error) {
 	return infos, nil
 }
 
-// linkKind returns the kind LinkInfo reports for l.
+// linkKind returns the kind Info reports for l.
 func linkKind(l netlink.Link) string {
 	a := l.Attrs()
 	switch t := l.(type) {
@@ -316,7 +316,7 @@ var ipvlanModeNames = map[netlink.IPVlanMode]string{
 	netlink.IPVLAN_MODE_L3S: "l3s",
 }
 
-// describe builds the LinkInfo of l, found in r's namespace through h.
+// describe builds the Info of l, found in r's namespace through h.
 func (s *nsSet) describe(r *nsRef, h *netlink.Handle, l netlink.Link, byIndex map[int]netlink.Link, sys sysfsClass) Info {
 	a := l.Attrs()
 	info := Info{

@@ -42,12 +42,12 @@ func addTestLink(t testing.TB, spec Spec) Info {
 	t.Helper()
 	info, err := Add(spec)
 	if err != nil {
-		t.Fatalf("AddLink(%s %s): %v", spec.Kind, spec.Name, err)
+		t.Fatalf("Add(%s %s): %v", spec.Kind, spec.Name, err)
 	}
 	t.Cleanup(func() {
 		err := Delete(spec.Name, spec.Netns)
 		if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrNetnsNotFound) {
-			t.Errorf("DeleteLink(%s): %v", spec.Name, err)
+			t.Errorf("Delete(%s): %v", spec.Name, err)
 		}
 	})
 	return info
@@ -58,19 +58,19 @@ func listedLink(t testing.TB, ns, name string) Info {
 	t.Helper()
 	links, err := List(ListOptions{Netns: ns})
 	if err != nil {
-		t.Fatalf("ListLinks(%s): %v", ns, err)
+		t.Fatalf("List(%s): %v", ns, err)
 	}
 	for _, l := range links {
 		if l.Name == name {
 			return l
 		}
 	}
-	t.Fatalf("ListLinks(%s): no link %s in %v", ns, name, links)
+	t.Fatalf("List(%s): no link %s in %v", ns, name, links)
 	return Info{}
 }
 
 // newVethPair creates two namespaces joined by a veth (name in the first,
-// peer in the second) with addresses net.1/24 and net.2/24, through AddLink.
+// peer in the second) with addresses net.1/24 and net.2/24, through Add.
 func newVethPair(t testing.TB, name, peer, net string) (a, b *netlab.Namespace, addrA, addrB netip.Prefix) {
 	t.Helper()
 	a = netlabtest.NewNamespace(t)
@@ -153,7 +153,7 @@ func TestMacvlanModes(t *testing.T) {
 				Netns: b.Name(), Mode: tc.mode, Address: addrB})
 
 			if m1.Kind != "macvlan" || m1.Mode != tc.mode || m1.Parent != "p0@"+host.Name() || m1.Netns != a.Name() || !m1.Virtual {
-				t.Errorf("AddLink(macvlan m1) = %+v, want kind macvlan, mode %s, parent p0@%s, netns %s, virtual",
+				t.Errorf("Add(macvlan m1) = %+v, want kind macvlan, mode %s, parent p0@%s, netns %s, virtual",
 					m1, tc.mode, host.Name(), a.Name())
 			}
 			if p1 := listedLink(t, ext.Name(), "p1"); p1.Master != "br0" || p1.Hairpin == nil || *p1.Hairpin != tc.hairpin {
@@ -192,7 +192,7 @@ func TestVethPeerAcrossNamespaces(t *testing.T) {
 		if diff := cmp.Diff(tc.link.Peer, tc.want); diff != "" {
 			t.Errorf("peer of %s (-got +want):\n%s", tc.link.Name, diff)
 		}
-		// The carrier comes up asynchronously (linkwatch): admin up is what AddLink promises.
+		// The carrier comes up asynchronously (linkwatch): admin up is what Add promises.
 		if tc.link.Kind != "veth" || !tc.link.Virtual || !tc.link.Up || !tc.link.LocallyAdministered {
 			t.Errorf("%s listed as %+v, want a veth set up, virtual, locally administered MAC", tc.link.Name, tc.link)
 		}
@@ -200,7 +200,7 @@ func TestVethPeerAcrossNamespaces(t *testing.T) {
 
 	all, err := List(ListOptions{AllNamespaces: true})
 	if err != nil {
-		t.Fatalf("ListLinks(all): %v", err)
+		t.Fatalf("List(all): %v", err)
 	}
 	found := map[string]bool{}
 	for _, l := range all {
@@ -210,7 +210,7 @@ func TestVethPeerAcrossNamespaces(t *testing.T) {
 	}
 	want := map[string]bool{a.Name() + "/va": true, b.Name() + "/vb": true, a.Name() + "/vc": true, a.Name() + "/vd": true}
 	if diff := cmp.Diff(found, want); diff != "" {
-		t.Errorf("veths with resolved peers in ListLinks(all) (-got +want):\n%s", diff)
+		t.Errorf("veths with resolved peers in List(all) (-got +want):\n%s", diff)
 	}
 
 	if !udpReach(t, a, b, addrA.Addr(), addrB.Addr(), reachTimeout) {
@@ -243,7 +243,7 @@ func TestIFBRedirect(t *testing.T) {
 	x, y, addrX, addrY := newVethPair(t, "x0", "y0", "198.18.6")
 	info := addTestLink(t, Spec{Kind: "ifb", Name: "ifbx", Netns: x.Name(), RedirectFrom: "x0"})
 	if info.Kind != "ifb" || !info.Virtual {
-		t.Errorf("AddLink(ifb) = %+v, want kind ifb, virtual", info)
+		t.Errorf("Add(ifb) = %+v, want kind ifb, virtual", info)
 	}
 
 	h := x.Handle()
@@ -269,7 +269,7 @@ func TestIFBRedirect(t *testing.T) {
 	}
 
 	if err := Delete("ifbx", x.Name()); err != nil {
-		t.Fatalf("DeleteLink(ifbx): %v", err)
+		t.Fatalf("Delete(ifbx): %v", err)
 	}
 	x0, err := h.LinkByName("x0")
 	if err != nil {
@@ -283,7 +283,7 @@ func TestIFBRedirect(t *testing.T) {
 	}
 }
 
-// TestAddLinkErrors checks the one-line errors of AddLink and DeleteLink.
+// TestAddLinkErrors checks the one-line errors of Add and Delete.
 func TestAddLinkErrors(t *testing.T) {
 	ns := netlabtest.NewNamespace(t)
 	addTestLink(t, Spec{Kind: "veth", Name: "e0", Netns: ns.Name(), Peer: "e1", PeerNetns: ns.Name()})
@@ -309,10 +309,10 @@ func TestAddLinkErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Add(tc.spec)
 			if !errors.Is(err, tc.wantIs) || !strings.Contains(err.Error(), tc.wantText) || strings.Contains(err.Error(), "\n") {
-				t.Fatalf("AddLink(%+v) = %v, want one line wrapping %v and naming %q", tc.spec, err, tc.wantIs, tc.wantText)
+				t.Fatalf("Add(%+v) = %v, want one line wrapping %v and naming %q", tc.spec, err, tc.wantIs, tc.wantText)
 			}
 			if _, err := ns.Handle().LinkByName(tc.spec.Name); err == nil && tc.spec.Name != "e0" {
-				t.Errorf("failed AddLink left %s behind", tc.spec.Name)
+				t.Errorf("failed Add left %s behind", tc.spec.Name)
 			}
 		})
 	}
@@ -325,13 +325,13 @@ func TestAddLinkErrors(t *testing.T) {
 			return
 		}
 		if !errors.Is(err, ErrKindUnsupported) || !strings.Contains(err.Error(), "CONFIG_IPVLAN") {
-			t.Errorf("AddLink(ipvlan) = %v, want %v naming CONFIG_IPVLAN", err, ErrKindUnsupported)
+			t.Errorf("Add(ipvlan) = %v, want %v naming CONFIG_IPVLAN", err, ErrKindUnsupported)
 		}
 	})
 
 	t.Run("delete missing", func(t *testing.T) {
 		if err := Delete("nope0", ns.Name()); !errors.Is(err, ErrNotFound) {
-			t.Errorf("DeleteLink(nope0) = %v, want %v", err, ErrNotFound)
+			t.Errorf("Delete(nope0) = %v, want %v", err, ErrNotFound)
 		}
 	})
 
@@ -350,7 +350,7 @@ func TestAddLinkErrors(t *testing.T) {
 		}()
 		err := <-errc
 		if !errors.Is(err, ErrNotPermitted) || !strings.Contains(err.Error(), "CAP_NET_ADMIN") {
-			t.Errorf("AddLink without CAP_NET_ADMIN = %v, want %v", err, ErrNotPermitted)
+			t.Errorf("Add without CAP_NET_ADMIN = %v, want %v", err, ErrNotPermitted)
 		}
 		if _, err := ns.Handle().LinkByName("br9"); err == nil {
 			t.Errorf("br9 was created without CAP_NET_ADMIN")
@@ -388,10 +388,10 @@ func TestTUNTAPInNamespace(t *testing.T) {
 		info := addTestLink(t, Spec{Kind: tc.kind, Name: name, Netns: ns.Name(), Owner: tc.owner, MultiQueue: tc.multiQueue})
 		want := &TUNInfo{Type: tc.kind, MultiQueue: tc.multiQueue, Owner: tc.owner, Persistent: true}
 		if diff := cmp.Diff(info.TUN, want, cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Queues" }, cmp.Ignore())); diff != "" {
-			t.Errorf("AddLink(%s %s).TUN (-got +want):\n%s", tc.kind, name, diff)
+			t.Errorf("Add(%s %s).TUN (-got +want):\n%s", tc.kind, name, diff)
 		}
 		if info.Kind != tc.kind || !info.Virtual || info.Netns != ns.Name() {
-			t.Errorf("AddLink(%s %s) = %+v, want kind %s, virtual, netns %s", tc.kind, name, info, tc.kind, ns.Name())
+			t.Errorf("Add(%s %s) = %+v, want kind %s, virtual, netns %s", tc.kind, name, info, tc.kind, ns.Name())
 		}
 		if _, err := netlink.LinkByName(name); err == nil {
 			t.Errorf("%s %s left behind in the current namespace", tc.kind, name)
@@ -405,10 +405,10 @@ func TestTUNTAPInNamespace(t *testing.T) {
 func TestListCurrentNamespace(t *testing.T) {
 	links, err := List(ListOptions{})
 	if err != nil {
-		t.Fatalf("ListLinks: %v", err)
+		t.Fatalf("List: %v", err)
 	}
 	if len(links) == 0 {
-		t.Fatal("ListLinks: no links, want at least lo")
+		t.Fatal("List: no links, want at least lo")
 	}
 	for _, l := range links {
 		_, err := os.Stat(filepath.Join("/sys/class/net", l.Name, "device"))
@@ -477,16 +477,16 @@ func TestListAllNamespacesWithoutSysAdmin(t *testing.T) {
 	}()
 	r := <-done
 	if !errors.Is(r.err, errNoSysAdmin) || !strings.Contains(r.err.Error(), ns.Name()) || strings.Contains(r.err.Error(), "\n") {
-		t.Errorf("ListLinks(all) without CAP_SYS_ADMIN: error %v, want one line naming %s and wrapping %v", r.err, ns.Name(), errNoSysAdmin)
+		t.Errorf("List(all) without CAP_SYS_ADMIN: error %v, want one line naming %s and wrapping %v", r.err, ns.Name(), errNoSysAdmin)
 	}
 	var sawLo bool
 	for _, l := range r.links {
 		sawLo = sawLo || l.Name == "lo" && l.Netns != ns.Name()
 		if l.Netns == ns.Name() {
-			t.Errorf("ListLinks(all) without CAP_SYS_ADMIN listed %s in %s", l.Name, ns.Name())
+			t.Errorf("List(all) without CAP_SYS_ADMIN listed %s in %s", l.Name, ns.Name())
 		}
 	}
 	if !sawLo {
-		t.Errorf("ListLinks(all) without CAP_SYS_ADMIN did not list the current namespace's lo")
+		t.Errorf("List(all) without CAP_SYS_ADMIN did not list the current namespace's lo")
 	}
 }

@@ -4,12 +4,12 @@ package link
 
 import "errors"
 
-// ListLinks lists network interfaces; on this platform it is not
+// List lists network interfaces; on this platform it is not
 // implemented.
 func List(opts ListOptions) ([]Info, error) { return nil, errors.ErrUnsupported }
 
-// AddLink creates a virtual link; on this platform it is not implemented.
+// Add creates a virtual link; on this platform it is not implemented.
 func Add(spec Spec) (Info, error) { return Info{}, errors.ErrUnsupported }
 
-// DeleteLink deletes a link; on this platform it is not implemented.
+// Delete deletes a link; on this platform it is not implemented.
 func Delete(name, netnsName string) error { return errors.ErrUnsupported }

@@ -41,8 +41,11 @@ func TestLinkSpecValidate(t *testing.T) {
 		{name: "dummy", spec: Spec{Kind: "dummy", Name: "d0"}},
 		{name: "unknown kind", spec: Spec{Kind: "wireguard", Name: "wg0"}, wantErr: `unknown link kind "wireguard"`},
 		{name: "no name", spec: Spec{Kind: "bridge"}, wantErr: "name missing"},
-		{name: "long name", spec: Spec{Kind: "bridge", Name: "abcdefghijklmnop"}, wantErr: "at most 15"},
+		{name: "long name", spec: Spec{Kind: "bridge", Name: "abcdefghijklmnop"}, wantErr: "invalid link name"},
 		{name: "slash in name", spec: Spec{Kind: "bridge", Name: "a/b"}, wantErr: "invalid link name"},
+		{name: "colon in name", spec: Spec{Kind: "bridge", Name: "eth0:1"}, wantErr: "invalid link name"},
+		{name: "template name", spec: Spec{Kind: "bridge", Name: "br%d"}, wantErr: "invalid link name"},
+		{name: "veth bad peer name", spec: Spec{Kind: "veth", Name: "v0", Peer: "v 1"}, wantErr: "invalid peer name"},
 		{name: "parent netns without parent", spec: Spec{Kind: "bridge", Name: "br0", ParentNetns: "x"},
 			wantErr: "without a parent"},
 	}

@@ -19,9 +19,9 @@ import (
 // adapterClassKey is the device class key of network adapters.
 const adapterClassKey = `SYSTEM\CurrentControlSet\Control\Class\{4d36e972-e325-11ce-bfc1-08002be10318}`
 
-// adapterCharacteristics reads the Characteristics of every adapter under
+// readCharacteristics reads the Characteristics of every adapter under
 // the class key, by NetCfgInstanceId (lower case).
-func adapterCharacteristics() (map[string]AdapterCharacteristics, error) {
+func readCharacteristics() (map[string]characteristics, error) {
 	k, err := registry.OpenKey(registry.LOCAL_MACHINE, adapterClassKey, registry.ENUMERATE_SUB_KEYS)
 	if err != nil {
 		return nil, fmt.Errorf("open adapter class key: %w", err)
@@ -31,7 +31,7 @@ func adapterCharacteristics() (map[string]AdapterCharacteristics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read adapter class key: %w", err)
 	}
-	out := make(map[string]AdapterCharacteristics, len(names))
+	out := make(map[string]characteristics, len(names))
 	for _, n := range names {
 		sub, err := registry.OpenKey(k, n, registry.QUERY_VALUE)
 		if err != nil {
@@ -41,20 +41,20 @@ func adapterCharacteristics() (map[string]AdapterCharacteristics, error) {
 		c, _, err2 := sub.GetIntegerValue("Characteristics")
 		sub.Close()
 		if err1 == nil && err2 == nil {
-			out[strings.ToLower(id)] = AdapterCharacteristics(c)
+			out[strings.ToLower(id)] = characteristics(c)
 		}
 	}
 	return out, nil
 }
 
-// ListLinks lists the network adapters, classified by the Characteristics
+// List lists the network adapters, classified by the Characteristics
 // of their class key. Namespaces do not exist on Windows: opts.Netns must be
 // empty.
 func List(opts ListOptions) ([]Info, error) {
 	if opts.Netns != "" {
 		return nil, fmt.Errorf("%w: %q (no network namespaces on windows)", ErrNetnsNotFound, opts.Netns)
 	}
-	chars, err := adapterCharacteristics()
+	chars, err := readCharacteristics()
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +91,7 @@ func List(opts ListOptions) ([]Info, error) {
 		}
 		guid := strings.ToLower(windows.BytePtrToString(a.AdapterName))
 		if c, ok := chars[guid]; ok {
-			info.Virtual, info.Why = c.Classify()
+			info.Virtual, info.Why = c.classify()
 		} else {
 			info.Virtual, info.Why = true, "no adapter class key entry"
 		}
@@ -100,8 +100,8 @@ func List(opts ListOptions) ([]Info, error) {
 	return out, nil
 }
 
-// AddLink creates a virtual link; on Windows it is not implemented.
+// Add creates a virtual link; on Windows it is not implemented.
 func Add(spec Spec) (Info, error) { return Info{}, errors.ErrUnsupported }
 
-// DeleteLink deletes a link; on Windows it is not implemented.
+// Delete deletes a link; on Windows it is not implemented.
 func Delete(name, netnsName string) error { return errors.ErrUnsupported }

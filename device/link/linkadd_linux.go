@@ -27,7 +27,7 @@ import (
 // ingressHandle is the handle of the ingress qdisc (tc's ffff:).
 var ingressHandle = netlink.MakeHandle(0xffff, 0)
 
-// AddLink creates the link spec describes and returns it as ListLinks
+// Add creates the link spec describes and returns it as List
 // would show it. Errors are one line and wrap ErrLinkExists,
 // ErrLinkNotFound, ErrNetnsNotFound, ErrKindUnsupported or ErrNotPermitted
 // where those apply.
@@ -195,7 +195,7 @@ func createLink(s *nsSet, spec Spec, link netlink.Link, home, dst *nsRef) error 
 	return nil
 }
 
-// finishLink does what AddLink does after creating the link: bridge ports,
+// finishLink does what Add does after creating the link: bridge ports,
 // ifb redirect, macvtap device node, addresses and link state.
 func finishLink(s *nsSet, spec Spec, dst, peerNS *nsRef) error {
 	dh, err := dst.handle()
@@ -377,7 +377,7 @@ func removeTapNode(tapDevice, devNum string) {
 	os.Remove(path)
 }
 
-// DeleteLink deletes the link called name in the named namespace ("" is
+// Delete deletes the link called name in the named namespace ("" is
 // the current one). Deleting an IFB also removes the redirects to it;
 // deleting a macvtap removes the /dev/tapN node of its own.
 func Delete(name, netnsName string) error {
