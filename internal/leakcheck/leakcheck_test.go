@@ -33,12 +33,13 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// testWait stands in for timeout in the tests: long enough for a goroutine
+// that was told to stop to end, short enough to keep the tests quick.
+const testWait = 50 * time.Millisecond
+
 func TestCheckLeak(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits for Timeout")
-	}
 	leaky := &recorder{TB: t}
-	Check(leaky)
+	check(leaky, testWait)
 	// Several leaks, so that a goroutine of an earlier test ending meanwhile
 	// cannot hide them from the count.
 	stop := make(chan struct{})
@@ -48,7 +49,27 @@ func TestCheckLeak(t *testing.T) {
 	start := time.Now()
 	leaky.run()
 	close(stop)
-	if !leaky.failed || time.Since(start) < Timeout {
-		t.Errorf("Check did not report a goroutine that outlived the test")
+	if !leaky.failed {
+		t.Errorf("check did not report goroutines that outlived the test")
+	}
+	if waited := time.Since(start); waited < testWait {
+		t.Errorf("check reported a leak after %v, before its wait of %v", waited, testWait)
+	}
+}
+
+// TestCheckWaits checks that goroutines still ending after the test's
+// cleanups are given time to finish and not reported.
+func TestCheckWaits(t *testing.T) {
+	slow := &recorder{TB: t}
+	check(slow, 10*time.Second)
+	stop := make(chan struct{})
+	go func() { <-stop }()
+	go func() {
+		time.Sleep(testWait)
+		close(stop)
+	}()
+	slow.run()
+	if slow.failed {
+		t.Errorf("check reported goroutines that ended within its wait")
 	}
 }
