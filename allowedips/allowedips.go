@@ -1,5 +1,5 @@
 // Package allowedips owns the allowed-IPs table: a longest-prefix-match map
-// from IPv4 and IPv6 prefixes to a value (the engine stores its *Peer).
+// from IPv4 and IPv6 prefixes to a value (the engine stores its peers).
 //
 // The table is a path-compressed binary trie per address family, as in
 // WireGuard, made persistent: an update copies only the nodes on the path it

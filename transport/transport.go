@@ -8,8 +8,8 @@
 // back to plain recvmmsg/sendmmsg. Elsewhere a portable fallback moves one
 // datagram per call through net.UDPConn.
 //
-// Package transporttest provides an in-memory network of transports with the
-// same methods for tests of the engine.
+// For tests of the engine without sockets, package transport/transporttest
+// provides an in-memory network of transports with the same methods.
 package transport
 
 import (
