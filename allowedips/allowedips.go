@@ -20,12 +20,11 @@ import (
 
 // Table is a longest-prefix-match table from IP prefixes to values of type V.
 //
-// Lookup, LookupBytes, LookupIPv4, LookupIPv6, LookupPacketSrc and
-// LookupPacketDst are safe to call concurrently with each other and with
-// updates; they take no lock and do not allocate. The update methods (Insert,
-// Remove, RemoveFrom, RemoveValue, Update) and the inspection methods (Entries,
-// Len, Get) may be called from any goroutine; they serialise on an
-// internal mutex.
+// Lookup, LookupPacketSrc and LookupPacketDst are safe to call concurrently
+// with each other and with updates; they take no lock and do not allocate.
+// The update methods (Insert, Remove, RemoveFrom, RemoveValue, Update) and
+// the inspection methods (Entries, Len, Get) may be called from any
+// goroutine; they serialise on an internal mutex.
 //
 // The zero Table is empty and ready to use. A Table must not be copied after
 // first use.
@@ -267,29 +266,9 @@ func (t *Table[V]) Lookup(addr netip.Addr) (V, bool) {
 	return lookup(r.v6, k)
 }
 
-// LookupIPv4 returns the value of the longest IPv4 prefix containing ip.
-func (t *Table[V]) LookupIPv4(ip [4]byte) (V, bool) {
-	r := t.root.Load()
-	if r == nil {
-		var zero V
-		return zero, false
-	}
-	return lookup(r.v4, key4(ip[:]))
-}
-
-// LookupIPv6 returns the value of the longest IPv6 prefix containing ip.
-func (t *Table[V]) LookupIPv6(ip [16]byte) (V, bool) {
-	r := t.root.Load()
-	if r == nil {
-		var zero V
-		return zero, false
-	}
-	return lookup(r.v6, key16(ip[:]))
-}
-
-// LookupBytes looks up a raw address: 4 bytes for IPv4, 16 for IPv6. Any
+// lookupBytes looks up a raw address: 4 bytes for IPv4, 16 for IPv6. Any
 // other length finds nothing. ip is only read during the call.
-func (t *Table[V]) LookupBytes(ip []byte) (V, bool) {
+func (t *Table[V]) lookupBytes(ip []byte) (V, bool) {
 	r := t.root.Load()
 	if r != nil {
 		switch len(ip) {
@@ -307,14 +286,14 @@ func (t *Table[V]) LookupBytes(ip []byte) (V, bool) {
 // pkt (the inbound source check). A packet too short for its version's header
 // or of another version finds nothing.
 func (t *Table[V]) LookupPacketSrc(pkt []byte) (V, bool) {
-	return t.LookupBytes(packetAddr(pkt, 12, 8))
+	return t.lookupBytes(packetAddr(pkt, 12, 8))
 }
 
 // LookupPacketDst looks up the destination address of the raw IPv4 or IPv6
 // packet pkt (outbound routing). A packet too short for its version's header
 // or of another version finds nothing.
 func (t *Table[V]) LookupPacketDst(pkt []byte) (V, bool) {
-	return t.LookupBytes(packetAddr(pkt, 16, 24))
+	return t.lookupBytes(packetAddr(pkt, 16, 24))
 }
 
 // packetAddr returns the address at offset off4 of an IPv4 header or off6 of

@@ -280,14 +280,8 @@ func TestLookupPacket(t *testing.T) {
 			}
 		})
 	}
-	if got, _ := tb.LookupIPv4([4]byte{198, 18, 0, 200}); got != "src4" {
-		t.Errorf("LookupIPv4 = %q, want src4", got)
-	}
-	if got, _ := tb.LookupIPv6(b); got != "dst6" {
-		t.Errorf("LookupIPv6 = %q, want dst6", got)
-	}
-	if _, ok := tb.LookupBytes(make([]byte, 5)); ok {
-		t.Errorf("LookupBytes of 5 bytes found something")
+	if _, ok := tb.lookupBytes(make([]byte, 5)); ok {
+		t.Errorf("lookupBytes of 5 bytes found something")
 	}
 }
 
@@ -348,8 +342,7 @@ func TestLookupAllocs(t *testing.T) {
 	}{
 		{"Lookup v4", func() { tb.Lookup(addr4) }},
 		{"Lookup v6", func() { tb.Lookup(addr6) }},
-		{"LookupBytes", func() { tb.LookupBytes(pkt[8:24]) }},
-		{"LookupIPv4", func() { tb.LookupIPv4([4]byte{1, 2, 3, 4}) }},
+		{"lookupBytes", func() { tb.lookupBytes(pkt[8:24]) }},
 		{"LookupPacketSrc", func() { tb.LookupPacketSrc(pkt) }},
 		{"LookupPacketDst", func() { tb.LookupPacketDst(pkt) }},
 	}
