@@ -38,7 +38,10 @@ type benchPeer interface {
 
 type udpPeer struct{ *UDP }
 
-func (p udpPeer) send(bufs [][]byte, ep netip.AddrPort) error { return p.Send(bufs, ep) }
+func (p udpPeer) send(bufs [][]byte, ep netip.AddrPort) error {
+	_, err := p.Send(bufs, ep)
+	return err
+}
 func (p udpPeer) receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
 	return p.Receive(bufs, sizes, eps)
 }

@@ -11,7 +11,7 @@ import (
 // The engine's view of a transport (tunnel.Transport).
 var _ interface {
 	Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error)
-	Send(bufs [][]byte, ep netip.AddrPort) error
+	Send(bufs [][]byte, ep netip.AddrPort) (int, error)
 	BatchSize() int
 	Close() error
 } = (*UDP)(nil)

@@ -221,27 +221,32 @@ func (u *UDP) read(s *rxScratch, bufs [][]byte, sizes []int, eps []netip.AddrPor
 // Send sends every datagram in bufs to ep with as few sendmmsg calls as the
 // socket allows: runs of equal-sized datagrams (the last may be shorter)
 // leave as one GSO super-datagram of up to 64 segments and 64 KB. The buffers
-// are only borrowed for the call and never written. A datagram that fails is
-// skipped; Send returns the first failure after trying the rest. Safe for
-// concurrent use.
-func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort) error {
+// are only borrowed for the call and never written. A message that fails is
+// skipped and the rest are tried. Send returns how many datagrams the kernel
+// accepted (a GSO message counts its segments) and errors.Join of the
+// failures, one per run of equal errors. Safe for concurrent use.
+func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort) (int, error) {
 	if u.closed.Load() {
-		return net.ErrClosed
+		return 0, net.ErrClosed
 	}
 	if len(bufs) == 0 {
-		return nil
+		return 0, nil
 	}
 	s := u.txFree.get()
 	defer u.txFree.put(s)
 	if err := s.setDestination(ep, u.is6); err != nil {
-		return fmt.Errorf("send to %v: %w", ep, err)
+		return 0, fmt.Errorf("send to %v: %w", ep, err)
 	}
 	maxPayload := maxPayloadIPv4
 	if ep.Addr().Unmap().Is6() {
 		maxPayload = maxPayloadIPv6
 	}
 	gso := u.gso.Load()
-	var first error
+	var (
+		errs []error
+		last unix.Errno // errno of the last failure, so that a dead route adds one error, not one per message
+		n    int
+	)
 	for rest := bufs; len(rest) > 0; {
 		chunk := rest[:min(len(rest), u.batch)]
 		s.groups = planGroups(s.groups, chunk, maxPayload, gso)
@@ -249,10 +254,11 @@ func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort) error {
 		next := len(chunk)
 		for i := 0; i < len(s.groups); {
 			sent, errno, err := u.write(s, i, len(s.groups))
+			n += segments(s.groups[i : i+sent])
 			i += sent
 			if err != nil {
 				s.release()
-				return err
+				return n, errors.Join(append(errs, err)...)
 			}
 			if errno == 0 {
 				break
@@ -262,8 +268,9 @@ func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort) error {
 				gso, next = false, s.groups[i].start
 				break
 			}
-			if first == nil {
-				first = fmt.Errorf("send to %v: %w", ep, errno)
+			if errno != last {
+				errs = append(errs, fmt.Errorf("send to %v: %w", ep, errno))
+				last = errno
 			}
 			i++
 		}
@@ -273,7 +280,16 @@ func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort) error {
 		s.release()
 		rest = rest[next:]
 	}
-	return first
+	return n, errors.Join(errs...)
+}
+
+// segments returns how many datagrams groups carry.
+func segments(groups []segmentGroup) int {
+	n := 0
+	for _, g := range groups {
+		n += g.count
+	}
+	return n
 }
 
 // write sends s.msgs[from:to] and returns how many went out before the

@@ -103,9 +103,7 @@ func TestRoundTrip(t *testing.T) {
 			for i, n := range tc.sizes {
 				want = append(want, datagram(i, n))
 			}
-			if err := a.Send(want, loopback(t, b, tc.family)); err != nil {
-				t.Fatalf("Send = %v", err)
-			}
+			sendAll(t, a, want, loopback(t, b, tc.family))
 			receiveAll(t, b, want, loopback(t, a, tc.family), tc.batch)
 			gso, gro := a.Offload()
 			t.Logf("gso %v, gro %v", gso, gro)
@@ -135,9 +133,7 @@ func TestGROSplit(t *testing.T) {
 			for i := range 64 {
 				want = append(want, datagram(i, 1200))
 			}
-			if err := a.Send(want, loopback(t, b, family)); err != nil {
-				t.Fatalf("Send = %v", err)
-			}
+			sendAll(t, a, want, loopback(t, b, family))
 			receiveAll(t, b, want, loopback(t, a, family), batch)
 			// 64 x 1200 bytes leave as 54 + 10 segments (64 KB limit).
 			if h := b.segHint.Load(); h <= 1 {
@@ -179,7 +175,7 @@ func TestCloseUnblocksReceive(t *testing.T) {
 	if _, err := u.Receive(bufs, sizes, eps); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Receive after Close = %v, want net.ErrClosed", err)
 	}
-	if err := u.Send([][]byte{{1}}, netip.MustParseAddrPort("127.0.0.1:9")); !errors.Is(err, net.ErrClosed) {
+	if _, err := u.Send([][]byte{{1}}, netip.MustParseAddrPort("127.0.0.1:9")); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Send after Close = %v, want net.ErrClosed", err)
 	}
 	if err := u.Close(); err != nil {
@@ -214,16 +210,12 @@ func TestIPv4Only(t *testing.T) {
 		t.Fatalf("listen(ipv4 only) made an IPv6 socket")
 	}
 	want := [][]byte{datagram(1, 1000), datagram(2, 1000), datagram(3, 10)}
-	if err := a.Send(want, loopback(t, b, "ipv4")); err != nil {
-		t.Fatalf("Send = %v", err)
-	}
+	sendAll(t, a, want, loopback(t, b, "ipv4"))
 	receiveAll(t, b, want, loopback(t, a, "ipv4"), 8)
-	if err := b.Send(want, loopback(t, a, "ipv4")); err != nil {
-		t.Fatalf("Send = %v", err)
-	}
+	sendAll(t, b, want, loopback(t, a, "ipv4"))
 	receiveAll(t, a, want, loopback(t, b, "ipv4"), 8)
-	if err := a.Send(want, loopback(t, b, "ipv6")); !errors.Is(err, unix.EAFNOSUPPORT) {
-		t.Errorf("Send to IPv6 from an IPv4 socket = %v, want EAFNOSUPPORT", err)
+	if n, err := a.Send(want, loopback(t, b, "ipv6")); n != 0 || !errors.Is(err, unix.EAFNOSUPPORT) {
+		t.Errorf("Send to IPv6 from an IPv4 socket = %d, %v, want 0, EAFNOSUPPORT", n, err)
 	}
 }
 
@@ -251,13 +243,58 @@ func TestFwMark(t *testing.T) {
 	}
 }
 
+// TestPartialSend puts datagrams the kernel refuses (EMSGSIZE: larger than
+// any UDP payload) between good ones and checks that Send counts exactly the
+// ones that left, with and without GSO, and that the good ones arrive.
+func TestPartialSend(t *testing.T) {
+	const tooBig = maxPayloadIPv4 + 1
+	tests := []struct {
+		name    string
+		offload bool
+		sizes   []int
+		want    int // datagrams sent
+	}{
+		{"plain bad in the middle", false, []int{100, tooBig, 100}, 2},
+		{"plain all bad", false, []int{tooBig, tooBig}, 0},
+		{"offload bad between groups", true, []int{1000, 1000, 1000, tooBig, 1000, 1000}, 5},
+		{"offload bad first", true, []int{tooBig, 500, 500, 500}, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := listenTB(t, Options{DisableOffload: !tc.offload}), listenTB(t, Options{})
+			var bufs, good [][]byte
+			for i, n := range tc.sizes {
+				bufs = append(bufs, datagram(i, n))
+				if n != tooBig {
+					good = append(good, bufs[i])
+				}
+			}
+			n, err := a.Send(bufs, loopback(t, b, "ipv4"))
+			if n != tc.want || !errors.Is(err, unix.EMSGSIZE) {
+				t.Fatalf("Send = %d, %v; want %d, EMSGSIZE", n, err, tc.want)
+			}
+			if len(good) > 0 {
+				receiveAll(t, b, good, loopback(t, a, "ipv4"), 64)
+			}
+		})
+	}
+}
+
 func TestSendErrors(t *testing.T) {
 	u := listenTB(t, Options{})
-	if err := u.Send([][]byte{{1}}, netip.AddrPort{}); err == nil {
-		t.Errorf("Send to the zero endpoint = nil, want an error")
+	if n, err := u.Send([][]byte{{1}}, netip.AddrPort{}); n != 0 || err == nil {
+		t.Errorf("Send to the zero endpoint = %d, %v, want 0 and an error", n, err)
 	}
-	if err := u.Send(nil, netip.AddrPort{}); err != nil {
-		t.Errorf("Send of nothing = %v, want nil", err)
+	if n, err := u.Send(nil, netip.AddrPort{}); n != 0 || err != nil {
+		t.Errorf("Send of nothing = %d, %v, want 0, nil", n, err)
+	}
+}
+
+// sendAll sends bufs from u to dst and fails t unless all of them left.
+func sendAll(t testing.TB, u *UDP, bufs [][]byte, dst netip.AddrPort) {
+	t.Helper()
+	if n, err := u.Send(bufs, dst); n != len(bufs) || err != nil {
+		t.Fatalf("Send of %d datagrams = %d, %v", len(bufs), n, err)
 	}
 }
 
@@ -273,7 +310,7 @@ func TestAllocs(t *testing.T) {
 			}
 			rbufs, sizes, eps := receiveBufs(64)
 			roundTrip := func() {
-				if err := a.Send(batch, dst); err != nil {
+				if _, err := a.Send(batch, dst); err != nil {
 					t.Fatal(err)
 				}
 				for got := 0; got < len(batch); {
@@ -289,7 +326,7 @@ func TestAllocs(t *testing.T) {
 			}
 			discard := netip.AddrPortFrom(netip.IPv6Loopback(), 9)
 			if n := testing.AllocsPerRun(50, func() {
-				if err := a.Send(batch, discard); err != nil {
+				if _, err := a.Send(batch, discard); err != nil {
 					t.Fatal(err)
 				}
 			}); n != 0 {
@@ -321,9 +358,7 @@ func TestGSOFallback(t *testing.T) {
 		if gso, _ := a.Offload(); !gso {
 			t.Fatalf("GSO off after %d refusals, want on until %d", i, gsoEINVALLimit)
 		}
-		if err := a.Send(want, loopback(t, b, "ipv4")); err != nil {
-			t.Fatalf("Send = %v", err)
-		}
+		sendAll(t, a, want, loopback(t, b, "ipv4"))
 		receiveAll(t, b, want, loopback(t, a, "ipv4"), 64)
 	}
 	if gso, _ := a.Offload(); gso {
@@ -382,9 +417,7 @@ func TestConcurrentReceive(t *testing.T) {
 		binary.BigEndian.PutUint16(d, uint16(i))
 		batch = append(batch, d)
 	}
-	if err := a.Send(batch, loopback(t, b, "ipv6")); err != nil {
-		t.Fatal(err)
-	}
+	sendAll(t, a, batch, loopback(t, b, "ipv6"))
 	count := make([]int, total)
 	for range total {
 		count[<-seen]++

@@ -56,24 +56,25 @@ func (u *UDP) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, er
 	return 1, nil
 }
 
-// Send sends every datagram in bufs to ep, one system call each, and
-// returns the first failure after trying the rest.
-func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort) error {
+// Send sends every datagram in bufs to ep, one system call each, trying
+// every one. It returns how many were sent and errors.Join of the failures.
+func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort) (int, error) {
 	if u.closed.Load() {
-		return net.ErrClosed
+		return 0, net.ErrClosed
 	}
-	var first error
+	var errs []error
+	n := 0
 	for _, b := range bufs {
 		if _, err := u.conn.WriteToUDPAddrPort(b, ep); err != nil {
 			if u.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return net.ErrClosed
+				return n, net.ErrClosed
 			}
-			if first == nil {
-				first = err
-			}
+			errs = append(errs, err)
+			continue
 		}
+		n++
 	}
-	return first
+	return n, errors.Join(errs...)
 }
 
 // BatchSize returns 1: the fallback moves one datagram per call.

@@ -170,26 +170,33 @@ func (e *Engine) setPrivateKeyLocked(k crypto.PrivateKey) {
 			e.removePeerLocked(p)
 			continue
 		}
-		p.mu.Lock()
-		p.wipeLocked()
-		p.setIdentityLocked(id)
-		p.mu.Unlock()
+		p.setIdentity(id)
 	}
 }
 
-// setIdentityLocked points p's handshakes at id (nil: no private key). p.mu
-// must be held.
-func (p *peer) setIdentityLocked(id *crypto.Identity) {
+// setIdentity ends p's sessions and handshakes and points its handshakes
+// at id (nil: no private key). The X25519 of the static-static secret runs
+// with p.mu released, under p.handshake.
+func (p *peer) setIdentity(id *crypto.Identity) {
+	p.handshake.Lock()
+	defer p.handshake.Unlock()
+	p.mu.Lock()
+	p.wipeLocked()
+	ini, res, psk := p.initiator, p.responder, p.psk
+	p.mu.Unlock()
 	switch {
 	case id == nil:
-		p.initiator, p.responder = nil, nil
-	case p.initiator == nil:
-		p.initiator = crypto.NewHandshake(id, p.publicKey, p.psk)
-		p.responder = crypto.NewHandshake(id, p.publicKey, p.psk)
+		ini, res = nil, nil
+	case ini == nil:
+		ini = crypto.NewHandshake(id, p.publicKey, psk)
+		res = crypto.NewHandshake(id, p.publicKey, psk)
 	default:
-		p.initiator.SetIdentity(id)
-		p.responder.SetIdentity(id)
+		ini.SetIdentity(id)
+		res.SetIdentity(id)
 	}
+	p.mu.Lock()
+	p.initiator, p.responder = ini, res
+	p.mu.Unlock()
 }
 
 // upsertPeerLocked adds or updates a peer; with replaceIPs its allowed IPs
@@ -236,7 +243,7 @@ func (e *Engine) peerForUpdateLocked(pk crypto.PublicKey, create bool) *peer {
 		return p
 	}
 	p = &peer{e: e, publicKey: pk}
-	p.setIdentityLocked(id)
+	p.setIdentity(id)
 	e.peers.Lock()
 	e.peers.byKey[p.publicKey] = p
 	e.peers.list = append(slices.Clip(e.peers.list), p)
@@ -246,6 +253,8 @@ func (e *Engine) peerForUpdateLocked(pk crypto.PublicKey, create bool) *peer {
 
 // setPresharedKey changes p's preshared key for the next handshake.
 func (p *peer) setPresharedKey(psk crypto.PresharedKey) {
+	p.handshake.Lock()
+	defer p.handshake.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.psk.Equal(psk) {
@@ -279,12 +288,14 @@ func (e *Engine) removePeerLocked(p *peer) {
 	e.peers.list = slices.DeleteFunc(slices.Clone(e.peers.list), func(q *peer) bool { return q == p })
 	e.peers.Unlock()
 	e.routes.RemoveValue(p)
+	p.handshake.Lock()
 	p.mu.Lock()
 	p.removed = true
 	p.wipeLocked()
 	p.purgeStagedLocked()
 	p.timersStopLocked()
 	p.mu.Unlock()
+	p.handshake.Unlock()
 }
 
 // peerByKey returns the peer with public key pk, or nil.
@@ -315,9 +326,11 @@ func (p *peer) start() {
 
 // stop wipes p's sessions, handshakes, timers and staged packets (L3).
 func (p *peer) stop() {
+	p.handshake.Lock()
 	p.mu.Lock()
 	p.wipeLocked()
 	p.purgeStagedLocked()
 	p.timersStopLocked()
 	p.mu.Unlock()
+	p.handshake.Unlock()
 }

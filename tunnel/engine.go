@@ -23,12 +23,14 @@ import (
 // Receive blocks until at least one datagram is ready and fills bufs[i],
 // sizes[i] and eps[i]; each buffer is the caller's and holds at least
 // bufferSize bytes. Send sends every buffer as one datagram to ep; the
-// buffers are borrowed for the call. Receive and Send may run concurrently,
-// and Send from several goroutines. After Close, Receive returns
-// net.ErrClosed.
+// buffers are borrowed for the call. It tries every datagram and returns how
+// many the system accepted (a datagram lost later in the network counts as
+// sent) and errors.Join of the failures; the engine counts the rest as
+// dropped. Receive and Send may run concurrently, and Send from several
+// goroutines. After Close, Receive and Send return net.ErrClosed.
 type Transport interface {
 	Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error)
-	Send(bufs [][]byte, ep netip.AddrPort) error
+	Send(bufs [][]byte, ep netip.AddrPort) (int, error)
 	BatchSize() int
 	Close() error
 }
@@ -57,9 +59,22 @@ type Options struct {
 // adapter and a transport, encrypting, routing by allowed IPs and running
 // handshakes and timers. Its methods are safe for concurrent use.
 //
-// Lock order: Engine.state, then Engine.local, then peer.mu, then
-// indexTable.mu. No lock is held across a call to the adapter or the
-// transport.
+// Lock order: Engine.state, then peer.handshake, then peer.mu, then
+// indexTable.mu; and Engine.state, then Engine.local. A crypto.Handshake's
+// (or crypto.Identity's) own lock comes after peer.handshake and peer.mu, and
+// is taken under peer.mu only with peer.handshake held (Clear,
+// SetPresharedKey); Engine.rand comes after it (a handshake reads
+// randomness). Engine.peers, the allowed-IPs table's lock, Engine.jitter,
+// Engine.rand, Engine.fatal and rateLimitedLog.mu are leaves: nothing is
+// taken while one is held.
+//
+// The send and receive loops take only peer.mu, indexTable.mu and leaves
+// other than Engine.rand, each briefly. They never wait for a handshake's
+// X25519: that runs under peer.handshake with peer.mu released
+// (handshake.go), and the loops ask for initiations without waiting
+// (requestInitiation). No lock is held across a call to the adapter or the
+// transport, except that a rebind (under Engine.state and Engine.local)
+// closes and opens sockets.
 type Engine struct {
 	adapter   Adapter
 	tr        atomic.Pointer[transportBox] // replaced by a rebind
@@ -70,9 +85,14 @@ type Engine struct {
 	rebind    func(port uint16, fwMark uint32) (Transport, error)
 
 	rand struct {
-		sync.Mutex // guards r and jitter
+		sync.Mutex // guards r; held while a handshake reads it
 		r          io.Reader
-		jitter     *mrand.Rand
+	}
+	// jitter has its own lock so that arming a timer under peer.mu never
+	// waits for a handshake reading rand.
+	jitter struct {
+		sync.Mutex // guards r
+		r          *mrand.Rand
 	}
 
 	// state serialises Up, Down, configuration changes and Close.
@@ -101,6 +121,7 @@ type Engine struct {
 
 	indices      indexTable
 	handshakes   chan handshakeWork // bounded (D4), filled by receiveLoop
+	initiations  chan *peer         // initiation requests of the data path (requestInitiation), one per peer at most
 	underLoad    atomic.Int64       // Clock.Now until which cookies are demanded (D6)
 	limiter      rateLimiter        // handshakes per source under load (D1-D3)
 	adapterBatch int                // most packets per Adapter.Write
@@ -138,13 +159,14 @@ func New(adapter Adapter, tr Transport, opts Options) *Engine {
 // step through processOutbound, processInbound, drainHandshakes and Tick.
 func newEngine(adapter Adapter, tr Transport, opts Options) *Engine {
 	e := &Engine{
-		adapter:    adapter,
-		log:        opts.Logger,
-		clock:      opts.Clock,
-		tickEvery:  opts.TickInterval,
-		rebind:     opts.Rebind,
-		handshakes: make(chan handshakeWork, handshakeQueueSize),
-		done:       make(chan struct{}),
+		adapter:     adapter,
+		log:         opts.Logger,
+		clock:       opts.Clock,
+		tickEvery:   opts.TickInterval,
+		rebind:      opts.Rebind,
+		handshakes:  make(chan handshakeWork, handshakeQueueSize),
+		initiations: make(chan *peer, handshakeQueueSize),
+		done:        make(chan struct{}),
 	}
 	e.fatal.failed = make(chan struct{})
 	if e.log == nil {
@@ -164,7 +186,7 @@ func newEngine(adapter Adapter, tr Transport, opts Options) *Engine {
 	}
 	var seed [32]byte
 	io.ReadFull(e.rand.r, seed[:]) // a failing source leaves a fixed jitter sequence
-	e.rand.jitter = mrand.New(mrand.NewChaCha8(seed))
+	e.jitter.r = mrand.New(mrand.NewChaCha8(seed))
 	e.warn = rateLimitedLog{log: e.log, clock: e.clock, last: make(map[string]time.Duration)}
 	e.peers.byKey = make(map[crypto.PublicKey]*peer)
 	e.indices.init()
@@ -376,8 +398,8 @@ func (e *Engine) randReader() io.Reader { return lockedRand{e} }
 // jitter returns a random duration in [0, RekeyTimeoutJitter).
 // Jitter needs no secrecy: it comes from a generator seeded once from the
 // injected source, so that arming a timer allocates nothing.
-func (e *Engine) jitter() time.Duration {
-	e.rand.Lock()
-	defer e.rand.Unlock()
-	return time.Duration(e.rand.jitter.Uint64N(uint64(RekeyTimeoutJitter/time.Millisecond))) * time.Millisecond
+func (e *Engine) jitterDelay() time.Duration {
+	e.jitter.Lock()
+	defer e.jitter.Unlock()
+	return time.Duration(e.jitter.r.Uint64N(uint64(RekeyTimeoutJitter/time.Millisecond))) * time.Millisecond
 }

@@ -13,9 +13,17 @@ package tunnel
 //     A response completes the peer's initiator Handshake; its keypair
 //     becomes current and staged packets, or a keepalive, leave at once.
 //
-// Initiations we send come from sendInitiation, called by the send path, the
-// receive path (rekey at 165 s) and the timers; it allows at most one per
-// RekeyTimeout on the wire (D8).
+// Initiations we send come from sendInitiation, called by the timers and by
+// handshakeWorker for the requests the send and receive paths queue on
+// Engine.initiations (requestInitiation): those loops never do X25519. It
+// allows at most one initiation per RekeyTimeout on the wire (D8).
+//
+// Each step on a peer's handshakes runs under peer.handshake, and its X25519
+// work (CreateInitiation, CreateResponse, ConsumeResponse) with peer.mu
+// released: peer.mu is taken before, to check the peer's state, and after,
+// to check it again and install the result. So a peer's handshake never
+// holds up the data path of other peers (or its own), which takes peer.mu
+// for every batch.
 
 import (
 	"net/netip"
@@ -56,7 +64,8 @@ func (e *Engine) queueHandshake(msg []byte, src netip.AddrPort) {
 	}
 }
 
-// handshakeWorker consumes queued handshake messages until Close.
+// handshakeWorker consumes queued handshake messages and initiation
+// requests until Close.
 func (e *Engine) handshakeWorker() {
 	for {
 		select {
@@ -64,20 +73,42 @@ func (e *Engine) handshakeWorker() {
 			return
 		case w := <-e.handshakes:
 			e.handleHandshake(&w)
+		case p := <-e.initiations:
+			p.initiationQueued.Store(false)
+			p.sendInitiation(false)
 		}
 	}
 }
 
-// drainHandshakes handles every queued handshake message without blocking
-// (tests that drive the engine step by step).
+// drainHandshakes handles every queued handshake message and initiation
+// request without blocking (tests that drive the engine step by step).
 func (e *Engine) drainHandshakes() {
 	for {
 		select {
 		case w := <-e.handshakes:
 			e.handleHandshake(&w)
+		case p := <-e.initiations:
+			p.initiationQueued.Store(false)
+			p.sendInitiation(false)
 		default:
 			return
 		}
+	}
+}
+
+// requestInitiation asks handshakeWorker for sendInitiation(false) on p and
+// returns at once, so that the send and receive loops never do X25519 or
+// wait for another goroutine's. A request already queued for p covers this
+// one. With the queue full the request is dropped: the next packet or
+// timer asks again.
+func (p *peer) requestInitiation() {
+	if !p.e.up.Load() || p.initiationQueued.Swap(true) {
+		return
+	}
+	select {
+	case p.e.initiations <- p:
+	default:
+		p.initiationQueued.Store(false)
 	}
 }
 
@@ -154,17 +185,33 @@ func (e *Engine) consumeInitiation(id *crypto.Identity, msg []byte, src netip.Ad
 		return
 	}
 	var resp [crypto.ResponseSize]byte
-	p.mu.Lock()
-	if p.removed || p.responder != h {
-		p.mu.Unlock()
-		e.drops.add(DropHandshakeInvalid, 1)
-		return
+	p.handshake.Lock()
+	ok := e.answerLocked(p, h, resp[:], src, now)
+	p.handshake.Unlock()
+	if ok {
+		p.txBytes.Add(uint64(len(resp)))
+		p.rxBytes.Add(uint64(len(msg)))
+		e.sendMessage(resp[:], src)
 	}
+}
+
+// answerLocked writes into resp the response of h, p's responder, to the
+// initiation it consumed, and parks the new keypair. It reports whether
+// resp is to be sent. p.handshake must be held.
+func (e *Engine) answerLocked(p *peer, h *crypto.Handshake, resp []byte, src netip.AddrPort, now time.Duration) bool {
+	p.mu.Lock()
+	ok := !p.removed && p.responder == h
+	p.mu.Unlock()
+	if !ok {
+		e.drops.add(DropHandshakeInvalid, 1)
+		return false
+	}
+	// The X25519 work, with p.mu released (see peer.handshake).
 	idx, err := e.indices.newIndex(indexEntry{peer: p}, e.readRand)
 	if err == nil {
 		// The wall clock, as for CreateInitiation: it dates the cookie
 		// for mac2, and ConsumeCookieReply stamps cookies with it too.
-		err = h.CreateResponse(resp[:], e.clock.Wall(), e.randReader(), idx)
+		err = h.CreateResponse(resp, e.clock.Wall(), e.randReader(), idx)
 	}
 	var ck *crypto.Keypair
 	if err == nil {
@@ -174,11 +221,18 @@ func (e *Engine) consumeInitiation(id *crypto.Identity, msg []byte, src netip.Ad
 		if idx != 0 {
 			e.indices.remove(idx)
 		}
-		p.mu.Unlock()
 		e.warn.warn("response", "cannot create handshake response", "peer", p.publicKey.String(), "err", err)
-		return
+		return false
 	}
 	kp := &keypair{Keypair: ck, peer: p, created: now}
+	p.mu.Lock()
+	if p.removed || p.responder != h || !e.up.Load() {
+		// Removed, its key changed or the engine went down meanwhile.
+		p.mu.Unlock()
+		e.indices.remove(idx)
+		e.drops.add(DropHandshakeInvalid, 1)
+		return false
+	}
 	e.indices.swap(idx, indexEntry{peer: p, kp: kp})
 	p.installResponderKeypairLocked(kp)
 	p.endpoint = src
@@ -187,9 +241,7 @@ func (e *Engine) consumeInitiation(id *crypto.Identity, msg []byte, src netip.Ad
 	p.timersAnySentLocked()
 	p.timersSessionDerivedLocked(now)
 	p.mu.Unlock()
-	p.txBytes.Add(uint64(len(resp)))
-	p.rxBytes.Add(uint64(len(msg)))
-	e.sendMessage(resp[:], src)
+	return true
 }
 
 // consumeResponse completes our handshake and confirms the keys at once.
@@ -201,24 +253,46 @@ func (e *Engine) consumeResponse(msg []byte, src netip.AddrPort, now time.Durati
 		return
 	}
 	p := ent.peer
+	p.handshake.Lock()
+	ok = e.completeLocked(p, idx, msg, src, now)
+	p.handshake.Unlock()
+	if ok {
+		p.rxBytes.Add(uint64(len(msg)))
+		e.log.Debug("handshake complete", "peer", p.publicKey.String(), "endpoint", src, "role", "initiator")
+		p.flushStaged()
+	}
+}
+
+// completeLocked consumes the response msg to p's initiation idx and makes
+// the new keypair current, with a keepalive staged if nothing is. It reports
+// whether it did. p.handshake must be held.
+func (e *Engine) completeLocked(p *peer, idx uint32, msg []byte, src netip.AddrPort, now time.Duration) bool {
 	p.mu.Lock()
-	if p.removed || p.initiatorIndex != idx || p.initiator == nil {
-		p.mu.Unlock()
+	h := p.initiator
+	ok := !p.removed && p.initiatorIndex == idx && h != nil
+	p.mu.Unlock()
+	if !ok {
 		e.drops.add(DropHandshakeInvalid, 1) // P10: wrong state or after give-up
-		return
+		return false
 	}
-	if err := p.initiator.ConsumeResponse(msg); err != nil {
-		p.mu.Unlock()
+	// The X25519 work, with p.mu released (see peer.handshake).
+	if err := h.ConsumeResponse(msg); err != nil {
 		e.drops.add(DropHandshakeInvalid, 1)
-		return
+		return false
 	}
-	ck, err := p.initiator.BeginSession(cryptoTime(now))
+	ck, err := h.BeginSession(cryptoTime(now))
 	if err != nil {
-		p.mu.Unlock()
 		e.drops.add(DropHandshakeInvalid, 1)
-		return
+		return false
 	}
 	kp := &keypair{Keypair: ck, peer: p, created: now}
+	p.mu.Lock()
+	if p.removed || p.initiatorIndex != idx || p.initiator != h || !e.up.Load() {
+		// Given up, removed, rekeyed or down meanwhile.
+		p.mu.Unlock()
+		e.drops.add(DropHandshakeInvalid, 1)
+		return false
+	}
 	e.indices.swap(idx, indexEntry{peer: p, kp: kp})
 	p.initiatorIndex = 0
 	p.installInitiatorKeypairLocked(kp)
@@ -233,9 +307,7 @@ func (e *Engine) consumeResponse(msg []byte, src netip.AddrPort, now time.Durati
 		p.stageKeepaliveLocked()
 	}
 	p.mu.Unlock()
-	p.rxBytes.Add(uint64(len(msg)))
-	e.log.Debug("handshake complete", "peer", p.publicKey.String(), "endpoint", src, "role", "initiator")
-	p.flushStaged()
+	return true
 }
 
 // consumeCookieReply stores a cookie for our next initiation or response
@@ -281,35 +353,58 @@ func (p *peer) sendInitiation(isRetry bool) {
 	if !e.up.Load() {
 		return
 	}
-	now := e.clock.Now()
 	var msg [crypto.InitiationSize]byte
+	p.handshake.Lock()
+	ep, ok := p.initiateLocked(msg[:], isRetry)
+	p.handshake.Unlock()
+	if ok {
+		p.txBytes.Add(uint64(len(msg)))
+		e.sendMessage(msg[:], ep)
+	}
+}
+
+// initiateLocked writes a new initiation into msg unless one is not due
+// and returns where it goes. p.handshake must be held.
+func (p *peer) initiateLocked(msg []byte, isRetry bool) (netip.AddrPort, bool) {
+	e := p.e
+	now := e.clock.Now()
 	p.mu.Lock()
 	if p.removed || p.initiator == nil || !p.endpoint.IsValid() {
 		p.mu.Unlock()
-		return
+		return netip.AddrPort{}, false
 	}
 	if !isRetry {
 		p.timers.attempts = 0
 	}
 	if p.timers.initiated && now-p.timers.lastInitiation < RekeyTimeout {
 		p.mu.Unlock()
-		return
+		return netip.AddrPort{}, false
 	}
 	if p.initiatorIndex != 0 {
 		e.indices.remove(p.initiatorIndex)
 		p.initiatorIndex = 0
 	}
+	h := p.initiator
+	p.mu.Unlock()
+
+	// The X25519 work, with p.mu released (see peer.handshake).
 	idx, err := e.indices.newIndex(indexEntry{peer: p}, e.readRand)
 	if err == nil {
-		err = p.initiator.CreateInitiation(msg[:], e.clock.Wall(), e.randReader(), idx)
+		err = h.CreateInitiation(msg, e.clock.Wall(), e.randReader(), idx)
 		if err != nil {
 			e.indices.remove(idx)
 		}
 	}
 	if err != nil {
-		p.mu.Unlock()
 		e.warn.warn("initiation", "cannot create handshake initiation", "peer", p.publicKey.String(), "err", err)
-		return
+		return netip.AddrPort{}, false
+	}
+	p.mu.Lock()
+	if p.removed || p.initiator != h || !p.endpoint.IsValid() || !e.up.Load() {
+		// Removed, its key changed or the engine went down meanwhile.
+		p.mu.Unlock()
+		e.indices.remove(idx)
+		return netip.AddrPort{}, false
 	}
 	p.initiatorIndex = idx
 	p.timers.lastInitiation, p.timers.initiated = now, true
@@ -318,16 +413,11 @@ func (p *peer) sendInitiation(isRetry bool) {
 	p.timersHandshakeInitiatedLocked(now)
 	ep := p.endpoint
 	p.mu.Unlock()
-	p.txBytes.Add(uint64(len(msg)))
-	e.sendMessage(msg[:], ep)
+	return ep, true
 }
 
 // sendMessage sends one handshake-path message. Send errors are counted
 // and logged at a limited rate; the timers retry.
 func (e *Engine) sendMessage(msg []byte, ep netip.AddrPort) {
-	bufs := [][]byte{msg}
-	if err := e.transport().Send(bufs, ep); err != nil {
-		e.drops.add(DropSendError, 1)
-		e.warn.warn("send", "send failed", "endpoint", ep, "err", err)
-	}
+	e.send([][]byte{msg}, ep)
 }

@@ -77,7 +77,8 @@ func (b *netBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if tr == nil {
 		return net.ErrClosed
 	}
-	return tr.Send(bufs, netip.AddrPort(ep.(netEndpoint)))
+	_, err := tr.Send(bufs, netip.AddrPort(ep.(netEndpoint)))
+	return err
 }
 
 func (b *netBind) ParseEndpoint(s string) (conn.Endpoint, error) {

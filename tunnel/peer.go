@@ -14,14 +14,26 @@ type peer struct {
 	e         *Engine
 	publicKey crypto.PublicKey
 
+	// handshake serialises this peer's handshake steps (creating an
+	// initiation, answering one, consuming a response, timers that wipe,
+	// configuration changes of the handshakes) so that each sees the state
+	// the previous one left. The X25519 work of a step runs under handshake
+	// with mu released, so that the send and receive loops, which take mu
+	// but never handshake, are not held up by it. Whoever takes a
+	// crypto.Handshake's own lock while holding mu holds handshake too, and
+	// so never waits for X25519 either.
+	handshake sync.Mutex
+	// initiationQueued reports whether p is on Engine.initiations.
+	initiationQueued atomic.Bool
+
+	mu sync.Mutex // guards the fields below
 	// initiator runs the handshakes we start and responder the ones the
 	// peer starts. Keeping the two roles apart lets simultaneous initiations
 	// (P17) both complete instead of overwriting each other. Both are
-	// internally locked; they are replaced only under mu.
+	// internally locked; they are replaced only under handshake and mu.
 	initiator *crypto.Handshake
 	responder *crypto.Handshake
 
-	mu        sync.Mutex // guards the fields below
 	psk       crypto.PresharedKey
 	endpoint  netip.AddrPort
 	keepalive time.Duration // persistent keepalive interval; 0 disables
@@ -116,7 +128,7 @@ func (p *peer) retireLocked(kp *keypair) {
 }
 
 // wipeLocked forgets every keypair and handshake of p (Down, give-up with
-// key expiry, private key change). p.mu must be held.
+// key expiry, private key change). p.handshake and p.mu must be held.
 func (p *peer) wipeLocked() {
 	for _, kp := range []*keypair{p.keys.current, p.keys.previous, p.keys.next} {
 		if kp != nil {
@@ -127,7 +139,8 @@ func (p *peer) wipeLocked() {
 	p.clearHandshakesLocked()
 }
 
-// clearHandshakesLocked forgets the pending handshakes. p.mu must be held.
+// clearHandshakesLocked forgets the pending handshakes. p.handshake and
+// p.mu must be held.
 func (p *peer) clearHandshakesLocked() {
 	p.abandonInitiationLocked()
 	if p.responder != nil {
@@ -135,8 +148,8 @@ func (p *peer) clearHandshakesLocked() {
 	}
 }
 
-// abandonInitiationLocked forgets our outstanding initiation. p.mu must be
-// held.
+// abandonInitiationLocked forgets our outstanding initiation. p.handshake
+// and p.mu must be held.
 func (p *peer) abandonInitiationLocked() {
 	if p.initiatorIndex != 0 {
 		p.e.indices.remove(p.initiatorIndex)

@@ -165,11 +165,13 @@ func (e *Engine) processInbound(in *inbound, n int) {
 		chunk := rest[:min(len(rest), e.adapterBatch)]
 		rest = rest[len(chunk):]
 		e.batches.adapterWrite.add(len(chunk))
-		if w, err := e.adapter.Write(chunk, Offset); err != nil {
+		// Only the packets the adapter did not take are lost.
+		w, err := e.adapter.Write(chunk, Offset)
+		if w = min(max(w, 0), len(chunk)); w < len(chunk) {
 			e.drops.add(DropWriteError, uint64(len(chunk)-w))
-			if !errors.Is(err, net.ErrClosed) {
-				e.warn.warn("write", "adapter write failed", "err", err)
-			}
+		}
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			e.warn.warn("write", "adapter write failed", "err", err)
 		}
 	}
 	clear(write)
@@ -234,7 +236,7 @@ func (e *Engine) received(s *seenKeypair, latest bool, now time.Duration) {
 		p.flushStaged()
 	}
 	if rekey {
-		p.sendInitiation(false)
+		p.requestInitiation()
 	}
 }
 

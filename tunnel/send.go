@@ -14,14 +14,18 @@ package tunnel
 //     call, so that GSO applies.
 //  4. Timers: data sent, rekey after 120 s or RekeyAfterMessages.
 //
-// peer.mu is taken once per peer per batch and never across Send. Staged
-// packets and keepalives are sent by flushStaged from whichever goroutine
-// made a session usable.
+// peer.mu is taken once per peer per batch and never across Send, and held
+// only briefly by anyone (never across a handshake's X25519), so that one
+// peer's handshake does not hold up the batch. Handshakes the send path
+// needs are requested from the handshake worker (requestInitiation), not
+// done here. Staged packets and keepalives are sent by flushStaged from
+// whichever goroutine made a session usable.
 
 import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"time"
 )
 
@@ -183,17 +187,27 @@ func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Dura
 	o.group = group[:0]
 	if len(group) == 0 {
 		if exhausted {
-			p.sendInitiation(false)
+			p.requestInitiation()
 		}
 		return
 	}
 	e.batches.transportSend.add(len(group))
-	if err := e.transport().Send(group, ep); err != nil {
-		e.drops.add(DropSendError, uint64(len(group)))
-		e.warn.warn("send", "send failed", "endpoint", ep, "err", err)
-	}
+	e.send(group, ep)
 	clear(group) // readLoop's buffers stay referenced by o.bufs only
 	p.sent(kp, now, bytes, true, exhausted)
+}
+
+// send sends bufs to ep and counts the datagrams the transport did not
+// accept as dropped: only those, so that one failure in a batch does not
+// count the whole batch.
+func (e *Engine) send(bufs [][]byte, ep netip.AddrPort) {
+	n, err := e.transport().Send(bufs, ep)
+	if n < len(bufs) {
+		e.drops.add(DropSendError, uint64(len(bufs)-max(n, 0)))
+	}
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		e.warn.warn("send", "send failed", "endpoint", ep, "err", err)
+	}
 }
 
 // sent updates p after messages under kp left: statistics, timers, and a
@@ -210,7 +224,7 @@ func (p *peer) sent(kp *keypair, now time.Duration, bytes uint64, data, exhauste
 	rekey := kp.IsInitiator && (now-kp.created >= RekeyAfterTime || kp.NeedsRekey())
 	p.mu.Unlock()
 	if rekey || exhausted {
-		p.sendInitiation(false)
+		p.requestInitiation()
 	}
 }
 
@@ -250,7 +264,7 @@ func (p *peer) handshakeForStaged() {
 	waiting := p.keys.next != nil && p.e.clock.Now()-p.keys.next.created < RekeyTimeout
 	p.mu.Unlock()
 	if !waiting {
-		p.sendInitiation(false)
+		p.requestInitiation()
 	}
 }
 
@@ -313,10 +327,7 @@ func (p *peer) flushStaged() {
 		bytes += uint64(m)
 	}
 	if len(bufs) > 0 {
-		if err := e.transport().Send(bufs, ep); err != nil {
-			e.drops.add(DropSendError, uint64(len(bufs)))
-			e.warn.warn("send", "send failed", "endpoint", ep, "err", err)
-		}
+		e.send(bufs, ep)
 	}
 	for _, b := range staged[:n] {
 		if b != nil {

@@ -6,8 +6,9 @@ package tunnel
 //  1. Every event (data sent, data received, handshake initiated, ...)
 //     arms or disarms deadlines under peer.mu.
 //  2. Engine.Tick, called every TickInterval by timerLoop or by a test,
-//     collects the expired deadlines of each peer under peer.mu and clears
-//     them.
+//     collects the expired deadlines of each peer under peer.handshake and
+//     peer.mu (a give-up or key expiry clears the peer's handshakes) and
+//     clears them.
 //  3. With the lock released it performs the actions: send a keepalive,
 //     send an initiation, give up, wipe keys.
 //
@@ -53,7 +54,7 @@ type peerTimers struct {
 
 func (p *peer) timersDataSentLocked(now time.Duration) {
 	if !p.timers.newHandshake.set {
-		p.timers.newHandshake.arm(now + KeepaliveTimeout + RekeyTimeout + p.e.jitter())
+		p.timers.newHandshake.arm(now + KeepaliveTimeout + RekeyTimeout + p.e.jitterDelay())
 	}
 }
 
@@ -70,7 +71,7 @@ func (p *peer) timersAnySentLocked() { p.timers.sendKeepalive.disarm() }
 func (p *peer) timersAnyReceivedLocked() { p.timers.newHandshake.disarm() }
 
 func (p *peer) timersHandshakeInitiatedLocked(now time.Duration) {
-	p.timers.retransmitHandshake.arm(now + RekeyTimeout + p.e.jitter())
+	p.timers.retransmitHandshake.arm(now + RekeyTimeout + p.e.jitterDelay())
 }
 
 func (p *peer) timersHandshakeCompleteLocked() {
@@ -104,7 +105,8 @@ const (
 	actPersistentKeepalive
 )
 
-// expireLocked collects the actions due at now. p.mu must be held.
+// expireLocked collects the actions due at now. p.handshake and p.mu must
+// be held.
 func (p *peer) expireLocked(now time.Duration) timerAction {
 	var a timerAction
 	t := &p.timers
@@ -154,12 +156,14 @@ func (e *Engine) Tick() {
 	e.updateUnderLoad(now)
 	e.limiter.collect(now)
 	for _, p := range e.peerList() {
+		p.handshake.Lock()
 		p.mu.Lock()
 		a := p.expireLocked(now)
 		if a&actZeroKeys != 0 {
 			p.wipeLocked()
 		}
 		p.mu.Unlock()
+		p.handshake.Unlock()
 		if a == 0 {
 			continue
 		}

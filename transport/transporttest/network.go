@@ -51,7 +51,12 @@ const (
 	Drop                    // lose the packet
 	Duplicate               // deliver it twice
 	Hold                    // keep it until Step, Flush or Reorder releases it
+	Refuse                  // fail the send: Send counts it as not sent and returns ErrRefused (a local send error such as ENETUNREACH)
 )
+
+// ErrRefused is wrapped by the error Send returns for packets a Hook
+// refused.
+var ErrRefused = errors.New("send refused")
 
 // String returns the action's name.
 func (a Action) String() string {
@@ -64,6 +69,8 @@ func (a Action) String() string {
 		return "duplicate"
 	case Hold:
 		return "hold"
+	case Refuse:
+		return "refuse"
 	}
 	return fmt.Sprintf("Action(%d)", int(a))
 }
@@ -80,6 +87,7 @@ type Stats struct {
 	Dropped    uint64 // dropped by the hook
 	Duplicated uint64 // extra copies made by the hook
 	Held       uint64 // held by the hook (also counted when released)
+	Refused    uint64 // refused by the hook: Send reported them as not sent
 	NoRoute    uint64 // no transport at the destination
 	QueueFull  uint64 // receiver's queue full
 }
@@ -251,8 +259,9 @@ func (n *Network) Stats() Stats {
 	return n.stats
 }
 
-// sendLocked runs one datagram through NAT and the hook; n.mu must be held.
-func (n *Network) sendLocked(src, dst netip.AddrPort, data []byte) {
+// sendLocked runs one datagram through NAT and the hook and reports whether
+// the sender may count it as sent; n.mu must be held.
+func (n *Network) sendLocked(src, dst netip.AddrPort, data []byte) bool {
 	n.stats.Sent++
 	if outside, ok := n.natOut[src]; ok {
 		src = outside
@@ -263,6 +272,9 @@ func (n *Network) sendLocked(src, dst netip.AddrPort, data []byte) {
 		action = n.hook(&p)
 	}
 	switch action {
+	case Refuse:
+		n.stats.Refused++
+		return false
 	case Drop:
 		n.stats.Dropped++
 	case Hold:
@@ -275,6 +287,7 @@ func (n *Network) sendLocked(src, dst netip.AddrPort, data []byte) {
 	default:
 		n.deliverLocked(p)
 	}
+	return true
 }
 
 // deliverLocked queues p at its destination; n.mu must be held.
@@ -346,25 +359,33 @@ func (t *Transport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (i
 	}
 }
 
-// Send sends each datagram in bufs to ep through the network. Like UDP it
-// reports no loss.
-func (t *Transport) Send(bufs [][]byte, ep netip.AddrPort) error {
+// Send sends each datagram in bufs to ep through the network and returns
+// how many were sent. Like UDP it reports no loss in the network; only
+// packets a Hook refuses count as not sent, and then the error wraps
+// ErrRefused.
+func (t *Transport) Send(bufs [][]byte, ep netip.AddrPort) (int, error) {
 	select {
 	case <-t.done:
-		return net.ErrClosed
+		return 0, net.ErrClosed
 	default:
 	}
 	if !ep.Addr().IsValid() {
-		return fmt.Errorf("send to %v: invalid address", ep)
+		return 0, fmt.Errorf("send to %v: invalid address", ep)
 	}
 	ep = unmap(ep)
 	n := t.net
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	sent := 0
 	for _, b := range bufs {
-		n.sendLocked(t.addr, ep, b)
+		if n.sendLocked(t.addr, ep, b) {
+			sent++
+		}
 	}
-	return nil
+	if sent < len(bufs) {
+		return sent, fmt.Errorf("send to %v: %d of %d datagrams: %w", ep, len(bufs)-sent, len(bufs), ErrRefused)
+	}
+	return sent, nil
 }
 
 // BatchSize returns the most packets one Receive returns.

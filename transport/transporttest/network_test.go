@@ -16,7 +16,7 @@ import (
 // transport is the engine's view (tunnel.Transport).
 type transport interface {
 	Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error)
-	Send(bufs [][]byte, ep netip.AddrPort) error
+	Send(bufs [][]byte, ep netip.AddrPort) (int, error)
 	BatchSize() int
 	Close() error
 }
@@ -218,6 +218,30 @@ func TestNetwork(t *testing.T) {
 			queueLen:  3,
 		},
 		{
+			name: "refuse counts as not sent",
+			run: func(t *testing.T, n *Network, a, b *Transport) []received {
+				n.SetHook(Match(func(p *Packet) bool { return string(p.Data) != "2" }, Always(Refuse)))
+				sent, err := a.Send(datagrams("1", "2", "3"), addrB)
+				if sent != 1 || !errors.Is(err, ErrRefused) {
+					t.Errorf("Send = %d, %v; want 1, ErrRefused", sent, err)
+				}
+				return drain(t, b)
+			},
+			want:      []received{{addrA, "2"}},
+			wantStats: Stats{Sent: 3, Delivered: 1, Refused: 2},
+		},
+		{
+			name: "dropped in the network still counts as sent",
+			run: func(t *testing.T, n *Network, a, b *Transport) []received {
+				n.SetHook(Always(Drop))
+				if sent, err := a.Send(datagrams("1", "2"), addrB); sent != 2 || err != nil {
+					t.Errorf("Send = %d, %v; want 2, nil", sent, err)
+				}
+				return drain(t, b)
+			},
+			wantStats: Stats{Sent: 2, Dropped: 2},
+		},
+		{
 			name: "no route",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
 				a.Send(datagrams("x"), addrN)
@@ -282,7 +306,7 @@ func TestClose(t *testing.T) {
 	if err := <-done; !errors.Is(err, net.ErrClosed) {
 		t.Errorf("blocked Receive after Close = %v, want net.ErrClosed", err)
 	}
-	if err := a.Send(datagrams("x"), addrB); !errors.Is(err, net.ErrClosed) {
+	if _, err := a.Send(datagrams("x"), addrB); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Send after Close = %v, want net.ErrClosed", err)
 	}
 	if err := a.Close(); err != nil {
