@@ -76,7 +76,6 @@
 //	(k).Open(msg) ([]byte, uint64, error)   // in place; does NOT touch the replay window
 //	(k).AcceptCounter(counter) bool          // replay window, only after Open succeeded
 //	(k).NeedsRekey() bool                    // send counter past RekeyAfterMessages
-//	(k).SendCounter() uint64                 // next nonce, for tests and statistics
 //	(k).PresetSendCounter(n)                 // tests of the message limits only
 //
 // PaddedSize(n, mtu) gives the padded length; Seal pads the plaintext with zeros to a multiple of 16 bytes, but never
@@ -104,9 +103,10 @@
 //
 // # Drop reasons
 //
-// ErrShort, ErrSize, ErrType, ErrReserved (Parse); ErrMAC1, ErrMAC2 (cookie
-// checks); ErrDecrypt (any AEAD failure); ErrUnknownPeer, ErrReplayedTimestamp,
-// ErrFlood, ErrState, ErrIndex, ErrInvalidPublicKey (handshake);
+// ErrShort, ErrSize, ErrType, ErrReserved (Parse); ErrMAC1 (cookie checks;
+// CheckMAC2 answers with a bool); ErrDecrypt (any AEAD failure);
+// ErrUnknownPeer, ErrReplayedTimestamp, ErrFlood, ErrState, ErrIndex,
+// ErrInvalidPublicKey (handshake);
 // ErrNoCookieRequest (cookie reply with no message outstanding);
 // ErrCounter (a data counter at or past RejectAfterMessages);
 // ErrRejectAfterMessages (Seal); ErrBufferTooSmall (programmer error by the

@@ -22,7 +22,6 @@ const (
 // Drop reasons for MACs and cookies. Callers compare with ==.
 var (
 	ErrMAC1            = errors.New("bad mac1")
-	ErrMAC2            = errors.New("bad mac2")
 	ErrNoCookieRequest = errors.New("cookie reply with no message outstanding")
 	ErrBufferTooSmall  = errors.New("buffer too small")
 )

@@ -128,9 +128,6 @@ func (k *Keypair) AcceptCounter(counter uint64) bool { return k.replay.Accept(co
 // sent under k, so the initiator should start a new handshake.
 func (k *Keypair) NeedsRekey() bool { return k.sendCounter.Load() > RekeyAfterMessages }
 
-// SendCounter returns the counter the next Seal will use.
-func (k *Keypair) SendCounter() uint64 { return k.sendCounter.Load() }
-
 // PresetSendCounter sets the send counter. It exists for tests of the
 // message limits (R6); never call it on a keypair in use.
 func (k *Keypair) PresetSendCounter(n uint64) { k.sendCounter.Store(n) }

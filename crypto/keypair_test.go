@@ -205,7 +205,7 @@ func TestSendCounterLimits(t *testing.T) {
 				t.Errorf("sent %d, rejected %d; want %d, %d", len(seen), rejected, wantSent, uint64(tc.n)-wantSent)
 			}
 			if !ki.NeedsRekey() {
-				t.Errorf("NeedsRekey() = false at counter %d", ki.SendCounter())
+				t.Errorf("NeedsRekey() = false at counter %d", ki.sendCounter.Load())
 			}
 		})
 	}
