@@ -19,7 +19,7 @@ const (
 	DefaultStreams    = 4
 	DefaultMTU        = 1500 // bytes, of the veth pair
 	DefaultLatencyPPS = 1000 // echo requests per second: modest, far from any limit
-	QuickDuration     = time.Second
+	quickDuration     = time.Second // per test and run, with Options.Quick
 
 	// tunnelOverhead is what a WireGuard data message over IPv4 adds to an
 	// inner packet: 20 IPv4 + 8 UDP + 16 header + 16 tag. Tunnel MTUs are
@@ -72,7 +72,7 @@ func (o *Options) normalize() error {
 		}
 	}
 	if o.Quick {
-		o.Runs, o.Duration = 1, QuickDuration
+		o.Runs, o.Duration = 1, quickDuration
 	}
 	o.Runs = cmpOr(o.Runs, DefaultRuns)
 	o.Duration = cmpOr(o.Duration, DefaultDuration)
@@ -201,7 +201,7 @@ func run(ctx context.Context, o *Options, l lab) (*Report, error) {
 			rep.Scenarios = append(rep.Scenarios, res)
 		}
 	}
-	rep.SetRatios()
+	rep.setRatios()
 	return rep, errors.Join(errs...)
 }
 

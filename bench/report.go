@@ -144,9 +144,9 @@ func (s *samples) result(name string) Result {
 	return r
 }
 
-// SetRatios fills RatioToVeth and RatioToWireGuardGo of every scenario from
+// setRatios fills RatioToVeth and RatioToWireGuardGo of every scenario from
 // the references present in r.
-func (r *Report) SetRatios() {
+func (r *Report) setRatios() {
 	ref := func(name string) (float64, bool) {
 		for _, s := range r.Scenarios {
 			if s.Name == name && s.TCPGbps.Median > 0 {

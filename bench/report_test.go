@@ -54,7 +54,7 @@ func sampleReport() *Report {
 		},
 		Skipped: []Skip{{Name: "tap", Reason: "unavailable: not built yet"}},
 	}
-	r.SetRatios()
+	r.setRatios()
 	return r
 }
 
@@ -216,8 +216,8 @@ func TestNormalize(t *testing.T) {
 				if len(o.Scenarios) == 0 || o.Runs < 1 || o.Duration <= 0 || o.Streams < 1 || o.MTU == 0 {
 					t.Errorf("normalize(%+v) left a zero setting: %+v", tc.in, o)
 				}
-				if tc.in.Quick && (o.Runs != 1 || o.Duration != QuickDuration) {
-					t.Errorf("quick: runs %d, duration %v; want 1, %v", o.Runs, o.Duration, QuickDuration)
+				if tc.in.Quick && (o.Runs != 1 || o.Duration != quickDuration) {
+					t.Errorf("quick: runs %d, duration %v; want 1, %v", o.Runs, o.Duration, quickDuration)
 				}
 				return
 			}

@@ -98,7 +98,7 @@ func TestSetRatios(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r := Report{Scenarios: tc.scenarios}
-			r.SetRatios()
+			r.setRatios()
 			for i, s := range r.Scenarios {
 				checkRatio(t, s.Name+" to veth", s.RatioToVeth, tc.wantVeth[i])
 				checkRatio(t, s.Name+" to wireguard-go", s.RatioToWireGuardGo, tc.wantWGGo[i])

@@ -9,8 +9,8 @@ import (
 // Dir is where `warren up NAME` looks for NAME.conf, as wg-quick does.
 const Dir = "/etc/wireguard"
 
-// MaxNameLen is the longest interface name Linux takes (IFNAMSIZ - 1).
-const MaxNameLen = 15 // bytes
+// maxNameLen is the longest interface name Linux takes (IFNAMSIZ - 1).
+const maxNameLen = 15 // bytes
 
 // NameRule describes a valid interface name, for error and usage messages.
 const NameRule = `1-15 bytes, not "." or "..", without '/', ':', '%' or white space`
@@ -25,7 +25,7 @@ const NameRule = `1-15 bytes, not "." or "..", without '/', ':', '%' or white sp
 // not be the name made. It accepts more than wg-quick's
 // [a-zA-Z0-9_=+.-]{1,15}: names such as "wg@home" or "vpn#1".
 func ValidName(name string) bool {
-	if len(name) == 0 || len(name) > MaxNameLen || name == "." || name == ".." {
+	if len(name) == 0 || len(name) > maxNameLen || name == "." || name == ".." {
 		return false
 	}
 	for i := 0; i < len(name); i++ {
@@ -39,10 +39,10 @@ func ValidName(name string) bool {
 	return true
 }
 
-// NameFromPath returns the interface name a config file path stands for:
+// nameFromPath returns the interface name a config file path stands for:
 // the base name without ".conf" (/etc/wireguard/wg0.conf → wg0). It fails
 // with an *Error wrapping ErrInterfaceName when that is not a valid name.
-func NameFromPath(path string) (string, error) {
+func nameFromPath(path string) (string, error) {
 	name, ok := strings.CutSuffix(filepath.Base(path), ".conf")
 	if !ok || !ValidName(name) {
 		return "", &Error{File: path, Err: ErrInterfaceName}
@@ -60,7 +60,7 @@ func NameFromPath(path string) (string, error) {
 // warren treats it as the file ./wg0.conf.
 func PathFor(arg string) (path, name string, err error) {
 	if strings.HasSuffix(arg, ".conf") || strings.Contains(arg, "/") {
-		name, err := NameFromPath(arg)
+		name, err := nameFromPath(arg)
 		if err != nil {
 			return "", "", err
 		}

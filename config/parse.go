@@ -135,7 +135,7 @@ func lookupKey(name string) (key, bool) {
 // that is not a valid interface name are returned as an *Error; errors
 // reading the file are returned as they come.
 func Load(path string) (*Config, error) {
-	if _, err := NameFromPath(path); err != nil {
+	if _, err := nameFromPath(path); err != nil {
 		return nil, err
 	}
 	f, err := os.Open(path)

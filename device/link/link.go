@@ -190,9 +190,9 @@ var kernelOptions = map[string]string{
 	"mirred":  "CONFIG_NET_ACT_MIRRED",
 }
 
-// KernelOption returns the kernel configuration option that provides links
+// kernelOption returns the kernel configuration option that provides links
 // of the given kind, or "" if it is not known.
-func KernelOption(kind string) string { return kernelOptions[kind] }
+func kernelOption(kind string) string { return kernelOptions[kind] }
 
 // Validate checks a Spec for mistakes that need no system call and
 // fills in defaults (macvlan mode bridge, ipvlan mode l2, vxlan port 4789).

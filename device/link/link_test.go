@@ -157,8 +157,8 @@ func TestParseDevNum(t *testing.T) {
 
 func TestKernelOption(t *testing.T) {
 	for kind, want := range map[string]string{"ipvlan": "CONFIG_IPVLAN", "dummy": "CONFIG_DUMMY", "tap": "CONFIG_TUN", "nope": ""} {
-		if got := KernelOption(kind); got != want {
-			t.Errorf("KernelOption(%q) = %q, want %q", kind, got, want)
+		if got := kernelOption(kind); got != want {
+			t.Errorf("kernelOption(%q) = %q, want %q", kind, got, want)
 		}
 	}
 }

@@ -175,7 +175,7 @@ func ipvlanMode(s string) netlink.IPVlanMode {
 func createLink(s *nsSet, spec Spec, link netlink.Link, home, dst *nsRef) error {
 	if _, ok := link.(*netlink.Tuntap); ok {
 		if _, err := os.Stat("/dev/net/tun"); err != nil {
-			return fmt.Errorf("add %s %s: %w: no /dev/net/tun (%s)", spec.Kind, spec.Name, ErrKindUnsupported, KernelOption(spec.Kind))
+			return fmt.Errorf("add %s %s: %w: no /dev/net/tun (%s)", spec.Kind, spec.Name, ErrKindUnsupported, kernelOption(spec.Kind))
 		}
 		home = s.refs[0]
 	}
@@ -427,7 +427,7 @@ func addError(op, kind, name string, err error) error {
 		return fmt.Errorf("%s: %w", what, ErrExists)
 	case errors.Is(err, unix.EOPNOTSUPP), strings.Contains(msg, "not supported"),
 		strings.Contains(msg, "Unknown device type"):
-		if opt := KernelOption(kind); opt != "" {
+		if opt := kernelOption(kind); opt != "" {
 			return fmt.Errorf("%s: %w: built without %s", what, ErrKindUnsupported, opt)
 		}
 		return fmt.Errorf("%s: %w (%v)", what, ErrKindUnsupported, err)
