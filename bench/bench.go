@@ -17,8 +17,8 @@ const (
 	DefaultRuns       = 3
 	DefaultDuration   = 3 * time.Second // per test and run
 	DefaultStreams    = 4
-	DefaultMTU        = 1500 // bytes, of the veth pair
-	DefaultLatencyPPS = 1000 // echo requests per second: modest, far from any limit
+	DefaultMTU        = 1500        // bytes, of the veth pair
+	DefaultLatencyPPS = 1000        // echo requests per second: modest, far from any limit
 	quickDuration     = time.Second // per test and run, with Options.Quick
 
 	// tunnelOverhead is what a WireGuard data message over IPv4 adds to an
