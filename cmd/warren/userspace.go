@@ -15,7 +15,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,9 +25,7 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/config"
-	"github.com/warrenvpn/warren/device/tun"
-	"github.com/warrenvpn/warren/transport"
-	"github.com/warrenvpn/warren/tunnel"
+	"github.com/warrenvpn/warren/lifecycle"
 )
 
 // isWGQuickInvocation reports whether args look like wg-quick starting a
@@ -64,7 +61,7 @@ func runUserspace(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	return serveUserspace(ctx, name, log)
+	return serveUserspace(ctx, name, log, lifecycle.Options{})
 }
 
 // detach starts this command again in the foreground in a session of its
@@ -110,36 +107,15 @@ func detach(ctx context.Context, name string) error {
 	}
 }
 
-// serveUserspace runs a TUN and a control socket until ctx is done or the
-// interface is deleted (wg-quick down deletes it).
-func serveUserspace(ctx context.Context, name string, log *slog.Logger) (err error) {
-	var undo undoStack
-	defer func() { err = errors.Join(err, undo.run()) }()
-	dev, err := tun.OpenTUN(name, config.DefaultMTU)
+// serveUserspace runs the bare device name until ctx is done, the
+// interface is deleted (wg-quick down deletes it), its control socket is
+// deleted, or the engine fails.
+func serveUserspace(ctx context.Context, name string, log *slog.Logger, opts lifecycle.Options) error {
+	opts.Logger = log
+	t, err := lifecycle.UpDevice(ctx, name, opts)
 	if err != nil {
 		return err
 	}
-	udp, err := transport.Listen(transport.Options{Logger: log})
-	if err != nil {
-		dev.Close()
-		return err
-	}
-	eng := tunnel.New(dev, udp, tunnel.Options{Logger: log, Rebind: rebinder(log)})
-	undo.push(func() error { return closeEngine(eng) })
-	if err := eng.Up(); err != nil {
-		return err
-	}
-	ln, removed, err := serveControl(name, eng, log, &undo)
-	if err != nil {
-		return err
-	}
-	log.Info("userspace device ready", "interface", name, "socket", ln.Path())
-	select {
-	case <-ctx.Done():
-	case <-watchLink(ctx, name):
-		log.Info("interface removed, shutting down", "interface", name)
-	case <-removed:
-		log.Info("control socket removed, shutting down", "interface", name)
-	}
-	return nil
+	log.Info("userspace device ready", "interface", name, "socket", t.ControlAddr())
+	return waitAndClose(ctx, t, log)
 }

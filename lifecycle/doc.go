@@ -1,0 +1,33 @@
+// Package lifecycle brings one WireGuard interface up and down: the adapter,
+// the transport, the engine, the host state (addresses, routes, rules,
+// sysctls) with its crash journal, the control socket, wg-quick's hooks and
+// DNS, and the pid file that `warren down` reads. Every opener is injected
+// through Options, with the real one as the default, so that the whole
+// sequence and its undo run without root against test doubles.
+//
+// Up brings an interface up as wg-quick does, in these steps; a failure at
+// any step undoes exactly the steps before it, in reverse (the undo stack):
+//  1. resolve the peers' endpoints;
+//  2. run PreUp;
+//  3. open the netlink handle;
+//  4. refuse a second instance, restore what a crashed one left (L6);
+//  5. open the adapter (the TUN, its MTU set);
+//  6. open the transport (the UDP socket, with the fwmark the routes need);
+//  7. start the engine with the keys and peers: it owns the adapter and
+//     the transport from here on, and closing it closes them;
+//  8. apply the host state and write the crash journal;
+//  9. bring the engine up;
+//  10. open and serve the control socket (wg, warren show);
+//  11. apply DNS (a failure is only logged, as before);
+//  12. run PostUp (PreDown is on the undo stack from here on);
+//  13. write the pid file.
+//
+// UpDevice brings up only steps 5, 6, 7, 9 and 10, with no configuration:
+// the bare device that `wg` and `ip` configure, as wireguard-go provides it
+// to wg-quick.
+//
+// Tunnel.Wait returns when the context is done, the engine stops on its own
+// (its interface deleted from outside, or a fatal error) or the control
+// socket file is deleted. Tunnel.Close then runs PreDown, undoes every step in
+// reverse and runs PostDown last, as wg-quick does.
+package lifecycle

@@ -1,0 +1,424 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/warrenvpn/warren/config"
+	"github.com/warrenvpn/warren/device/host"
+	"github.com/warrenvpn/warren/tunnel"
+	"github.com/warrenvpn/warren/uapi"
+)
+
+// Why Wait returned, for the stops that come from outside and are not
+// failures: the caller exits with status 0.
+var (
+	// ErrInterfaceRemoved: the interface was deleted from outside (`ip link
+	// del`, which is how `wg-quick down` stops a userspace implementation).
+	// The engine has logged it.
+	ErrInterfaceRemoved = tunnel.ErrAdapterRemoved
+	// ErrSocketRemoved: the control socket file was deleted, which asks the
+	// daemon to stop, as it does wireguard-go (L5).
+	ErrSocketRemoved = uapi.ErrRemoved
+)
+
+// IsNormalStop reports whether err, returned by Wait, is a normal stop: nil
+// (the context is done), ErrInterfaceRemoved or ErrSocketRemoved.
+func IsNormalStop(err error) bool {
+	return err == nil || errors.Is(err, ErrInterfaceRemoved) || errors.Is(err, ErrSocketRemoved)
+}
+
+// resolveTimeout bounds the lookup of one peer's endpoint host name.
+const resolveTimeout = 10 * time.Second
+
+// Tunnel is one interface brought up by Up or UpDevice. Wait and Close may
+// be called from different goroutines.
+type Tunnel struct {
+	name       string
+	opts       Options // defaults filled in
+	log        *slog.Logger
+	eng        *tunnel.Engine // nil until step 7
+	listenPort uint16
+	postDown   []string // PostDown hooks, run by Close after the undo stack
+
+	// undo holds the cleanups of the steps done so far; Close runs them.
+	undo undoStack
+
+	ctl struct {
+		ln   net.Listener
+		done chan struct{} // closed when Serve has returned
+		err  error         // what Serve returned; read after done
+	}
+
+	reported struct {
+		sync.Mutex       // guards engine and control
+		engine     error // the engine error Wait returned, not reported again by Close
+		control    bool  // whether Wait returned the control socket's error
+	}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Up brings the interface cfg describes up with its whole host state, as
+// `wg-quick up` does, in the steps of the package comment. On failure every
+// step done is undone, in reverse, and the error says which step failed
+// (joined with what could not be undone, if anything).
+func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err error) {
+	if cfg.Interface.Mode != config.ModeTUN {
+		return nil, fmt.Errorf("%s: Mode = %s: not supported yet, only tun", cfg.Name, cfg.Interface.Mode)
+	}
+	t := newTunnel(cfg.Name, opts)
+	defer t.undoOnError(&err)
+	ifc := &cfg.Interface
+
+	// 1. Endpoints.
+	peers, err := t.enginePeers(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+
+	// 2. PreUp.
+	if err := t.runHooks(ctx, "PreUp", ifc.PreUp); err != nil {
+		return nil, err
+	}
+
+	// 3. Netlink.
+	nl, err := t.opts.OpenNetlink()
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	t.undo.push(func() error { nl.Close(); return nil })
+
+	// 4. A second instance, a crashed one.
+	if err := t.recoverCrashed(nl); err != nil {
+		return nil, err
+	}
+
+	// 5. Adapter.
+	adapter, err := t.openAdapter(ifc.MTU)
+	if err != nil {
+		return nil, err
+	}
+
+	// 6. Transport, marked so that a default route through the tunnel
+	// spares it.
+	var allowed []netip.Prefix
+	for _, p := range cfg.Peers {
+		allowed = append(allowed, p.AllowedIPs...)
+	}
+	plan := host.PlanRoutes(host.RouteOptions{Table: ifc.Table, FwMark: ifc.FwMark, Allowed: allowed})
+	tr, err := t.listen(ifc.ListenPort, plan.FwMark)
+	if err != nil {
+		return nil, err
+	}
+
+	// 7. Engine.
+	t.startEngine(adapter, tr)
+	if err := t.eng.SetConfig(tunnel.Config{
+		PrivateKey: ifc.PrivateKey,
+		ListenPort: t.listenPort,
+		FwMark:     plan.FwMark,
+		Peers:      peers,
+	}); err != nil {
+		return nil, err
+	}
+
+	// 8. Host state and crash journal.
+	t.undo.push(t.removeJournal)
+	hm := host.NewManager(nl, t.opts.Sysctl)
+	t.undo.push(hm.Undo)
+	_, err = hm.Apply(host.State{
+		Link:      t.name,
+		MTU:       ifc.MTU,
+		Up:        true,
+		Addresses: ifc.Addresses,
+		Routes:    plan.Routes,
+		Rules:     plan.Rules,
+		Sysctls:   plan.Sysctls,
+	})
+	if jerr := t.writeJournal(hm.Journal()); jerr != nil {
+		t.log.Warn("crash journal not written: a kill -9 would leave rules and sysctls behind", "err", jerr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("configure %s: %w", t.name, err)
+	}
+
+	// 9. Engine up.
+	if err := t.eng.Up(); err != nil {
+		return nil, err
+	}
+
+	// 10. Control socket.
+	if err := t.serveControl(); err != nil {
+		return nil, err
+	}
+
+	// 11. DNS.
+	if len(ifc.DNS) > 0 || len(ifc.DNSSearch) > 0 {
+		if err := t.opts.DNS.Set(ctx, t.name, ifc.DNS, ifc.DNSSearch); err != nil {
+			t.log.Warn("DNS not applied", "err", err)
+		} else {
+			t.undo.push(func() error { return t.opts.DNS.Unset(t.name) })
+		}
+	}
+
+	// 12. PostUp; from here on a failure or Close runs PreDown.
+	if len(ifc.PreDown) > 0 {
+		t.undo.push(func() error { return t.runHooks(context.Background(), "PreDown", ifc.PreDown) })
+	}
+	if err := t.runHooks(ctx, "PostUp", ifc.PostUp); err != nil {
+		return nil, err
+	}
+
+	// 13. Pid file, for `warren down`.
+	if err := t.writePIDFile(); err != nil {
+		return nil, err
+	}
+	t.undo.push(t.removePIDFile)
+
+	t.postDown = ifc.PostDown
+	return t, nil
+}
+
+// UpDevice brings up the bare device name: the adapter (config.DefaultMTU),
+// a transport on a random port, the engine without keys or peers, and the
+// control socket. It changes nothing else on the host: `wg` and `ip`
+// configure the rest, as they do wireguard-go's device under wg-quick.
+func UpDevice(ctx context.Context, name string, opts Options) (_ *Tunnel, err error) {
+	if !config.ValidName(name) {
+		return nil, fmt.Errorf("%q: not a valid interface name", name)
+	}
+	t := newTunnel(name, opts)
+	defer t.undoOnError(&err)
+	adapter, err := t.openAdapter(config.DefaultMTU)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := t.listen(0, 0)
+	if err != nil {
+		return nil, err
+	}
+	t.startEngine(adapter, tr)
+	if err := t.eng.Up(); err != nil {
+		return nil, err
+	}
+	if err := t.serveControl(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func newTunnel(name string, opts Options) *Tunnel {
+	opts.setDefaults()
+	return &Tunnel{name: name, opts: opts, log: opts.Logger}
+}
+
+// undoOnError runs the undo stack if *err is set, adding what could not be
+// undone to *err.
+func (t *Tunnel) undoOnError(err *error) {
+	if *err == nil {
+		return
+	}
+	if uerr := t.undo.run(); uerr != nil {
+		*err = errors.Join(*err, fmt.Errorf("cleanup: %w", uerr))
+	}
+}
+
+// Name returns the interface name.
+func (t *Tunnel) Name() string { return t.name }
+
+// ListenPort returns the UDP port the transport was opened on, if it reports
+// one (transport.UDP does), else 0.
+func (t *Tunnel) ListenPort() uint16 { return t.listenPort }
+
+// ControlAddr returns the control socket's address (its path).
+func (t *Tunnel) ControlAddr() string { return t.ctl.ln.Addr().String() }
+
+// Engine returns the engine, for statistics.
+func (t *Tunnel) Engine() *tunnel.Engine { return t.eng }
+
+// Wait blocks until the tunnel should stop and says why:
+//   - nil: ctx is done (a signal);
+//   - an error matching ErrInterfaceRemoved: the interface was deleted
+//     from outside, a normal stop;
+//   - an error matching ErrSocketRemoved: the control socket file was
+//     deleted, a normal stop;
+//   - any other error: the engine failed for good (its transport kept
+//     failing, or a rebind could not restore its socket), or the control
+//     socket stopped accepting connections.
+//
+// IsNormalStop tells the normal stops from the failures. Close must still be
+// called.
+func (t *Tunnel) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-t.eng.Done():
+		err := t.eng.Err()
+		if errors.Is(err, tunnel.ErrAdapterRemoved) {
+			return err
+		}
+		t.reported.Lock()
+		t.reported.engine = err
+		t.reported.Unlock()
+		return fmt.Errorf("%s stopped: %w", t.name, err)
+	case <-t.ctl.done:
+		err := t.ctl.err
+		if err == nil || errors.Is(err, uapi.ErrRemoved) {
+			return err // nil: Close has begun
+		}
+		t.reported.Lock()
+		t.reported.control = true
+		t.reported.Unlock()
+		return fmt.Errorf("control socket of %s: %w", t.name, err)
+	}
+}
+
+// Close runs PreDown, undoes every step of Up in reverse (the control socket,
+// DNS, the host state and journal, the engine with its transport and
+// adapter, the pid file) and runs PostDown last. It returns what could not
+// be undone; an engine or control socket failure Wait returned is not
+// returned again. It is idempotent.
+func (t *Tunnel) Close() error {
+	t.closeOnce.Do(func() {
+		err := t.undo.run()
+		if len(t.postDown) > 0 {
+			err = errors.Join(err, t.runHooks(context.Background(), "PostDown", t.postDown))
+		}
+		t.closeErr = err
+	})
+	return t.closeErr
+}
+
+// openAdapter is step 5. Until the engine owns the adapter, the undo stack
+// closes it.
+func (t *Tunnel) openAdapter(mtu int) (tunnel.Adapter, error) {
+	a, err := t.opts.OpenAdapter(t.name, mtu)
+	if err != nil {
+		return nil, err
+	}
+	t.undo.push(func() error {
+		if t.eng != nil {
+			return nil // the engine closed it
+		}
+		return a.Close()
+	})
+	return a, nil
+}
+
+// listen is step 6. Until the engine owns the transport, the undo stack
+// closes it.
+func (t *Tunnel) listen(port uint16, mark uint32) (tunnel.Transport, error) {
+	tr, err := t.opts.Listen(port, mark)
+	if err != nil {
+		return nil, err
+	}
+	t.undo.push(func() error {
+		if t.eng != nil {
+			return nil // the engine closed it
+		}
+		return tr.Close()
+	})
+	if p, ok := tr.(interface{ Port() uint16 }); ok {
+		t.listenPort = p.Port()
+	}
+	return tr, nil
+}
+
+// startEngine is step 7: the engine takes the adapter and the transport,
+// and closing it closes both.
+func (t *Tunnel) startEngine(a tunnel.Adapter, tr tunnel.Transport) {
+	t.eng = tunnel.New(a, tr, tunnel.Options{
+		Logger: t.log,
+		Rebind: func(port uint16, mark uint32) (tunnel.Transport, error) { return t.opts.Listen(port, mark) },
+	})
+	t.undo.push(t.closeEngine)
+}
+
+// closeEngine closes the engine; an engine already closed, or a failure
+// Wait already returned, is not an error.
+func (t *Tunnel) closeEngine() error {
+	err := t.eng.Close()
+	if err == nil || errors.Is(err, tunnel.ErrClosed) {
+		return nil
+	}
+	t.reported.Lock()
+	reported := t.reported.engine
+	t.reported.Unlock()
+	if err == reported {
+		return nil
+	}
+	return fmt.Errorf("close engine: %w", err)
+}
+
+// serveControl is step 10: it opens the interface's control socket and
+// serves it until the undo stack runs.
+func (t *Tunnel) serveControl() error {
+	ln, err := t.opts.ListenControl(t.name)
+	if err != nil {
+		return fmt.Errorf("control socket for %s: %w", t.name, err)
+	}
+	t.ctl.ln = ln
+	t.ctl.done = make(chan struct{})
+	srv := uapi.NewServer(t.eng, t.log)
+	go func() {
+		defer close(t.ctl.done)
+		t.ctl.err = srv.Serve(ln)
+	}()
+	t.undo.push(func() error {
+		ln.Close()
+		<-t.ctl.done
+		t.reported.Lock()
+		reported := t.reported.control
+		t.reported.Unlock()
+		if err := t.ctl.err; err != nil && !errors.Is(err, uapi.ErrRemoved) && !reported {
+			return fmt.Errorf("control socket: %w", err)
+		}
+		return nil
+	})
+	return nil
+}
+
+// enginePeers resolves endpoints and converts the config's peers.
+func (t *Tunnel) enginePeers(ctx context.Context, cfg *config.Config) ([]tunnel.PeerConfig, error) {
+	peers := make([]tunnel.PeerConfig, 0, len(cfg.Peers))
+	for _, p := range cfg.Peers {
+		rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+		ep, err := p.ResolveEndpoint(rctx, t.opts.Resolver)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("peer %s: %w", p.PublicKey, err)
+		}
+		peers = append(peers, tunnel.PeerConfig{
+			PublicKey:           p.PublicKey,
+			PresharedKey:        p.PresharedKey,
+			Endpoint:            ep,
+			AllowedIPs:          p.AllowedIPs,
+			PersistentKeepalive: p.PersistentKeepalive,
+		})
+	}
+	return peers, nil
+}
+
+// undoStack runs cleanups in reverse order and collects their errors.
+type undoStack []func() error
+
+func (u *undoStack) push(f func() error) { *u = append(*u, f) }
+
+func (u *undoStack) run() error {
+	var errs []error
+	for i := len(*u) - 1; i >= 0; i-- {
+		if err := (*u)[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	*u = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,156 @@
+package lifecycle
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/warrenvpn/warren/config"
+	"github.com/warrenvpn/warren/device/host"
+	"github.com/warrenvpn/warren/device/tun"
+	"github.com/warrenvpn/warren/transport"
+	"github.com/warrenvpn/warren/tunnel"
+	"github.com/warrenvpn/warren/uapi"
+)
+
+// The adapters and the transport satisfy the engine's interfaces, and the
+// netlink handle the host state's; neither side imports the other.
+var (
+	_ tunnel.Adapter   = (*tun.TUN)(nil)
+	_ tunnel.Adapter   = (*tun.TAP)(nil)
+	_ tunnel.Transport = (*transport.UDP)(nil)
+	_ uapi.Device      = (*tunnel.Engine)(nil)
+	_ Netlink          = (*netlink.Handle)(nil)
+	_ host.SysctlFS    = host.ProcSys{}
+)
+
+// DefaultRunDir holds one pid file (for `warren down`) and one crash journal
+// per running interface.
+const DefaultRunDir = "/run/warren"
+
+// Options inject the openers Up and UpDevice use. Every nil or zero field
+// takes the real one.
+type Options struct {
+	// Logger receives the lifecycle's and the engine's logs; nil discards.
+	Logger *slog.Logger
+
+	// OpenAdapter creates the interface's adapter with its MTU set (the
+	// link stays down). Default: tun.OpenTUN.
+	OpenAdapter func(name string, mtu int) (tunnel.Adapter, error)
+
+	// Listen opens the transport on port (0: a random one) with the
+	// fwmark (0: none). The engine also calls it to rebind when `wg set`
+	// changes the listen port or fwmark. Default: transport.Listen.
+	Listen func(port uint16, fwMark uint32) (tunnel.Transport, error)
+
+	// OpenNetlink opens the netlink handle of the host state and the crash
+	// recovery; Close (and a failed Up) closes it. Default:
+	// netlink.NewHandle in the calling thread's network namespace.
+	OpenNetlink func() (Netlink, error)
+
+	// Sysctl reads and writes kernel parameters. Default: host.ProcSys.
+	Sysctl host.SysctlFS
+
+	// ListenControl opens the control socket of the interface. Accept
+	// failing with uapi.ErrRemoved stops the tunnel (Wait). Default:
+	// uapi.Listen.
+	ListenControl func(name string) (net.Listener, error)
+
+	// RunDir holds the pid file and the crash journal. Default:
+	// DefaultRunDir.
+	RunDir string
+
+	// RunHook runs one PreUp, PostUp, PreDown or PostDown command (%i
+	// already replaced by the interface name). Default: bash -c, its output
+	// on standard error, as wg-quick does.
+	RunHook func(ctx context.Context, hook, cmd string) error
+
+	// DNS applies and removes the interface's DNS servers and search
+	// domains. Default: Resolvconf.
+	DNS DNS
+
+	// Resolver looks up peer endpoints given by host name; nil means
+	// net.DefaultResolver.
+	Resolver config.Resolver
+}
+
+// Netlink is the handle the host state and the crash recovery use.
+// *netlink.Handle satisfies it; tests wrap hosttest.FakeNetlink.
+type Netlink interface {
+	host.Netlink
+	Close()
+}
+
+// DNS sets an interface's DNS configuration, as wg-quick does with
+// resolvconf. Set is called once after the control socket is open; Unset only
+// if Set succeeded.
+type DNS interface {
+	Set(ctx context.Context, iface string, servers, search []string) error
+	Unset(iface string) error
+}
+
+func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.OpenAdapter == nil {
+		o.OpenAdapter = func(name string, mtu int) (tunnel.Adapter, error) {
+			t, err := tun.OpenTUN(name, mtu)
+			if err != nil {
+				return nil, err // not a typed nil in the interface
+			}
+			return t, nil
+		}
+	}
+	if o.Listen == nil {
+		log := o.Logger
+		o.Listen = func(port uint16, mark uint32) (tunnel.Transport, error) {
+			u, err := transport.Listen(transport.Options{Port: port, FwMark: mark, Logger: log})
+			if err != nil {
+				return nil, err
+			}
+			return u, nil
+		}
+	}
+	if o.OpenNetlink == nil {
+		o.OpenNetlink = func() (Netlink, error) {
+			h, err := netlink.NewHandle()
+			if err != nil {
+				return nil, err
+			}
+			return h, nil
+		}
+	}
+	if o.Sysctl == nil {
+		o.Sysctl = host.ProcSys{}
+	}
+	if o.ListenControl == nil {
+		o.ListenControl = func(name string) (net.Listener, error) {
+			l, err := uapi.Listen(name)
+			if err != nil {
+				return nil, err
+			}
+			return l, nil
+		}
+	}
+	if o.RunDir == "" {
+		o.RunDir = DefaultRunDir
+	}
+	if o.RunHook == nil {
+		o.RunHook = runBash
+	}
+	if o.DNS == nil {
+		o.DNS = Resolvconf{}
+	}
+}
+
+// runBash runs a hook command with bash, its output on standard error.
+func runBash(ctx context.Context, hook, cmd string) error {
+	c := exec.CommandContext(ctx, "bash", "-c", cmd)
+	c.Stdout, c.Stderr = os.Stderr, os.Stderr
+	return c.Run()
+}
