@@ -77,9 +77,11 @@ func (e *Engine) receiveLoop() {
 		}
 		if errors.Is(err, net.ErrClosed) {
 			// Closed by Close, or by a rebind that replaces it (perhaps
-			// in a moment): wait for whichever comes.
+			// in a moment) or fails for good: wait for whichever comes.
 			select {
 			case <-e.done:
+				return
+			case <-e.fatal.failed:
 				return
 			case <-box.replaced:
 				box = e.tr.Load()

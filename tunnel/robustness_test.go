@@ -180,6 +180,9 @@ func TestReceiveErrors(t *testing.T) {
 			if tc.fatal {
 				<-e.Done()
 				e.wg.Wait() // the receiver stops by itself
+				if err := e.Err(); !errors.Is(err, errTransient) {
+					t.Errorf("Err = %v, want the receive error", err)
+				}
 				if err := e.Close(); !errors.Is(err, errTransient) {
 					t.Errorf("Close = %v, want the receive error", err)
 				}

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/warrenvpn/warren/allowedips"
@@ -96,13 +97,15 @@ func (e *Engine) rebindLocked(port uint16, mark uint32) error {
 	}
 	// Only the fwmark changes: the port must be free before it can be
 	// bound again (as wireguard-go's BindUpdate). On failure the old
-	// settings are restored.
+	// settings are restored; if that fails too the engine has no socket
+	// left, which is fatal: Done closes and the caller stops.
 	e.tr.Load().Close()
 	tr, err := e.rebind(port, mark)
 	if err != nil {
 		restored, rerr := e.rebind(e.local.listenPort, e.local.fwMark)
 		if rerr != nil {
-			e.log.Error("rebind failed and the old socket cannot be restored", "port", port, "err", rerr)
+			e.setFatal(fmt.Errorf("UDP port %d lost: rebind with fwmark %#x failed (%v) and restoring fwmark %#x failed: %w",
+				port, mark, err, e.local.fwMark, rerr))
 			return err
 		}
 		e.replaceTransport(restored)
