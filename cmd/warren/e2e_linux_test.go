@@ -218,20 +218,32 @@ func TestDemo(t *testing.T) {
 }
 
 // stableDump waits until hostDump stops changing (a fresh veth gains its
-// carrier and link-local address shortly after creation) and returns it.
+// carrier and link-local address shortly after creation) and no address is
+// still in duplicate address detection (its local route appears only once
+// DAD ends), and returns it.
 func stableDump(t *testing.T, ns *netlab.Namespace) string {
 	t.Helper()
 	prev := hostDump(t, ns)
 	for range 50 {
 		time.Sleep(100 * time.Millisecond)
 		cur := hostDump(t, ns)
-		if cur == prev {
+		if cur == prev && !inDAD(t, ns) {
 			return cur
 		}
 		prev = cur
 	}
 	t.Fatalf("host state of %s does not settle", ns.Name())
 	return ""
+}
+
+// inDAD reports whether an address of ns is still tentative.
+func inDAD(t *testing.T, ns *netlab.Namespace) bool {
+	t.Helper()
+	out, err := ns.Command(context.Background(), "ip", "-6", "addr", "show", "tentative").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -6 addr show tentative: %v\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out)) != ""
 }
 
 // hostDump renders the namespace's links, addresses, routes and rules.
