@@ -28,16 +28,16 @@ const (
 // MTU-sized packets, and Write coalesces runs of TCP and UDP packets back
 // (GRO) before they reach the kernel. wireguard-go's tun package creates the
 // device and watches its link events; the reads and writes are warren's own
-// (tunoffload_linux.go).
+// (offload.go, offload_linux.go).
 //
 // The device lives in the network namespace of the thread that opened it;
 // its methods may be called from any thread afterwards.
 type TUN struct {
 	dev   tun.Device
 	rc    syscall.RawConn // the device's file, for the raw reads and writes
-	io    *tunIO
-	rmu   sync.Mutex // guards the read half of io
-	wmu   sync.Mutex // guards the write half of io
+	tio   *tunIO
+	rmu   sync.Mutex // guards the read half of tio
+	wmu   sync.Mutex // guards the write half of tio
 	name  string
 	ctl   int          // AF_INET socket in the device's namespace, for MTU queries
 	mtu   atomic.Int64 // bytes, refreshed on the kernel's link events
@@ -129,7 +129,7 @@ func openTUN(name string, mtu int, flags uint16) (*TUN, error) {
 		udpGSO = unix.IoctlSetInt(int(fd), unix.TUNSETOFFLOAD, tunTCPOffloads|tunUDPOffloads) == nil
 	})
 	t := &TUN{dev: dev, rc: rc, name: name, ctl: ctl, batch: dev.BatchSize()}
-	t.io = newTunIO(t.batch, udpGSO)
+	t.tio = newTunIO(t.batch, udpGSO)
 	if n, err := t.queryMTU(); err == nil {
 		t.mtu.Store(int64(n))
 	} else {
@@ -157,12 +157,19 @@ func (t *TUN) eventLoop() {
 func (t *TUN) queryMTU() (int, error) { return interfaceMTU(t.ctl, t.name) }
 
 // Read reads a batch of packets into bufs[i][offset:]. Each buffer must hold
-// offset+MTU bytes; len(bufs) should be BatchSize so that a large segment
-// fits once split (tun.ErrTooManySegments otherwise, with the packets that
-// fit). Small packets already queued are gathered into one batch, up to
-// half of len(bufs). Where bufs[0] holds offset+65535 bytes and offset is at least
-// TUNHeadroom, the packet is read straight into it and the TUNHeadroom bytes
-// in front of bufs[0][offset:] are overwritten.
+// offset+MTU bytes. Small packets already queued are gathered into one batch,
+// up to half of len(bufs). Where bufs[0] holds offset+65535 bytes and offset
+// is at least TUNHeadroom, the packet is read straight into it and the
+// TUNHeadroom bytes in front of bufs[0][offset:] are overwritten.
+//
+// A large GSO segment is split into packets; where they outnumber len(bufs),
+// Read returns those that fit and keeps the others for the next Read, which
+// returns them without waiting. No packet is dropped for want of buffers.
+//
+// A packet the kernel hands over malformed (a virtio header that does not
+// match it) or too large for its buffer is dropped: Read returns the packets
+// of the batch so far with an error saying so. The engine counts such an
+// error and reads on.
 func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if t.closed.Load() {
 		return 0, net.ErrClosed
@@ -182,50 +189,65 @@ func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 			break
 		}
 	}
-	if n > 0 {
-		err = nil // a failure of a gathering read shows again on the next Read
+	if n > 0 && !errors.Is(err, errDropped) {
+		err = nil // a failed system call of a gathering read fails again on the next Read
 	}
 	return n, err
 }
 
-// readOne reads one packet into bufs, split if it is a GSO packet. Unless
-// wait, it returns 0 and no error when no packet is queued.
+// errDropped marks a Read error for a packet that was read and dropped.
+var errDropped = errors.New("packet dropped")
+
+// readOne reads one packet into bufs, split if it is a GSO packet, or
+// splits the rest of the last one. Unless wait, it returns 0 and no error
+// when no packet is queued.
 func (t *TUN) readOne(bufs [][]byte, sizes []int, offset int, wait bool) (int, error) {
-	io := t.io
-	dst := io.rbuf
-	if offset >= virtioNetHdrLen && len(bufs[0])-offset >= maxGSOPacket {
-		dst = bufs[0][offset-virtioNetHdrLen:]
-	}
-	io.rdst, io.rwait = dst, wait
-	err := t.rc.Read(io.readFn)
-	io.rdst = nil
-	switch {
-	case err != nil:
-		return 0, t.mapError("read", err)
-	case io.rerr == unix.EAGAIN:
-		return 0, nil
-	case io.rerr == unix.EBADFD:
-		return 0, t.mapError("read", os.ErrClosed)
-	case io.rerr != 0:
-		return 0, t.mapError("read", io.rerr)
-	case io.rn < virtioNetHdrLen:
-		return 0, fmt.Errorf("read TUN %s: %w", t.name, errVirtio)
-	}
+	tio := t.tio
 	var h virtioNetHdr
-	h.decode(dst)
-	n, err := split(&h, dst[virtioNetHdrLen:io.rn], bufs, sizes, offset)
-	if err != nil {
-		err = fmt.Errorf("read TUN %s: %w", t.name, err)
+	var in []byte
+	if tio.rest > 0 {
+		h, in = tio.restHdr, tio.rbuf[virtioNetHdrLen:virtioNetHdrLen+tio.rest]
+		tio.rest = 0
+	} else {
+		dst := tio.rbuf
+		if offset >= virtioNetHdrLen && len(bufs[0])-offset >= maxGSOPacket {
+			dst = bufs[0][offset-virtioNetHdrLen : offset+maxGSOPacket]
+		}
+		tio.rdst, tio.rwait = dst, wait
+		err := t.rc.Read(tio.readFn)
+		tio.rdst = nil
+		switch {
+		case err != nil:
+			return 0, t.mapError("read", err)
+		case tio.rerr == unix.EAGAIN:
+			return 0, nil
+		case tio.rerr == unix.EBADFD:
+			return 0, t.mapError("read", os.ErrClosed)
+		case tio.rerr != 0:
+			return 0, t.mapError("read", tio.rerr)
+		case tio.rn < virtioNetHdrLen:
+			return 0, fmt.Errorf("read TUN %s: %w: %w", t.name, errDropped, errVirtio)
+		}
+		h.decode(dst)
+		in = dst[virtioNetHdrLen:tio.rn]
 	}
-	return n, err
+	n, rest, err := split(&h, in, bufs, sizes, offset, tio.rbuf[virtioNetHdrLen:])
+	if err != nil {
+		return n, fmt.Errorf("read TUN %s: %w: %w", t.name, errDropped, err)
+	}
+	if rest > 0 {
+		tio.rest, tio.restHdr = rest, h
+	}
+	return n, nil
 }
 
 // Write writes the packets bufs[i][offset:]; offset must be at least
 // TUNHeadroom. Runs of consecutive packets of one TCP or UDP flow are
-// coalesced into one GSO packet, written without copying (tunoffload_linux.go).
-// Because the kernel sees coalesced packets, a failure cannot be pinned on
-// single packets: Write returns len(bufs) on success and 0 with the joined
-// errors otherwise.
+// coalesced into one GSO packet, written without copying (offload.go), so
+// Write rewrites the first packet's headers as well as the headroom. It
+// returns how many packets were written and errors.Join of the failures. A
+// failed write of a coalesced packet counts all the packets in it as failed:
+// the kernel takes or refuses it whole.
 func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 	if t.closed.Load() {
 		return 0, net.ErrClosed
@@ -235,40 +257,43 @@ func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 	}
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
-	io := t.io
+	tio := t.tio
 	var errs error
+	written := 0
 	for i := 0; i < len(bufs); {
-		end, segment, total, hdrLen := groRun(bufs, i, offset, io.udpGSO)
+		end, segment, total, hdrLen := groRun(bufs, i, offset, tio.udpGSO)
 		var h virtioNetHdr
 		if end-i > 1 {
 			h = coalesceHead(bufs, i, end, offset, segment, total)
 		}
 		h.encode(bufs[i][offset-virtioNetHdrLen:])
-		io.addIov(bufs[i][offset-virtioNetHdrLen:])
+		tio.addIov(bufs[i][offset-virtioNetHdrLen:])
 		for k := i + 1; k < end; k++ {
-			io.addIov(bufs[k][offset+hdrLen:])
+			tio.addIov(bufs[k][offset+hdrLen:])
 		}
-		io.werr = 0
-		err := t.rc.Write(io.writeFn)
-		io.clearIovs()
-		if err == nil && io.werr != 0 {
-			err = io.werr
+		tio.werr = 0
+		err := t.rc.Write(tio.writeFn)
+		tio.clearIovs()
+		if err == nil && tio.werr != 0 {
+			err = tio.werr
 			if err == unix.EBADFD {
 				err = os.ErrClosed
 			}
 		}
-		if err != nil {
-			if errors.Is(err, os.ErrClosed) || t.closed.Load() {
-				return 0, t.mapError("write", err)
-			}
-			errs = errors.Join(errs, err)
+		switch {
+		case err == nil:
+			written += end - i
+		case errors.Is(err, os.ErrClosed) || t.closed.Load():
+			return written, t.mapError("write", err)
+		default:
+			errs = errors.Join(errs, fmt.Errorf("packets %d-%d: %w", i, end-1, err))
 		}
 		i = end
 	}
 	if errs != nil {
-		return 0, t.mapError("write", errs)
+		return written, t.mapError("write", errs)
 	}
-	return len(bufs), nil
+	return written, nil
 }
 
 // mapError makes a closed device report net.ErrClosed, and one deleted from

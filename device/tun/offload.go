@@ -2,7 +2,9 @@ package tun
 
 // TUN offloads done by warren itself instead of wireguard-go's tun package,
 // whose Read and Write cost a software checksum over every byte each way and
-// a copy on Write:
+// a copy on Write. This file holds the packet work, which is portable so that
+// tests and fuzzing reach it on any OS; offload_linux.go holds the system
+// calls.
 //
 //   - Write coalesces runs of consecutive packets of one TCP or UDP flow into
 //     one GSO packet and hands it to the kernel with writev: the virtio
@@ -14,46 +16,67 @@ package tun
 //     socket accepts as is and a forwarding path completes.
 //   - Read reads into the caller's first buffer where it is large enough, so
 //     that a single packet is not copied, and splits a GSO packet into the
-//     other buffers, computing each segment's checksums.
+//     other buffers, computing each segment's checksums. Segments that do not
+//     fit the buffers are kept as a smaller GSO packet for the next Read.
 //
 // Both use raw system calls on the non-blocking descriptor: they never
 // block, so the runtime need not hand the P over for them.
 //
 // The rules for coalescing follow the kernel's GRO (and wireguard-go's):
-// equal addresses, ports, TOS or traffic class, TTL or hop limit, DF, TCP
-// ack, window, flags and options; consecutive sequence numbers; every
-// payload the size of the first except a shorter last one; PSH ends a run.
+// equal addresses, ports, TOS or traffic class and flow label, TTL or hop
+// limit, DF, TCP ack, window, flags and options; consecutive sequence
+// numbers; every payload the size of the first except a shorter last one;
+// PSH ends a run.
+//
+// Every packet here comes from the kernel (Read) or, decrypted, from a peer
+// (Write): each index is bounded by a check of the actual length, and a
+// malformed packet gives an error (Read) or is passed on uncoalesced
+// (Write), never a panic. FuzzSplit and FuzzCoalesce hold that.
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
-	"golang.zx2c4.com/wireguard/tun"
 )
 
-// virtioNetHdr is the kernel's struct virtio_net_hdr, in native byte order.
+// virtioNetHdr is the kernel's struct virtio_net_hdr, in native byte order:
+//
+//	 0       1       2               4               6               8              10
+//	+-------+-------+---------------+---------------+---------------+---------------+
+//	| flags |gsoType|    hdrLen     |    gsoSize    |   csumStart   |  csumOffset   |
+//	+-------+-------+---------------+---------------+---------------+---------------+
 type virtioNetHdr struct {
 	flags      uint8
 	gsoType    uint8
-	hdrLen     uint16
-	gsoSize    uint16
-	csumStart  uint16
-	csumOffset uint16
+	hdrLen     uint16 // bytes of headers before the first segment's payload
+	gsoSize    uint16 // bytes of payload per segment
+	csumStart  uint16 // offset of the transport header
+	csumOffset uint16 // offset of the checksum field from csumStart
 }
 
-// Offload limits.
+// Protocol values: virtio-net (include/uapi/linux/virtio_net.h) and IP.
 const (
-	virtioNetHdrLen = 10 // bytes, sizeof(struct virtio_net_hdr)
-	maxGSOPacket    = 65535
-	maxUDPSegments  = 64 // UDP_MAX_SEGMENTS of older kernels
+	virtioNetHdrLen        = 10 // bytes, sizeof(struct virtio_net_hdr)
+	virtioNetHdrFNeedsCsum = 1  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+
+	virtioNetHdrGSONone  = 0 // VIRTIO_NET_HDR_GSO_NONE
+	virtioNetHdrGSOTCPv4 = 1 // VIRTIO_NET_HDR_GSO_TCPV4
+	virtioNetHdrGSOTCPv6 = 4 // VIRTIO_NET_HDR_GSO_TCPV6
+	virtioNetHdrGSOUDPL4 = 5 // VIRTIO_NET_HDR_GSO_UDP_L4
+
+	ipProtoTCP = 6  // IPPROTO_TCP
+	ipProtoUDP = 17 // IPPROTO_UDP
 
 	tcpFlagFIN = 0x01
 	tcpFlagPSH = 0x08
 	tcpFlagACK = 0x10
+)
+
+// Offload limits.
+const (
+	maxGSOPacket   = 65535 // bytes, the largest packet one read or write carries
+	maxUDPSegments = 64    // UDP_MAX_SEGMENTS of older kernels
 )
 
 func (h *virtioNetHdr) encode(b []byte) {
@@ -74,7 +97,7 @@ func (h *virtioNetHdr) decode(b []byte) {
 
 // groPacket is what coalescing needs to know of one packet.
 type groPacket struct {
-	proto  uint8 // unix.IPPROTO_TCP or IPPROTO_UDP; 0: not a candidate
+	proto  uint8 // ipProtoTCP or ipProtoUDP; 0: not a candidate
 	v6     bool
 	iphLen int
 	hdrLen int    // IP and transport headers
@@ -101,7 +124,7 @@ func parseGRO(pkt []byte) groPacket {
 	}
 	t := pkt[g.iphLen:]
 	switch g.proto {
-	case unix.IPPROTO_TCP:
+	case ipProtoTCP:
 		if len(t) < 20 {
 			return groPacket{}
 		}
@@ -112,7 +135,7 @@ func parseGRO(pkt []byte) groPacket {
 		g.hdrLen = g.iphLen + thl
 		g.seq = binary.BigEndian.Uint32(t[4:])
 		g.psh = t[13]&tcpFlagPSH != 0
-	case unix.IPPROTO_UDP:
+	case ipProtoUDP:
 		if len(t) <= 8 || int(binary.BigEndian.Uint16(t[4:])) != len(t) {
 			return groPacket{}
 		}
@@ -130,8 +153,8 @@ func sameFlow(a, b []byte, ga, gb *groPacket) bool {
 		return false
 	}
 	if ga.v6 {
-		// Traffic class, hop limit, next header, addresses.
-		if a[0] != b[0] || a[1]>>4 != b[1]>>4 || a[6] != b[6] || a[7] != b[7] || string(a[8:40]) != string(b[8:40]) {
+		// Traffic class, flow label, next header, hop limit, addresses.
+		if string(a[0:4]) != string(b[0:4]) || a[6] != b[6] || a[7] != b[7] || string(a[8:40]) != string(b[8:40]) {
 			return false
 		}
 	} else if a[1] != b[1] || a[6]>>5 != b[6]>>5 || a[8] != b[8] || a[9] != b[9] || string(a[12:20]) != string(b[12:20]) {
@@ -141,7 +164,7 @@ func sameFlow(a, b []byte, ga, gb *groPacket) bool {
 	if string(ta[:4]) != string(tb[:4]) { // ports
 		return false
 	}
-	if ga.proto != unix.IPPROTO_TCP {
+	if ga.proto != ipProtoTCP {
 		return true
 	}
 	// Ack, data offset, flags but PSH, window, and the options.
@@ -155,7 +178,7 @@ func sameFlow(a, b []byte, ga, gb *groPacket) bool {
 func groRun(bufs [][]byte, first, offset int, udp bool) (end, segment, total, hdrLen int) {
 	head := bufs[first][offset:]
 	g := parseGRO(head)
-	if g.proto == 0 || g.psh || (g.proto == unix.IPPROTO_UDP && !udp) {
+	if g.proto == 0 || g.psh || (g.proto == ipProtoUDP && !udp) {
 		return first + 1, 0, len(head), 0
 	}
 	segment = len(head) - g.hdrLen
@@ -169,7 +192,7 @@ func groRun(bufs [][]byte, first, offset int, udp bool) (end, segment, total, hd
 		if gp.proto == 0 || !sameFlow(head, pkt, &g, &gp) || n > segment || total+n > maxGSOPacket {
 			break
 		}
-		if g.proto == unix.IPPROTO_TCP {
+		if g.proto == ipProtoTCP {
 			if gp.seq != nextSeq {
 				break
 			}
@@ -193,7 +216,7 @@ func coalesceHead(bufs [][]byte, first, end, offset, segment, total int) virtioN
 	head := bufs[first][offset:]
 	g := parseGRO(head)
 	h := virtioNetHdr{
-		flags:     unix.VIRTIO_NET_HDR_F_NEEDS_CSUM,
+		flags:     virtioNetHdrFNeedsCsum,
 		hdrLen:    uint16(g.hdrLen),
 		gsoSize:   uint16(segment),
 		csumStart: uint16(g.iphLen),
@@ -210,16 +233,16 @@ func coalesceHead(bufs [][]byte, first, end, offset, segment, total int) virtioN
 	}
 	t := head[g.iphLen:]
 	switch g.proto {
-	case unix.IPPROTO_TCP:
-		h.gsoType, h.csumOffset = unix.VIRTIO_NET_HDR_GSO_TCPV4, 16
+	case ipProtoTCP:
+		h.gsoType, h.csumOffset = virtioNetHdrGSOTCPv4, 16
 		if g.v6 {
-			h.gsoType = unix.VIRTIO_NET_HDR_GSO_TCPV6
+			h.gsoType = virtioNetHdrGSOTCPv6
 		}
 		if last := bufs[end-1][offset:]; last[g.iphLen+13]&tcpFlagPSH != 0 {
 			t[13] |= tcpFlagPSH
 		}
-	case unix.IPPROTO_UDP:
-		h.gsoType, h.csumOffset = unix.VIRTIO_NET_HDR_GSO_UDP_L4, 6
+	case ipProtoUDP:
+		h.gsoType, h.csumOffset = virtioNetHdrGSOUDPL4, 6
 		binary.BigEndian.PutUint16(t[4:], uint16(total-g.iphLen))
 	}
 	// The pseudo-header sum, not complemented: the kernel completes it.
@@ -278,184 +301,155 @@ func pseudoHeaderSum(proto uint8, src, dst []byte, length int) uint64 {
 	return checksumNoFold(src, checksumNoFold(dst, uint64(proto)+uint64(length)))
 }
 
-// tunIO is the state of the raw reads and writes of a TUN, used by one
-// reader and one writer at a time.
-type tunIO struct {
-	udpGSO bool // the kernel takes UDP GSO packets (USO, Linux 6.2)
+// Errors of split. Each means the packet was dropped.
+var (
+	errVirtio          = errors.New("malformed virtio header or GSO packet")
+	errTooManySegments = errors.New("too many segments for the buffers")
+)
 
-	// Read.
-	rbuf   []byte // virtioNetHdrLen+maxGSOPacket, where bufs[0] is too small
-	readFn func(fd uintptr) bool
-	rdst   []byte
-	rwait  bool // wait for a packet rather than answer EAGAIN
-	rn     int
-	rerr   unix.Errno
-
-	// Write.
-	iovs    []unix.Iovec
-	hdr     [virtioNetHdrLen]byte
-	writeFn func(fd uintptr) bool
-	wcnt    int
-	werr    unix.Errno
-}
-
-func newTunIO(batch int, udpGSO bool) *tunIO {
-	io := &tunIO{
-		udpGSO: udpGSO,
-		rbuf:   make([]byte, virtioNetHdrLen+maxGSOPacket),
-		iovs:   make([]unix.Iovec, 0, batch+1),
+// split turns the packet in (after its virtio header h) into packets at
+// bufs[i][offset:] and their sizes, and returns how many it wrote. A GSO
+// packet is cut into segments, each with its own headers and checksums; a
+// packet that asks for a checksum gets it. in may be bufs[0][offset:] itself.
+// h.hdrLen is overwritten.
+//
+// A GSO packet of more segments than min(len(bufs), len(sizes)) loses none:
+// split writes those that fit and, to rest, a GSO packet of the others for
+// the same h, and returns its length as restLen; splitting that packet gives
+// the next segments. rest either starts where in starts or overlaps neither
+// in nor bufs. Where rest is too small, split writes the segments that fit
+// and returns an error wrapping errTooManySegments.
+func split(h *virtioNetHdr, in []byte, bufs [][]byte, sizes []int, offset int, rest []byte) (n, restLen int, err error) {
+	fit := min(len(bufs), len(sizes))
+	if fit == 0 || offset < 0 || len(in) == 0 {
+		return 0, 0, errVirtio
 	}
-	io.readFn = io.doRead
-	io.writeFn = io.doWrite
-	return io
-}
-
-// doRead runs inside RawConn.Read; false waits for readability.
-func (io *tunIO) doRead(fd uintptr) bool {
-	for {
-		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&io.rdst[0])), uintptr(len(io.rdst)))
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			if !io.rwait {
-				io.rn, io.rerr = 0, e
-				return true
+	if h.gsoType == virtioNetHdrGSONone {
+		out := bufs[0]
+		if offset > len(out) || len(in) > len(out)-offset {
+			return 0, 0, fmt.Errorf("packet of %d bytes overflows a %d-byte buffer", len(in), max(len(out)-offset, 0))
+		}
+		out = out[offset : offset+len(in)]
+		if &out[0] != &in[0] {
+			copy(out, in)
+		}
+		if h.flags&virtioNetHdrFNeedsCsum != 0 {
+			start := int(h.csumStart)
+			at := start + int(h.csumOffset)
+			if start >= len(out) || at+2 > len(out) {
+				return 0, 0, errVirtio
 			}
-			return false
-		case 0:
-			io.rn, io.rerr = int(n), 0
-		default:
-			io.rn, io.rerr = 0, e
-		}
-		return true
-	}
-}
-
-// doWrite runs inside RawConn.Write; false waits for writability.
-func (io *tunIO) doWrite(fd uintptr) bool {
-	for {
-		_, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&io.iovs[0])), uintptr(len(io.iovs)))
-		switch e {
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		}
-		io.werr = e
-		return true
-	}
-}
-
-// addIov appends b to the iovecs of the next write.
-func (io *tunIO) addIov(b []byte) {
-	io.iovs = append(io.iovs, unix.Iovec{Base: &b[0]})
-	io.iovs[len(io.iovs)-1].SetLen(len(b))
-}
-
-// clearIovs drops the references to the caller's buffers.
-func (io *tunIO) clearIovs() {
-	clear(io.iovs)
-	io.iovs = io.iovs[:0]
-}
-
-var errVirtio = errors.New("malformed virtio header")
-
-// split turns the packet in (after its virtio header h) into bufs[i][offset:]
-// and sizes, and returns how many it wrote. in may be bufs[0][offset:]
-// itself. A GSO packet is cut into segments, each with its own headers and
-// checksums; a packet that asks for a checksum gets it.
-func split(h *virtioNetHdr, in []byte, bufs [][]byte, sizes []int, offset int) (int, error) {
-	if h.gsoType == unix.VIRTIO_NET_HDR_GSO_NONE {
-		if h.flags&unix.VIRTIO_NET_HDR_F_NEEDS_CSUM != 0 {
-			at := int(h.csumStart) + int(h.csumOffset)
-			if int(h.csumStart) >= len(in) || at+2 > len(in) {
-				return 0, errVirtio
-			}
-			initial := uint64(binary.BigEndian.Uint16(in[at:]))
-			in[at], in[at+1] = 0, 0
-			binary.BigEndian.PutUint16(in[at:], ^checksum(in[h.csumStart:], initial))
-		}
-		if len(in) > len(bufs[0])-offset {
-			return 0, fmt.Errorf("packet of %d bytes overflows a %d-byte buffer", len(in), len(bufs[0])-offset)
-		}
-		if &in[0] != &bufs[0][offset] {
-			copy(bufs[0][offset:], in)
+			// The field holds the pseudo-header sum: the sum from start
+			// on, field included, is the checksum (the kernel's
+			// skb_checksum_help).
+			binary.BigEndian.PutUint16(out[at:], ^checksum(out[start:], 0))
 		}
 		sizes[0] = len(in)
-		return 1, nil
+		return 1, 0, nil
 	}
-	if len(in) < 20 {
-		return 0, errVirtio
-	}
-	v6 := in[0]>>4 == 6
+
+	// The headers: IP, of iphLen bytes (IPv6 extension headers included),
+	// then TCP or UDP, hdrLen bytes in all.
 	iphLen := int(h.csumStart)
+	v6 := false
+	switch in[0] >> 4 {
+	case 4:
+		if iphLen < 20 || iphLen != int(in[0]&0x0f)*4 {
+			return 0, 0, errVirtio
+		}
+	case 6:
+		if iphLen < 40 {
+			return 0, 0, errVirtio
+		}
+		v6 = true
+	default:
+		return 0, 0, errVirtio
+	}
 	var proto uint8
+	var hdrLen int
 	switch h.gsoType {
-	case unix.VIRTIO_NET_HDR_GSO_TCPV4, unix.VIRTIO_NET_HDR_GSO_TCPV6:
-		proto = unix.IPPROTO_TCP
-		if len(in) < iphLen+20 {
-			return 0, errVirtio
+	case virtioNetHdrGSOTCPv4, virtioNetHdrGSOTCPv6:
+		proto = ipProtoTCP
+		if (h.gsoType == virtioNetHdrGSOTCPv6) != v6 || len(in) < iphLen+20 {
+			return 0, 0, errVirtio
 		}
 		// The kernel's hdrLen may cover a whole packet on the forwarding
 		// path: take the TCP header's own length.
-		h.hdrLen = uint16(iphLen + int(in[iphLen+12]>>4)*4)
-	case unix.VIRTIO_NET_HDR_GSO_UDP_L4:
-		proto = unix.IPPROTO_UDP
-		h.hdrLen = uint16(iphLen + 8)
+		thl := int(in[iphLen+12]>>4) * 4
+		if thl < 20 {
+			return 0, 0, errVirtio
+		}
+		hdrLen = iphLen + thl
+	case virtioNetHdrGSOUDPL4:
+		proto = ipProtoUDP
+		hdrLen = iphLen + 8
 	default:
-		return 0, fmt.Errorf("unsupported virtio GSO type %d", h.gsoType)
+		return 0, 0, fmt.Errorf("unsupported virtio GSO type %d", h.gsoType)
 	}
-	hdrLen, seg := int(h.hdrLen), int(h.gsoSize)
-	if (v6 && iphLen < 40) || (!v6 && iphLen < 20) || hdrLen > len(in) || seg == 0 {
-		return 0, errVirtio
+	seg := int(h.gsoSize)
+	if hdrLen >= len(in) || seg == 0 || hdrLen+min(seg, len(in)-hdrLen) > maxGSOPacket {
+		return 0, 0, errVirtio // no payload, or segments too large for the length fields
 	}
+	h.hdrLen = uint16(hdrLen)
 	count := (len(in) - hdrLen + seg - 1) / seg
-	var err error
-	if count > len(bufs) {
-		// As wireguard-go's tun: deliver what fits, report the rest.
-		err = fmt.Errorf("GSO packet of %d segments, batch of %d: %w", count, len(bufs), tun.ErrTooManySegments)
-		count = len(bufs)
-		in = in[:hdrLen+count*seg]
-	}
+
 	addrAt, addrLen := 12, 4
 	if v6 {
 		addrAt, addrLen = 8, 16
 	}
 	src, dst := in[addrAt:addrAt+addrLen], in[addrAt+addrLen:addrAt+2*addrLen]
-	firstSeq := uint32(0)
-	if proto == unix.IPPROTO_TCP {
+	var firstSeq uint32
+	var flags uint8
+	if proto == ipProtoTCP {
 		firstSeq = binary.BigEndian.Uint32(in[iphLen+4:])
+		flags = in[iphLen+13]
 	}
 	id := binary.BigEndian.Uint16(in[4:])
-	flags := in[iphLen+13]
+
+	whole, carryAfter := in, false
+	if count > fit {
+		restLen = len(in) - fit*seg
+		switch {
+		case len(rest) < restLen:
+			err = fmt.Errorf("GSO packet of %d segments, %d buffers: %w", count, fit, errTooManySegments)
+			restLen = 0
+		case &rest[0] == &in[0]:
+			carryAfter = true // the segments are read from rest first
+		default:
+			carry(rest, in, hdrLen, iphLen, fit, seg, proto, v6)
+		}
+		count = fit
+		in = in[:hdrLen+count*seg]
+	}
+
 	// Segment 0 may be in itself: it goes last, once the others have copied
 	// the headers.
 	for k := count - 1; k >= 0; k-- {
 		data := in[hdrLen+k*seg : min(hdrLen+(k+1)*seg, len(in))]
 		total := hdrLen + len(data)
-		out := bufs[k][offset:]
-		if len(out) < total {
-			return 0, fmt.Errorf("segment of %d bytes overflows a %d-byte buffer", total, len(out))
+		out := bufs[k]
+		if offset > len(out) || len(out)-offset < total {
+			return 0, 0, fmt.Errorf("segment of %d bytes overflows a %d-byte buffer", total, max(len(out)-offset, 0))
 		}
+		out = out[offset : offset+total]
 		if k > 0 || &out[0] != &in[0] {
 			copy(out[:hdrLen], in[:hdrLen])
 			copy(out[hdrLen:], data)
 		}
 		if v6 {
-			binary.BigEndian.PutUint16(out[4:], uint16(total-iphLen))
+			binary.BigEndian.PutUint16(out[4:], uint16(total-40)) // extension headers count as payload
 		} else {
 			binary.BigEndian.PutUint16(out[2:], uint16(total))
 			binary.BigEndian.PutUint16(out[4:], id+uint16(k))
 			out[10], out[11] = 0, 0
 			binary.BigEndian.PutUint16(out[10:], ^checksum(out[:iphLen], 0))
 		}
-		t := out[iphLen:total]
+		t := out[iphLen:]
 		csumAt := 6
-		if proto == unix.IPPROTO_TCP {
+		if proto == ipProtoTCP {
 			csumAt = 16
 			binary.BigEndian.PutUint32(t[4:], firstSeq+uint32(k*seg))
-			if k < count-1 {
+			if k < count-1 || restLen > 0 {
 				t[13] = flags &^ (tcpFlagFIN | tcpFlagPSH)
 			} else {
 				t[13] = flags
@@ -464,8 +458,32 @@ func split(h *virtioNetHdr, in []byte, bufs [][]byte, sizes []int, offset int) (
 			binary.BigEndian.PutUint16(t[4:], uint16(len(t)))
 		}
 		t[csumAt], t[csumAt+1] = 0, 0
-		binary.BigEndian.PutUint16(t[csumAt:], ^checksum(t, pseudoHeaderSum(proto, src, dst, len(t))))
+		csum := ^checksum(t, pseudoHeaderSum(proto, src, dst, len(t)))
+		if csum == 0 && proto == ipProtoUDP {
+			csum = 0xffff // 0 would mean no checksum (RFC 768)
+		}
+		binary.BigEndian.PutUint16(t[csumAt:], csum)
 		sizes[k] = total
 	}
-	return count, err
+	if carryAfter {
+		carry(rest, whole, hdrLen, iphLen, count, seg, proto, v6)
+	}
+	return count, restLen, err
+}
+
+// carry writes to rest the GSO packet of in's segments from segment first
+// on: in's headers, advanced to that segment, and the payload left. rest
+// holds len(in)-first*seg bytes and either starts where in starts or does not
+// overlap it.
+func carry(rest, in []byte, hdrLen, iphLen, first, seg int, proto uint8, v6 bool) {
+	copy(rest[:hdrLen], in[:hdrLen])
+	copy(rest[hdrLen:], in[hdrLen+first*seg:])
+	if proto == ipProtoTCP {
+		seq := binary.BigEndian.Uint32(rest[iphLen+4:])
+		binary.BigEndian.PutUint32(rest[iphLen+4:], seq+uint32(first*seg))
+	}
+	if !v6 {
+		id := binary.BigEndian.Uint16(rest[4:])
+		binary.BigEndian.PutUint16(rest[4:], id+uint16(first))
+	}
 }

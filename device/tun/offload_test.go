@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // referenceChecksum is RFC 1071 the slow way: big-endian 16-bit words.
@@ -64,7 +62,7 @@ func tcpPacket(src, dst netip.Addr, s segment, id uint16, offset int) []byte {
 	if src.Is6() {
 		pkt[0] = 0x60
 		binary.BigEndian.PutUint16(pkt[4:], uint16(total-40))
-		pkt[6], pkt[7] = unix.IPPROTO_TCP, 64
+		pkt[6], pkt[7] = ipProtoTCP, 64
 		copy(pkt[8:], src.AsSlice())
 		copy(pkt[24:], dst.AsSlice())
 	} else {
@@ -72,7 +70,7 @@ func tcpPacket(src, dst netip.Addr, s segment, id uint16, offset int) []byte {
 		binary.BigEndian.PutUint16(pkt[2:], uint16(total))
 		binary.BigEndian.PutUint16(pkt[4:], id)
 		pkt[6] = 0x40 // DF
-		pkt[8], pkt[9] = 64, unix.IPPROTO_TCP
+		pkt[8], pkt[9] = 64, ipProtoTCP
 		copy(pkt[12:], src.AsSlice())
 		copy(pkt[16:], dst.AsSlice())
 		binary.BigEndian.PutUint16(pkt[10:], ^checksum(pkt[:20], 0))
@@ -92,8 +90,98 @@ func tcpPacket(src, dst netip.Addr, s segment, id uint16, offset int) []byte {
 	for i := range s.payload {
 		tcp[thl+i] = byte(int(s.seq) + i)
 	}
-	binary.BigEndian.PutUint16(tcp[16:], ^checksum(tcp, pseudoHeaderSum(unix.IPPROTO_TCP, src.AsSlice(), dst.AsSlice(), len(tcp))))
+	binary.BigEndian.PutUint16(tcp[16:], ^checksum(tcp, pseudoHeaderSum(ipProtoTCP, src.AsSlice(), dst.AsSlice(), len(tcp))))
 	return b
+}
+
+// udpPacket builds a UDP packet of payload bytes with valid checksums and
+// headroom offset.
+func udpPacket(src, dst netip.Addr, payload int, id uint16, offset int) []byte {
+	iphLen := 20
+	if src.Is6() {
+		iphLen = 40
+	}
+	total := iphLen + 8 + payload
+	b := make([]byte, offset+total)
+	pkt := b[offset:]
+	if src.Is6() {
+		pkt[0] = 0x60
+		binary.BigEndian.PutUint16(pkt[4:], uint16(total-40))
+		pkt[6], pkt[7] = ipProtoUDP, 64
+		copy(pkt[8:], src.AsSlice())
+		copy(pkt[24:], dst.AsSlice())
+	} else {
+		pkt[0] = 0x45
+		binary.BigEndian.PutUint16(pkt[2:], uint16(total))
+		binary.BigEndian.PutUint16(pkt[4:], id)
+		pkt[8], pkt[9] = 64, ipProtoUDP
+		copy(pkt[12:], src.AsSlice())
+		copy(pkt[16:], dst.AsSlice())
+		binary.BigEndian.PutUint16(pkt[10:], ^checksum(pkt[:20], 0))
+	}
+	udp := pkt[iphLen:]
+	binary.BigEndian.PutUint16(udp[0:], 4000)
+	binary.BigEndian.PutUint16(udp[2:], 51820)
+	binary.BigEndian.PutUint16(udp[4:], uint16(len(udp)))
+	for i := range payload {
+		udp[8+i] = byte(i * 7)
+	}
+	csum := ^checksum(udp, pseudoHeaderSum(ipProtoUDP, src.AsSlice(), dst.AsSlice(), len(udp)))
+	if csum == 0 {
+		csum = 0xffff
+	}
+	binary.BigEndian.PutUint16(udp[6:], csum)
+	return b
+}
+
+// coalesced coalesces the packets bufs[i][offset:] the way Write does,
+// expecting one run, and returns the virtio header and the GSO packet the
+// kernel would get. bufs[0] is rewritten.
+func coalesced(tb testing.TB, bufs [][]byte, offset int) (virtioNetHdr, []byte) {
+	tb.Helper()
+	end, seg, total, hdrLen := groRun(bufs, 0, offset, true)
+	if end != len(bufs) {
+		tb.Fatalf("run ends at %d, want %d", end, len(bufs))
+	}
+	h := coalesceHead(bufs, 0, end, offset, seg, total)
+	wire := bytes.Clone(bufs[0][offset:])
+	for _, b := range bufs[1:] {
+		wire = append(wire, b[offset+hdrLen:]...)
+	}
+	return h, wire
+}
+
+// tcpFlow returns the packets of a TCP flow of the given payload sizes,
+// the last one with flags last (0: ACK).
+func tcpFlow(v6 bool, last uint8, offset int, sizes ...int) [][]byte {
+	src, dst := src4, dst4
+	if v6 {
+		src, dst = src6, dst6
+	}
+	segs := flow(sizes...)
+	segs[len(segs)-1].flags = last
+	bufs := make([][]byte, len(segs))
+	for i, s := range segs {
+		bufs[i] = tcpPacket(src, dst, s, uint16(100+i), offset)
+	}
+	return bufs
+}
+
+// udpFlow returns n UDP packets of payload bytes each, then one of lastPayload
+// bytes unless it is 0.
+func udpFlow(v6 bool, offset, n, payload, lastPayload int) [][]byte {
+	src, dst := src4, dst4
+	if v6 {
+		src, dst = src6, dst6
+	}
+	var bufs [][]byte
+	for i := range n {
+		bufs = append(bufs, udpPacket(src, dst, payload, uint16(i), offset))
+	}
+	if lastPayload > 0 {
+		bufs = append(bufs, udpPacket(src, dst, lastPayload, uint16(n), offset))
+	}
+	return bufs
 }
 
 // flow returns consecutive segments of the given payload sizes.
@@ -207,9 +295,9 @@ func TestCoalesceSplit(t *testing.T) {
 				out[i] = make([]byte, offset+2000)
 			}
 			sizes := make([]int, len(out))
-			n, err := split(&h, wire, out, sizes, offset)
-			if err != nil || n != len(want) {
-				t.Fatalf("split = %d, %v; want %d, nil", n, err, len(want))
+			n, rest, err := split(&h, wire, out, sizes, offset, nil)
+			if err != nil || n != len(want) || rest != 0 {
+				t.Fatalf("split = %d, %d, %v; want %d, 0, nil", n, rest, err, len(want))
 			}
 			for i := range n {
 				if got := out[i][offset : offset+sizes[i]]; !bytes.Equal(got, want[i]) {
@@ -242,9 +330,9 @@ func TestSplitInPlace(t *testing.T) {
 		in = append(in, b[offset+hdrLen:]...)
 	}
 	sizes := make([]int, len(out))
-	n, err := split(&h, in[offset:], out, sizes, offset)
+	n, _, err := split(&h, in[offset:], out, sizes, offset, nil)
 	if err != nil || n != 3 {
-		t.Fatalf("split = %d, %v", n, err)
+		t.Fatalf("split = %d, %v; want 3, nil", n, err)
 	}
 	for i := range n {
 		if !bytes.Equal(out[i][offset:offset+sizes[i]], want[i]) {
@@ -275,7 +363,7 @@ func TestOffloadAllocs(t *testing.T) {
 		for _, b := range bufs[1:] {
 			wire = append(wire, b[offset+hdrLen:]...)
 		}
-		if _, err := split(&h, wire, out, sizes, offset); err != nil {
+		if _, _, err := split(&h, wire, out, sizes, offset, nil); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -310,8 +398,134 @@ func BenchmarkSplit(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		hh := h
-		if _, err := split(&hh, wire, out, sizes, offset); err != nil {
+		if _, _, err := split(&hh, wire, out, sizes, offset, nil); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestSplitMalformed gives split packets whose virtio header does not match
+// them: each must be refused, none may panic. The first case is well formed:
+// a UDP GSO packet of fewer than 6 payload bytes, for which split once read
+// TCP flags past its end.
+func TestSplitMalformed(t *testing.T) {
+	const offset = 16
+	gso := func(bufs [][]byte, edit func(h *virtioNetHdr, pkt []byte) []byte) func() (virtioNetHdr, []byte) {
+		return func() (virtioNetHdr, []byte) {
+			h, pkt := coalesced(t, bufs, offset)
+			return h, edit(&h, pkt)
+		}
+	}
+	keep := func(h *virtioNetHdr, pkt []byte) []byte { return pkt }
+	tcp := func() [][]byte { return tcpFlow(false, tcpFlagACK, offset, 100, 100, 50) }
+	tcp6 := func() [][]byte { return tcpFlow(true, tcpFlagACK, offset, 100, 100, 50) }
+	udp := func() [][]byte { return udpFlow(false, offset, 3, 100, 0) }
+	tests := []struct {
+		name string
+		pkt  func() (virtioNetHdr, []byte)
+		want int // packets; 0: an error
+	}{
+		{"udp tiny payload", gso(udpFlow(false, offset, 2, 2, 0), keep), 2},
+		{"udp headers only", gso(udp(), func(h *virtioNetHdr, p []byte) []byte { return p[:28] }), 0},
+		{"udp header cut", gso(udp(), func(h *virtioNetHdr, p []byte) []byte { return p[:25] }), 0},
+		{"tcp header cut", gso(tcp(), func(h *virtioNetHdr, p []byte) []byte { return p[:30] }), 0},
+		{"tcp data offset 0", gso(tcp(), func(h *virtioNetHdr, p []byte) []byte { p[32] = 0; return p }), 0},
+		{"tcp data offset 4", gso(tcp(), func(h *virtioNetHdr, p []byte) []byte { p[32] = 4 << 4; return p }), 0},
+		{"tcp data offset past the end", gso(tcp(), func(h *virtioNetHdr, p []byte) []byte { p[32] = 15 << 4; return p[:70] }), 0},
+		{"ip version 5", gso(tcp(), func(h *virtioNetHdr, p []byte) []byte { p[0] = 0x55; return p }), 0},
+		{"ipv4 header length", gso(tcp(), func(h *virtioNetHdr, p []byte) []byte { p[0] = 0x46; return p }), 0},
+		{"csum start short", gso(tcp(), func(h *virtioNetHdr, p []byte) []byte { h.csumStart = 12; return p }), 0},
+		{"csum start past the end", gso(tcp(), func(h *virtioNetHdr, p []byte) []byte { h.csumStart = 4000; return p }), 0},
+		{"ipv6 csum start short", gso(tcp6(), func(h *virtioNetHdr, p []byte) []byte { h.csumStart = 20; return p }), 0},
+		{"tcpv6 type on ipv4", gso(tcp(), func(h *virtioNetHdr, p []byte) []byte { h.gsoType = virtioNetHdrGSOTCPv6; return p }), 0},
+		{"gso size 0", gso(tcp(), func(h *virtioNetHdr, p []byte) []byte { h.gsoSize = 0; return p }), 0},
+		{"segment over 64 KiB", gso(tcp(), func(h *virtioNetHdr, p []byte) []byte {
+			h.gsoSize = maxGSOPacket
+			return append(p, make([]byte, maxGSOPacket)...)
+		}), 0},
+		{"unknown gso type", gso(tcp(), func(h *virtioNetHdr, p []byte) []byte { h.gsoType = 3; return p }), 0},
+		{"empty", func() (virtioNetHdr, []byte) { return virtioNetHdr{}, nil }, 0},
+		{"checksum past the end", func() (virtioNetHdr, []byte) {
+			return virtioNetHdr{flags: virtioNetHdrFNeedsCsum, csumStart: 20, csumOffset: 90}, make([]byte, 100)
+		}, 0},
+		{"checksum start past the end", func() (virtioNetHdr, []byte) {
+			return virtioNetHdr{flags: virtioNetHdrFNeedsCsum, csumStart: 100}, make([]byte, 100)
+		}, 0},
+	}
+	s := newSplitter(64, offset)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h, pkt := tc.pkt()
+			got, hdrLen, err := s.splitAll(h, pkt, 64, splitApart)
+			if tc.want == 0 {
+				if err == nil || len(got) != 0 {
+					t.Errorf("split = %d packets, %v; want an error", len(got), err)
+				}
+				return
+			}
+			if err != nil || len(got) != tc.want {
+				t.Fatalf("split = %d packets, %v; want %d, nil", len(got), err, tc.want)
+			}
+			if err := checkSplit(h, pkt, got, hdrLen); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestSplitRest splits GSO packets into fewer buffers than segments, the
+// packet and the rest where TUN.Read keeps them: the packets must come in
+// order, none lost, as from one split with room for all.
+func TestSplitRest(t *testing.T) {
+	const offset = 16
+	s := newSplitter(64, offset)
+	for _, tc := range []struct {
+		name string
+		bufs [][]byte
+	}{
+		{"tcp", tcpFlow(false, tcpFlagACK|tcpFlagPSH, offset, 100, 100, 100, 100, 100, 100, 100, 33)},
+		{"tcp6", tcpFlow(true, tcpFlagACK, offset, 64, 64, 64, 64, 64, 64, 64, 64)},
+		{"udp", udpFlow(false, offset, 9, 80, 7)},
+		{"udp6", udpFlow(true, offset, 7, 80, 0)},
+	} {
+		want := make([][]byte, len(tc.bufs))
+		for i, b := range tc.bufs {
+			want[i] = bytes.Clone(b[offset:])
+		}
+		h, pkt := coalesced(t, tc.bufs, offset)
+		for _, batch := range []int{1, 2, 3, 7} {
+			for _, mode := range []splitMode{splitApart, splitRbuf, splitInPlace} {
+				t.Run(fmt.Sprintf("%s/%d/%v", tc.name, batch, mode), func(t *testing.T) {
+					got, _, err := s.splitAll(h, pkt, batch, mode)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !equalPackets(got, want) {
+						t.Errorf("split in batches of %d gives %d packets, not the %d originals", batch, len(got), len(want))
+					}
+				})
+			}
+		}
+	}
+}
+
+// BenchmarkCoalesce coalesces a run of 46 packets the way Write does.
+func BenchmarkCoalesce(b *testing.B) {
+	const offset = 16
+	var sizes []int
+	for range 46 {
+		sizes = append(sizes, 1400)
+	}
+	bufs := tcpFlow(false, tcpFlagACK, offset, sizes...)
+	head := bytes.Clone(bufs[0][offset : offset+52])
+	b.SetBytes(int64(len(sizes) * 1400))
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(bufs[0][offset:], head) // coalesceHead rewrote it
+		end, seg, total, _ := groRun(bufs, 0, offset, true)
+		if end != len(bufs) {
+			b.Fatalf("run ends at %d", end)
+		}
+		coalesceHead(bufs, 0, end, offset, seg, total)
 	}
 }

@@ -1,0 +1,92 @@
+package tun
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// tunIO is the state of the raw reads and writes of a TUN, used by one
+// reader and one writer at a time. The packet work around them (split,
+// coalesce, checksums) is portable and lives in offload.go.
+type tunIO struct {
+	udpGSO bool // the kernel takes UDP GSO packets (USO, Linux 6.2)
+
+	// Read.
+	rbuf   []byte // virtioNetHdrLen+maxGSOPacket: reads where bufs[0] is too small, and remainders
+	readFn func(fd uintptr) bool
+	rdst   []byte
+	rwait  bool // wait for a packet rather than answer EAGAIN
+	rn     int
+	rerr   unix.Errno
+	// The segments of a GSO packet that did not fit the last Read's
+	// buffers: a packet of rest bytes at rbuf[virtioNetHdrLen:], to be
+	// split by the next Read before anything else is read.
+	rest    int // bytes; 0: none
+	restHdr virtioNetHdr
+
+	// Write.
+	iovs    []unix.Iovec
+	writeFn func(fd uintptr) bool
+	werr    unix.Errno
+}
+
+func newTunIO(batch int, udpGSO bool) *tunIO {
+	tio := &tunIO{
+		udpGSO: udpGSO,
+		rbuf:   make([]byte, virtioNetHdrLen+maxGSOPacket),
+		iovs:   make([]unix.Iovec, 0, batch+1),
+	}
+	tio.readFn = tio.doRead
+	tio.writeFn = tio.doWrite
+	return tio
+}
+
+// doRead runs inside RawConn.Read; false waits for readability.
+func (tio *tunIO) doRead(fd uintptr) bool {
+	for {
+		n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&tio.rdst[0])), uintptr(len(tio.rdst)))
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			if !tio.rwait {
+				tio.rn, tio.rerr = 0, e
+				return true
+			}
+			return false
+		case 0:
+			tio.rn, tio.rerr = int(n), 0
+		default:
+			tio.rn, tio.rerr = 0, e
+		}
+		return true
+	}
+}
+
+// doWrite runs inside RawConn.Write; false waits for writability.
+func (tio *tunIO) doWrite(fd uintptr) bool {
+	for {
+		_, _, e := unix.RawSyscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&tio.iovs[0])), uintptr(len(tio.iovs)))
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false
+		}
+		tio.werr = e
+		return true
+	}
+}
+
+// addIov appends b to the iovecs of the next write.
+func (tio *tunIO) addIov(b []byte) {
+	tio.iovs = append(tio.iovs, unix.Iovec{Base: &b[0]})
+	tio.iovs[len(tio.iovs)-1].SetLen(len(b))
+}
+
+// clearIovs drops the references to the caller's buffers.
+func (tio *tunIO) clearIovs() {
+	clear(tio.iovs)
+	tio.iovs = tio.iovs[:0]
+}
