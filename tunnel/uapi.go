@@ -11,7 +11,8 @@ import (
 var _ uapi.Device = (*Engine)(nil)
 
 // State returns the configuration and statistics for a UAPI "get=1"
-// (uapi.Device).
+// (uapi.Device), with the non-zero drop counters in DropReason order, which
+// only a "get=warren" reports.
 func (e *Engine) State() (*uapi.State, error) {
 	e.local.RLock()
 	s := &uapi.State{PrivateKey: e.local.privateKey, ListenPort: e.local.listenPort, FwMark: e.local.fwMark}
@@ -30,6 +31,11 @@ func (e *Engine) State() (*uapi.State, error) {
 		p.mu.Unlock()
 		ps.AllowedIPs = e.routes.Entries(p)
 		s.Peers = append(s.Peers, ps)
+	}
+	for r := range numDropReasons {
+		if n := e.drops[r].Load(); n != 0 {
+			s.Drops = append(s.Drops, uapi.Drop{Reason: r.String(), Count: n})
+		}
 	}
 	return s, nil
 }

@@ -50,6 +50,18 @@ func TestUAPIGet(t *testing.T) {
 	if d := cmp.Diff(got, want); d != "" {
 		t.Errorf("get (-got +want):\n%s", d)
 	}
+
+	// A drop shows in get=warren only, after the device's lines.
+	p.a.ad.inject(ping(innerA, netip.MustParseAddr("198.19.9.9"), "nowhere"))
+	p.run()
+	if got := uapiRequest(t, p.a.e, "get=1\n\n"); got != want {
+		t.Errorf("get=1 after a drop (-got +want):\n%s", cmp.Diff(got, want))
+	}
+	device := fmt.Sprintf("private_key=%s\nlisten_port=%d\n", p.a.key.Hex(), outerA.Port())
+	wantWarren := device + "warren_drop_no_route=1\n" + strings.TrimPrefix(want, device)
+	if d := cmp.Diff(uapiRequest(t, p.a.e, "get=warren\n\n"), wantWarren); d != "" {
+		t.Errorf("get=warren (-got +want):\n%s", d)
+	}
 }
 
 // prefixes lets cmp compare netip.Prefix values.

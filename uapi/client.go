@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/warrenvpn/warren/crypto"
@@ -29,6 +30,29 @@ func Get(rw io.ReadWriter) (*State, error) {
 		return nil, fmt.Errorf("send get: %w", err)
 	}
 	return ReadState(bufio.NewReader(rw))
+}
+
+// ErrNotWarren is returned by GetWarren when the daemon closed the
+// connection without a reply: it is not warren (wireguard-go does that with
+// operations it does not know), or an older warren.
+var ErrNotWarren = errors.New("daemon does not answer get=warren")
+
+// GetWarren sends "get=warren" on rw and returns the daemon's state with its
+// drop counters (see the package doc). A daemon that does not know the
+// request closes the connection: the error then matches ErrNotWarren, and
+// the caller may dial again and use Get.
+func GetWarren(rw io.ReadWriter) (*State, error) {
+	if _, err := io.WriteString(rw, "get=warren\n\n"); err != nil {
+		return nil, fmt.Errorf("send get: %w", err)
+	}
+	br := bufio.NewReader(rw)
+	if _, err := br.Peek(1); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			return nil, ErrNotWarren
+		}
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	return ReadState(br)
 }
 
 // Set sends c as a "set=1" request on rw and waits for the status. A
@@ -64,9 +88,9 @@ func statusError(line string) error {
 	return nil
 }
 
-// ReadState parses a "get=1" reply from r, up to and including its
-// "errno=N" line and the blank line after it. Lines it does not know are an
-// error, so that nothing is silently dropped.
+// ReadState parses a "get=1" or "get=warren" reply from r, up to and
+// including its "errno=N" line and the blank line after it. Lines it does
+// not know are an error, so that nothing is silently dropped.
 func ReadState(r *bufio.Reader) (*State, error) {
 	s := &State{}
 	var p *PeerState
@@ -129,7 +153,13 @@ func stateLine(s *State, p *PeerState, k, v string, sec, nsec *int64) error {
 		case "fwmark":
 			s.FwMark, err = parseUint[uint32](v, 32)
 		default:
-			err = errors.New("unknown device key")
+			reason, ok := strings.CutPrefix(k, dropPrefix)
+			if !ok || !isReason(reason) {
+				return errors.New("unknown device key")
+			}
+			var n uint64
+			n, err = strconv.ParseUint(v, 10, 64)
+			s.Drops = append(s.Drops, Drop{Reason: reason, Count: n})
 		}
 		return err
 	}

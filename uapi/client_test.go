@@ -55,7 +55,9 @@ func TestStateRoundTrip(t *testing.T) {
 		})
 	}
 	for _, bad := range []string{"", "fwmark=1\n", "errno=-22\n\n", "foo=1\nerrno=0\n\n", "public_key=00\nerrno=0\n\n",
-		"public_key=" + hexB + "\nprotocol_version=2\nerrno=0\n\n", "listen_port\nerrno=0\n\n"} {
+		"public_key=" + hexB + "\nprotocol_version=2\nerrno=0\n\n", "listen_port\nerrno=0\n\n",
+		"warren_drop_=1\nerrno=0\n\n", "warren_drop_No=1\nerrno=0\n\n", "warren_drop_a=x\nerrno=0\n\n",
+		"public_key=" + hexB + "\nwarren_drop_a=1\nerrno=0\n\n"} {
 		if s, err := uapi.ReadState(bufio.NewReader(strings.NewReader(bad))); err == nil {
 			t.Errorf("ReadState(%q) = %+v, want an error", bad, s)
 		}
@@ -92,5 +94,32 @@ func TestClient(t *testing.T) {
 		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24")}}}}
 	if diff := cmp.Diff(got, want, netipCmp); diff != "" {
 		t.Errorf("Get (-got +want):\n%s", diff)
+	}
+
+	dev.SetDrops(uapi.Drop{Reason: "no_route", Count: 2}, uapi.Drop{Reason: "down", Count: 0})
+	if got, err := uapi.Get(cli); err != nil || got.Drops != nil {
+		t.Errorf("Get with drops = %+v, %v; want no drops", got, err)
+	}
+	got, err = uapi.GetWarren(cli)
+	if err != nil {
+		t.Fatalf("GetWarren: %v", err)
+	}
+	want.Drops = []uapi.Drop{{Reason: "no_route", Count: 2}}
+	if diff := cmp.Diff(got, want, netipCmp); diff != "" {
+		t.Errorf("GetWarren (-got +want):\n%s", diff)
+	}
+}
+
+// TestGetWarrenNotWarren checks GetWarren against a daemon that closes the
+// connection on an operation it does not know, as wireguard-go does.
+func TestGetWarrenNotWarren(t *testing.T) {
+	cli, srv := net.Pipe()
+	go func() {
+		bufio.NewReader(srv).ReadString('\n')
+		srv.Close()
+	}()
+	defer cli.Close()
+	if s, err := uapi.GetWarren(cli); !errors.Is(err, uapi.ErrNotWarren) {
+		t.Errorf("GetWarren = %+v, %v; want ErrNotWarren", s, err)
 	}
 }

@@ -9,9 +9,17 @@ import (
 // writer, so that a state with 100,000s of allowed IPs is not built whole.
 const flushAt = 32 << 10
 
+// dropPrefix starts the key of a drop counter in a "get=warren" reply.
+const dropPrefix = "warren_drop_"
+
 // WriteState writes the body of a "get=1" reply for s (every key=value line,
-// without the errno line), in wireguard-go's order and format.
-func WriteState(w io.Writer, s *State) error {
+// without the errno line), in wireguard-go's order and format. s.Drops is
+// not part of it.
+func WriteState(w io.Writer, s *State) error { return writeState(w, s, false) }
+
+// writeState is WriteState, with s.Drops when drops is set (a "get=warren"
+// reply).
+func writeState(w io.Writer, s *State, drops bool) error {
 	b := make([]byte, 0, flushAt+512)
 	flush := func() error {
 		_, err := w.Write(b)
@@ -26,6 +34,11 @@ func WriteState(w io.Writer, s *State) error {
 	}
 	if s.FwMark != 0 {
 		b = appendUint(b, "fwmark", uint64(s.FwMark))
+	}
+	for _, d := range s.Drops {
+		if drops && d.Count != 0 && isReason(d.Reason) {
+			b = appendUint(b, dropPrefix+d.Reason, d.Count)
+		}
 	}
 	for i := range s.Peers {
 		p := &s.Peers[i]

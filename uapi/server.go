@@ -106,7 +106,7 @@ func (s *Server) ServeConn(rw io.ReadWriter) error {
 		switch string(op) {
 		case "set=1\n":
 			reqErr = s.set(br)
-		case "get=1\n":
+		case "get=1\n", "get=warren\n":
 			c, err := br.ReadByte()
 			if err == io.EOF {
 				return nil
@@ -118,7 +118,7 @@ func (s *Server) ServeConn(rw io.ReadWriter) error {
 				reqErr = Errorf(ErrnoInvalid, "trailing character in UAPI get: %q", c)
 				break
 			}
-			if reqErr = s.get(bw); errors.Is(reqErr, errWrite) {
+			if reqErr = s.get(bw, string(op) == "get=warren\n"); errors.Is(reqErr, errWrite) {
 				return reqErr
 			}
 		default:
@@ -145,14 +145,15 @@ func (s *Server) ServeConn(rw io.ReadWriter) error {
 
 var errWrite = errors.New("write reply")
 
-func (s *Server) get(w io.Writer) error {
+// get writes the reply to get=1, or with drops to get=warren.
+func (s *Server) get(w io.Writer, drops bool) error {
 	s.devMu.RLock()
 	st, err := s.dev.State()
 	if err != nil {
 		s.devMu.RUnlock()
 		return err
 	}
-	err = WriteState(w, st)
+	err = writeState(w, st, drops)
 	s.devMu.RUnlock()
 	if err != nil {
 		return fmt.Errorf("%w: %v", errWrite, err)

@@ -59,6 +59,19 @@ func TestGetFormat(t *testing.T) {
 	if got := exchange(t, dev, "get=1\n\n"); got != want {
 		t.Errorf("get:\n got %q\nwant %q", got, want)
 	}
+
+	// Drop counters are warren's: get=1 stays as it was, get=warren adds
+	// the non-zero ones to the device section.
+	dev.SetDrops(uapi.Drop{Reason: "no_route", Count: 3}, uapi.Drop{Reason: "replay", Count: 0},
+		uapi.Drop{Reason: "send_error", Count: 1 << 40}, uapi.Drop{Reason: "bad\nreason", Count: 1})
+	if got := exchange(t, dev, "get=1\n\n"); got != want {
+		t.Errorf("get=1 with drops:\n got %q\nwant %q", got, want)
+	}
+	head := "private_key=" + hexA + "\nlisten_port=51820\nfwmark=51820\n"
+	wantWarren := head + "warren_drop_no_route=3\nwarren_drop_send_error=1099511627776\n" + strings.TrimPrefix(want, head)
+	if got := exchange(t, dev, "get=warren\n\n"); got != wantWarren {
+		t.Errorf("get=warren:\n got %q\nwant %q", got, wantWarren)
+	}
 }
 
 // TestErrno is RELIABILITY C1: the status of each kind of request, and what
@@ -82,6 +95,9 @@ func TestErrno(t *testing.T) {
 		{"get then a line", nil, "get=1\nfoo\n", "errno=-22\n\n"},
 		{"unknown operation", nil, "foo=1\n\n", ""},
 		{"get=2", nil, "get=2\n\n", ""},
+		{"get warren empty", nil, "get=warren\n\n", "errno=0\n\n"},
+		{"get warren then garbage", nil, "get=warren\nx", "errno=-22\n\n"},
+		{"get=warren2", nil, "get=warren2\n\n", ""},
 		{"CRLF operation", nil, "get=1\r\n\r\n", ""},
 		{"operation without newline", nil, "get=1", ""},
 		{"get without blank line", nil, "get=1\n", ""},

@@ -11,9 +11,26 @@
 //
 //	get=1\n\n                      -> key=value lines..., errno=0\n\n
 //	set=1\n key=value\n ... \n     -> errno=N\n\n
+//	get=warren\n\n                 -> as get=1, plus warren_drop_* lines
 //	anything else\n                -> the connection is closed, no reply
 //
 // Keys are lowercase hex (64 characters), numbers decimal.
+//
+// # Warren's extension
+//
+// The engine's drop counters (State.Drops) are not part of WireGuard's
+// protocol, so "get=1" never reports them: wg and wg-quick see exactly
+// what wireguard-go would send (uapitest's conformance suite compares the
+// bytes). A client that wants them asks with the operation "get=warren",
+// which wg never sends and wireguard-go answers by closing the connection
+// (GetWarren returns ErrNotWarren then). The reply is that of "get=1" with
+// one line per non-zero counter in the device section, after fwmark and
+// before the first peer:
+//
+//	warren_drop_<reason>=<count>     for example warren_drop_no_route=3
+//
+// A separate operation keeps the extension out of the replies of every
+// other client, and needs no second socket or request format.
 package uapi
 
 import (
@@ -86,12 +103,33 @@ type Device interface {
 	Apply(c *Change) error
 }
 
-// State is what "get=1" reports.
+// State is what "get=1" reports, and with Drops what "get=warren" reports.
 type State struct {
 	PrivateKey crypto.PrivateKey // zero: none (the line is omitted)
 	ListenPort uint16            // 0: omitted
 	FwMark     uint32            // 0: omitted
 	Peers      []PeerState       // in the order to report
+	Drops      []Drop            // warren only, never in a "get=1" reply; zero counts are omitted
+}
+
+// Drop is one of the engine's drop counters (warren's extension, see the
+// package doc): how many packets it discarded for one reason.
+type Drop struct {
+	Reason string // a word of [a-z0-9_], such as "no_route"
+	Count  uint64
+}
+
+// isReason reports whether s can name a drop counter on the wire.
+func isReason(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // PeerState is one peer in a State.

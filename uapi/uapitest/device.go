@@ -31,6 +31,7 @@ type Device struct {
 	ownPub     crypto.PublicKey // zero until a private key is first set
 	listenPort uint16
 	fwMark     uint32
+	drops      []uapi.Drop
 	peers      []*peer // in creation order
 	allowed    allowedips.Table[*peer]
 }
@@ -64,7 +65,15 @@ func (d *Device) State() (*uapi.State, error) {
 			AllowedIPs:          d.allowed.Entries(p),
 		})
 	}
+	s.Drops = slices.Clone(d.drops)
 	return s, nil
+}
+
+// SetDrops sets the drop counters State reports.
+func (d *Device) SetDrops(drops ...uapi.Drop) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.drops = slices.Clone(drops)
 }
 
 // SetStats sets the statistics of the peer with public key pub, if any.
