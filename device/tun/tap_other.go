@@ -13,8 +13,6 @@ const TAPBatchSize = 128 // frames
 // TAP is a TAP interface. Only Linux has one for now.
 type TAP struct{ name string }
 
-var _ Adapter = (*TAP)(nil)
-
 // OpenTAP returns errors.ErrUnsupported outside Linux.
 func OpenTAP(name string, mtu int) (*TAP, error) { return nil, errors.ErrUnsupported }
 

@@ -2,6 +2,8 @@ package tun
 
 import (
 	"fmt"
+
+	"github.com/warrenvpn/warren/config"
 )
 
 // TUN limits.
@@ -10,11 +12,6 @@ const (
 	// header the kernel expects in front of each packet when offloads are
 	// on. The engine uses 16, the WireGuard data header size.
 	TUNHeadroom = 10 // bytes
-
-	// MinMTU and MaxMTU bound the MTU of a TUN: IPv4's minimum datagram
-	// size (RFC 791) and the largest IP packet.
-	MinMTU = 68    // bytes
-	MaxMTU = 65535 // bytes
 
 	// EthernetOverhead is what a TAP frame adds to an IP packet: the
 	// Ethernet header and one VLAN tag.
@@ -46,10 +43,11 @@ type openError struct {
 func (e *openError) Error() string { return e.msg }
 func (e *openError) Unwrap() error { return e.err }
 
-// checkMTU reports whether mtu is one a TUN can take.
+// checkMTU returns an error unless mtu is one a TUN or TAP can take
+// (config.MinMTU to config.MaxMTU).
 func checkMTU(mtu int) error {
-	if mtu < MinMTU || mtu > MaxMTU {
-		return fmt.Errorf("invalid MTU %d: want %d to %d", mtu, MinMTU, MaxMTU)
+	if mtu < config.MinMTU || mtu > config.MaxMTU {
+		return fmt.Errorf("invalid MTU %d: want %d to %d", mtu, config.MinMTU, config.MaxMTU)
 	}
 	return nil
 }

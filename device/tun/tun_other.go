@@ -10,8 +10,6 @@ import (
 // TUN is a TUN interface. Only Linux has one for now.
 type TUN struct{ name string }
 
-var _ Adapter = (*TUN)(nil)
-
 // OpenTUN returns errors.ErrUnsupported outside Linux.
 func OpenTUN(name string, mtu int) (*TUN, error) { return nil, errors.ErrUnsupported }
 
