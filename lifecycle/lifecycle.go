@@ -50,11 +50,15 @@ type Tunnel struct {
 	// undo holds the cleanups of the steps done so far; Close runs them.
 	undo undoStack
 
+	// ctl is the control socket, served by controlLoop until the undo
+	// stack closes ln.
 	ctl struct {
 		ln   net.Listener
-		done chan struct{} // closed when Serve has returned
+		srv  *uapi.Server
+		done chan struct{} // closed when controlLoop returns
 		err  error         // what Serve returned; read after done
 	}
+	wg sync.WaitGroup // controlLoop; Close waits for it
 
 	reported struct {
 		sync.Mutex       // guards engine and control
@@ -190,7 +194,8 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 // UpDevice brings up the bare device name: the adapter (config.DefaultMTU),
 // a transport on a random port, the engine without keys or peers, and the
 // control socket. It changes nothing else on the host: `wg` and `ip`
-// configure the rest, as they do wireguard-go's device under wg-quick.
+// configure the rest, as they do wireguard-go's device under wg-quick. ctx
+// is there for symmetry with Up: none of these steps waits.
 func UpDevice(ctx context.Context, name string, opts Options) (_ *Tunnel, err error) {
 	if !config.ValidName(name) {
 		return nil, fmt.Errorf("%q: not a valid interface name", name)
@@ -229,20 +234,18 @@ func (t *Tunnel) undoOnError(err *error) {
 	if uerr := t.undo.run(); uerr != nil {
 		*err = errors.Join(*err, fmt.Errorf("cleanup: %w", uerr))
 	}
+	t.wg.Wait()
 }
 
 // Name returns the interface name.
 func (t *Tunnel) Name() string { return t.name }
 
-// ListenPort returns the UDP port the transport was opened on, if it reports
-// one (transport.UDP does), else 0.
+// ListenPort returns the UDP port the transport was first opened on, if it
+// reports one (transport.UDP does), else 0.
 func (t *Tunnel) ListenPort() uint16 { return t.listenPort }
 
 // ControlAddr returns the control socket's address (its path).
 func (t *Tunnel) ControlAddr() string { return t.ctl.ln.Addr().String() }
-
-// Engine returns the engine, for statistics.
-func (t *Tunnel) Engine() *tunnel.Engine { return t.eng }
 
 // Wait blocks until the tunnel should stop and says why:
 //   - nil: ctx is done (a signal);
@@ -293,6 +296,7 @@ func (t *Tunnel) Close() error {
 			err = errors.Join(err, t.runHooks(context.Background(), "PostDown", t.postDown))
 		}
 		t.closeErr = err
+		t.wg.Wait()
 	})
 	return t.closeErr
 }
@@ -366,12 +370,9 @@ func (t *Tunnel) serveControl() error {
 		return fmt.Errorf("control socket for %s: %w", t.name, err)
 	}
 	t.ctl.ln = ln
+	t.ctl.srv = uapi.NewServer(t.eng, t.log)
 	t.ctl.done = make(chan struct{})
-	srv := uapi.NewServer(t.eng, t.log)
-	go func() {
-		defer close(t.ctl.done)
-		t.ctl.err = srv.Serve(ln)
-	}()
+	t.wg.Go(t.controlLoop)
 	t.undo.push(func() error {
 		ln.Close()
 		<-t.ctl.done
@@ -384,6 +385,13 @@ func (t *Tunnel) serveControl() error {
 		return nil
 	})
 	return nil
+}
+
+// controlLoop serves the control socket until it is closed, deleted or
+// fails.
+func (t *Tunnel) controlLoop() {
+	defer close(t.ctl.done)
+	t.ctl.err = t.ctl.srv.Serve(t.ctl.ln)
 }
 
 // enginePeers resolves endpoints and converts the config's peers.
