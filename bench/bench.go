@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/warrenvpn/warren/config"
 )
 
 // Defaults of Options.
@@ -87,8 +89,8 @@ func (o *Options) normalize() error {
 		return fmt.Errorf("duration %v: want at least 100ms", o.Duration)
 	case o.Streams < 1:
 		return fmt.Errorf("streams %d: want at least 1", o.Streams)
-	case o.MTU < 1280 || o.MTU > 65535:
-		return fmt.Errorf("mtu %d: want 1280 to 65535", o.MTU)
+	case o.MTU < config.MinIPv6MTU || o.MTU > config.MaxMTU: // the lab's veths carry IPv6 too
+		return fmt.Errorf("mtu %d: want %d to %d", o.MTU, config.MinIPv6MTU, config.MaxMTU)
 	case o.LatencyPPS < 1 || o.LatencyPPS > 100000:
 		return fmt.Errorf("latency rate %d: want 1 to 100000 per second", o.LatencyPPS)
 	case o.Tool != "" && o.Tool != "iperf3":
