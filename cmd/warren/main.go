@@ -20,7 +20,7 @@ const usage = `usage: warren <command> [arguments]
 commands:
   up FILE.conf|NAME   run a tunnel in the foreground
   down NAME           stop a running tunnel
-  show [NAME]         show tunnel state
+  show [--json] [NAME]  show tunnel state and drops
   demo                run a tunnel between two namespaces and send traffic through it
   bench               measure tunnel throughput, packet rate and latency
   link                list, classify and create virtual links
