@@ -1,0 +1,524 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/wgctrl"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// commands are the guest's built-in commands, by name. Each gets its
+// arguments after the name and returns its output.
+var commands = map[string]func(ctx context.Context, args []string) (string, error){
+	"addr":     cmdAddr,
+	"link":     cmdLink,
+	"route":    cmdRoute,
+	"wg":       cmdWG,
+	"wg-show":  cmdWGShow,
+	"ping":     cmdPing,
+	"tcp-send": cmdTCPSend,
+	"tcp-recv": cmdTCPRecv,
+	"netem":    cmdNetem,
+	"exec":     cmdExec,
+	"read":     cmdRead,
+	"write":    cmdWrite,
+}
+
+// run runs one request.
+func run(ctx context.Context, args []string) (string, error) {
+	if len(args) == 0 {
+		return "", errors.New("empty command")
+	}
+	f := commands[args[0]]
+	if f == nil {
+		return "", fmt.Errorf("unknown command %q", args[0])
+	}
+	return f(ctx, args[1:])
+}
+
+func usage(s string) error { return fmt.Errorf("usage: %s", s) }
+
+// cmdAddr: addr add|del DEV PREFIX
+func cmdAddr(_ context.Context, args []string) (string, error) {
+	if len(args) != 3 || (args[0] != "add" && args[0] != "del") {
+		return "", usage("addr add|del DEV PREFIX")
+	}
+	return "", addrChange(args[0] == "add", args[1], args[2])
+}
+
+func addrChange(add bool, dev, prefix string) error {
+	p, err := netip.ParsePrefix(prefix)
+	if err != nil {
+		return err
+	}
+	l, err := netlink.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", dev, err)
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	if p.Addr().Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	if add {
+		err = netlink.AddrAdd(l, a)
+	} else {
+		err = netlink.AddrDel(l, a)
+	}
+	if err != nil {
+		return fmt.Errorf("addr %s on %s: %w", p, dev, err)
+	}
+	return nil
+}
+
+func linkUp(dev string) error {
+	l, err := netlink.LinkByName(dev)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", dev, err)
+	}
+	return netlink.LinkSetUp(l)
+}
+
+// cmdLink: link up|down|del DEV, link add-wireguard DEV, link mtu DEV N,
+// link show (JSON list of names, kinds and flags).
+func cmdLink(_ context.Context, args []string) (string, error) {
+	if len(args) == 1 && args[0] == "show" {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return "", err
+		}
+		type info struct {
+			Name, Type, Flags string
+			MTU               int
+			Mode              string `json:",omitempty"`
+		}
+		var out []info
+		for _, l := range links {
+			i := info{Name: l.Attrs().Name, Type: l.Type(), Flags: l.Attrs().Flags.String(), MTU: l.Attrs().MTU}
+			if iv, ok := l.(*netlink.IPVlan); ok {
+				i.Mode = fmt.Sprint(iv.Mode)
+			}
+			out = append(out, i)
+		}
+		b, err := json.Marshal(out)
+		return string(b), err
+	}
+	if len(args) < 2 {
+		return "", usage("link up|down|del|add-wireguard DEV | link mtu DEV N | link show")
+	}
+	dev := args[1]
+	if args[0] == "add-wireguard" {
+		return "", netlink.LinkAdd(&netlink.Wireguard{LinkAttrs: netlink.LinkAttrs{Name: dev}})
+	}
+	l, err := netlink.LinkByName(dev)
+	if err != nil {
+		return "", fmt.Errorf("find %s: %w", dev, err)
+	}
+	switch {
+	case args[0] == "up":
+		return "", netlink.LinkSetUp(l)
+	case args[0] == "down":
+		return "", netlink.LinkSetDown(l)
+	case args[0] == "del":
+		return "", netlink.LinkDel(l)
+	case args[0] == "mtu" && len(args) == 3:
+		n, err := strconv.Atoi(args[2])
+		if err != nil {
+			return "", err
+		}
+		return "", netlink.LinkSetMTU(l, n)
+	}
+	return "", usage("link up|down|del|add-wireguard DEV | link mtu DEV N | link show")
+}
+
+// cmdRoute: route add|del PREFIX DEV [via GW] [src ADDR]
+func cmdRoute(_ context.Context, args []string) (string, error) {
+	if len(args) < 3 || (args[0] != "add" && args[0] != "del") {
+		return "", usage("route add|del PREFIX DEV [via GW] [src ADDR]")
+	}
+	p, err := netip.ParsePrefix(args[1])
+	if err != nil {
+		return "", err
+	}
+	l, err := netlink.LinkByName(args[2])
+	if err != nil {
+		return "", err
+	}
+	r := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	for i := 3; i+1 < len(args); i += 2 {
+		a, err := netip.ParseAddr(args[i+1])
+		if err != nil {
+			return "", err
+		}
+		switch args[i] {
+		case "via":
+			r.Gw = a.AsSlice()
+		case "src":
+			r.Src = a.AsSlice()
+		}
+	}
+	if args[0] == "add" {
+		return "", netlink.RouteReplace(r)
+	}
+	return "", netlink.RouteDel(r)
+}
+
+// cmdWG configures a kernel WireGuard device, replacing its peers:
+//
+//	wg DEV private-key KEY [listen-port N] [peer PUB [preshared-key KEY]
+//	   [endpoint HOST:PORT] [allowed-ips A,B] [persistent-keepalive SECS]]...
+//
+// A peer given again later is updated (endpoint roaming), not replaced:
+// repeat "peer PUB" after "update" to change only that peer.
+func cmdWG(_ context.Context, args []string) (string, error) {
+	if len(args) < 1 {
+		return "", usage("wg DEV [update] [private-key KEY] [listen-port N] [peer PUB ...]...")
+	}
+	dev, args := args[0], args[1:]
+	cfg := wgtypes.Config{ReplacePeers: true}
+	var peer *wgtypes.PeerConfig
+	for len(args) > 0 {
+		if args[0] == "update" {
+			cfg.ReplacePeers = false
+			args = args[1:]
+			continue
+		}
+		if len(args) < 2 {
+			return "", fmt.Errorf("wg: %s needs a value", args[0])
+		}
+		k, v := args[0], args[1]
+		args = args[2:]
+		var err error
+		switch k {
+		case "private-key":
+			var key wgtypes.Key
+			key, err = wgtypes.ParseKey(v)
+			cfg.PrivateKey = &key
+		case "listen-port":
+			var n int
+			n, err = strconv.Atoi(v)
+			cfg.ListenPort = &n
+		case "peer":
+			var key wgtypes.Key
+			key, err = wgtypes.ParseKey(v)
+			cfg.Peers = append(cfg.Peers, wgtypes.PeerConfig{PublicKey: key, ReplaceAllowedIPs: true})
+			peer = &cfg.Peers[len(cfg.Peers)-1]
+		case "preshared-key", "endpoint", "allowed-ips", "persistent-keepalive":
+			if peer == nil {
+				return "", fmt.Errorf("wg: %s before peer", k)
+			}
+			err = setPeer(peer, k, v)
+		default:
+			return "", fmt.Errorf("wg: unknown key %q", k)
+		}
+		if err != nil {
+			return "", fmt.Errorf("wg: %s %q: %w", k, v, err)
+		}
+	}
+	c, err := wgctrl.New()
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return "", c.ConfigureDevice(dev, cfg)
+}
+
+func setPeer(p *wgtypes.PeerConfig, k, v string) error {
+	switch k {
+	case "preshared-key":
+		key, err := wgtypes.ParseKey(v)
+		p.PresharedKey = &key
+		return err
+	case "endpoint":
+		ap, err := netip.ParseAddrPort(v)
+		p.Endpoint = net.UDPAddrFromAddrPort(ap)
+		return err
+	case "allowed-ips":
+		for _, s := range strings.Split(v, ",") {
+			pf, err := netip.ParsePrefix(s)
+			if err != nil {
+				return err
+			}
+			p.AllowedIPs = append(p.AllowedIPs, net.IPNet{IP: pf.Addr().AsSlice(), Mask: net.CIDRMask(pf.Bits(), pf.Addr().BitLen())})
+		}
+		p.ReplaceAllowedIPs = true
+	case "persistent-keepalive":
+		n, err := strconv.Atoi(v)
+		d := time.Duration(n) * time.Second
+		p.PersistentKeepaliveInterval = &d
+		return err
+	}
+	return nil
+}
+
+// WGPeer is what wg-show reports about one peer.
+type WGPeer struct {
+	PublicKey     string
+	Endpoint      string
+	LastHandshake time.Time
+	RxBytes       int64
+	TxBytes       int64
+}
+
+// cmdWGShow: wg-show DEV, the device's peers as JSON.
+func cmdWGShow(_ context.Context, args []string) (string, error) {
+	if len(args) != 1 {
+		return "", usage("wg-show DEV")
+	}
+	c, err := wgctrl.New()
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	d, err := c.Device(args[0])
+	if err != nil {
+		return "", err
+	}
+	var peers []WGPeer
+	for _, p := range d.Peers {
+		w := WGPeer{PublicKey: p.PublicKey.String(), LastHandshake: p.LastHandshakeTime, RxBytes: p.ReceiveBytes, TxBytes: p.TransmitBytes}
+		if p.Endpoint != nil {
+			w.Endpoint = p.Endpoint.String()
+		}
+		peers = append(peers, w)
+	}
+	b, err := json.Marshal(peers)
+	return string(b), err
+}
+
+// cmdPing: ping DST COUNT [INTERVAL_MS], prints how many answered; fails if
+// none did. The first request waits up to 6 s (room for a handshake retry),
+// the others 2 s.
+func cmdPing(ctx context.Context, args []string) (string, error) {
+	if len(args) < 2 {
+		return "", usage("ping DST COUNT [INTERVAL_MS]")
+	}
+	dst, err := netip.ParseAddr(args[0])
+	if err != nil {
+		return "", err
+	}
+	count, err := strconv.Atoi(args[1])
+	if err != nil {
+		return "", err
+	}
+	interval := time.Duration(0)
+	if len(args) > 2 {
+		ms, err := strconv.Atoi(args[2])
+		if err != nil {
+			return "", err
+		}
+		interval = time.Duration(ms) * time.Millisecond
+	}
+	network, proto := "ip4:icmp", 1
+	var reqType, replyType icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
+	if dst.Is6() {
+		network, proto = "ip6:ipv6-icmp", 58
+		reqType, replyType = ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply
+	}
+	c, err := icmp.ListenPacket(network, "")
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	answered := 0
+	buf := make([]byte, 1500)
+	for seq := 1; seq <= count && ctx.Err() == nil; seq++ {
+		msg := icmp.Message{Type: reqType, Body: &icmp.Echo{ID: 0x7761, Seq: seq, Data: []byte("vmlab")}}
+		b, _ := msg.Marshal(nil)
+		sent := time.Now()
+		if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+			return "", err
+		}
+		wait := 2 * time.Second
+		if seq == 1 {
+			wait = 6 * time.Second
+		}
+		c.SetReadDeadline(sent.Add(wait))
+		for {
+			n, _, err := c.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			m, err := icmp.ParseMessage(proto, buf[:n])
+			if err != nil || m.Type != replyType {
+				continue
+			}
+			if e, ok := m.Body.(*icmp.Echo); ok && e.Seq == seq {
+				answered++
+				break
+			}
+		}
+		if d := interval - time.Since(sent); d > 0 {
+			time.Sleep(d)
+		}
+	}
+	out := fmt.Sprintf("%d/%d", answered, count)
+	if answered == 0 {
+		return out, errors.New("no answer")
+	}
+	return out, nil
+}
+
+// cmdTCPSend: tcp-send HOST:PORT BYTES, sends random data and prints
+// "SHA256HEX BYTES". It retries the connection for 10 s, so the receiver
+// may start a little later.
+func cmdTCPSend(ctx context.Context, args []string) (string, error) {
+	if len(args) != 2 {
+		return "", usage("tcp-send HOST:PORT BYTES")
+	}
+	size, err := strconv.ParseInt(args[1], 10, 64)
+	if err != nil {
+		return "", err
+	}
+	var c net.Conn
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", args[0])
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	h := sha256.New()
+	chunk := make([]byte, 64<<10)
+	for sent := int64(0); sent < size; {
+		n := min(int64(len(chunk)), size-sent)
+		rand.Read(chunk[:n])
+		h.Write(chunk[:n])
+		if _, err := c.Write(chunk[:n]); err != nil {
+			return "", err
+		}
+		sent += n
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		return "", err
+	}
+	// Wait for the receiver to close, so the data has arrived when we answer.
+	io.Copy(io.Discard, c)
+	return fmt.Sprintf("%s %d", hex.EncodeToString(h.Sum(nil)), size), nil
+}
+
+// cmdTCPRecv: tcp-recv ADDR:PORT, accepts one connection and prints
+// "SHA256HEX BYTES" of what it received.
+func cmdTCPRecv(ctx context.Context, args []string) (string, error) {
+	if len(args) != 1 {
+		return "", usage("tcp-recv ADDR:PORT")
+	}
+	ln, err := net.Listen("tcp", args[0])
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	c, err := ln.Accept()
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	stop2 := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop2()
+	h := sha256.New()
+	n, err := io.Copy(h, c)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s %d", hex.EncodeToString(h.Sum(nil)), n), nil
+}
+
+// cmdNetem: netem DEV [loss PCT] [delay MS] [jitter MS] [reorder PCT]
+// [duplicate PCT] replaces DEV's root qdisc with netem; "netem DEV off"
+// removes it.
+func cmdNetem(_ context.Context, args []string) (string, error) {
+	if len(args) < 2 {
+		return "", usage("netem DEV off | netem DEV [loss PCT] [delay MS] [jitter MS] [reorder PCT] [duplicate PCT]")
+	}
+	l, err := netlink.LinkByName(args[0])
+	if err != nil {
+		return "", err
+	}
+	attrs := netlink.QdiscAttrs{LinkIndex: l.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT}
+	if args[1] == "off" {
+		return "", netlink.QdiscDel(&netlink.GenericQdisc{QdiscAttrs: attrs, QdiscType: "netem"})
+	}
+	var na netlink.NetemQdiscAttrs
+	for i := 1; i+1 < len(args); i += 2 {
+		v, err := strconv.ParseFloat(args[i+1], 32)
+		if err != nil {
+			return "", err
+		}
+		switch args[i] {
+		case "loss":
+			na.Loss = float32(v)
+		case "delay":
+			na.Latency = uint32(v * 1000) // µs
+		case "jitter":
+			na.Jitter = uint32(v * 1000) // µs
+		case "reorder":
+			na.ReorderProb = float32(v)
+		case "duplicate":
+			na.Duplicate = float32(v)
+		default:
+			return "", fmt.Errorf("netem: unknown key %q", args[i])
+		}
+	}
+	return "", netlink.QdiscReplace(netlink.NewNetem(attrs, na))
+}
+
+// cmdExec: exec PATH ARGS..., runs a program and returns its combined
+// output.
+func cmdExec(ctx context.Context, args []string) (string, error) {
+	if len(args) < 1 {
+		return "", usage("exec PATH ARGS...")
+	}
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = []string{"PATH=/bin", "HOME=/tmp"}
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// cmdRead: read FILE
+func cmdRead(_ context.Context, args []string) (string, error) {
+	if len(args) != 1 {
+		return "", usage("read FILE")
+	}
+	b, err := os.ReadFile(args[0])
+	return string(b), err
+}
+
+// cmdWrite: write FILE CONTENT (sysctls)
+func cmdWrite(_ context.Context, args []string) (string, error) {
+	if len(args) != 2 {
+		return "", usage("write FILE CONTENT")
+	}
+	return "", os.WriteFile(args[0], []byte(args[1]), 0o644)
+}
