@@ -51,7 +51,7 @@ func runUserspace(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if fs.NArg() != 1 || !config.ValidName(fs.Arg(0)) {
-		return fmt.Errorf("%w: warren userspace [-f] IFACE (IFACE: 1-15 of [a-zA-Z0-9_=+.-])", errUsage)
+		return fmt.Errorf("%w: warren userspace [-f] IFACE (IFACE: %s)", errUsage, config.NameRule)
 	}
 	name := fs.Arg(0)
 	if !*fg && os.Getenv("WG_PROCESS_FOREGROUND") != "1" {
