@@ -11,6 +11,8 @@ import (
 
 	"github.com/songgao/water"
 	"golang.org/x/sys/unix"
+
+	"github.com/warrenvpn/warren/config"
 )
 
 // TAPBatchSize is the most frames one TAP Read returns or one Write takes.
@@ -41,7 +43,7 @@ func OpenTAP(name string, mtu int) (*TAP, error) {
 	if err := checkMTU(mtu); err != nil {
 		return nil, fmt.Errorf("creating TAP %s: %w", name, err)
 	}
-	if _, err := unix.NewIfreq(name); err != nil || name == "" {
+	if !config.ValidName(name) {
 		return nil, fmt.Errorf("creating TAP %q: invalid interface name", name)
 	}
 	ifce, err := water.New(water.Config{

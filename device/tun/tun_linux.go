@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/warrenvpn/warren/config"
 )
 
 // tunClonePath is the TUN clone device.
@@ -86,7 +88,7 @@ func openTUN(name string, mtu int, flags uint16) (*TUN, error) {
 		return nil, fmt.Errorf("creating TUN %s: %w", name, err)
 	}
 	ifr, err := unix.NewIfreq(name)
-	if err != nil || name == "" {
+	if err != nil || !config.ValidName(name) {
 		return nil, fmt.Errorf("creating TUN %q: invalid interface name", name)
 	}
 	fd, err := unix.Open(tunClonePath, unix.O_RDWR|unix.O_CLOEXEC, 0)
