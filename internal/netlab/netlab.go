@@ -3,7 +3,10 @@
 // namespaces joined by a veth pair.
 //
 // Everything a lab creates lives inside its own namespaces, so closing them
-// leaves the host's tables exactly as they were.
+// leaves the host's tables exactly as they were. Tests take labs through
+// package netlabtest, which skips where namespaces cannot be made and
+// closes them in t.Cleanup; netlab itself does not import package testing,
+// so the warren binary does not link it.
 package netlab
 
 import (
