@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -232,8 +233,13 @@ func TestRunDir(t *testing.T) {
 				if runtime.GOOS != "linux" {
 					t.Skip("no instance runs outside Linux")
 				}
-				// The parent process (go test) is alive.
-				writeFile(t, lifecycle.PIDFile(dir, testName), strconv.Itoa(os.Getppid())+"\n")
+				// A process of ours, so that signal 0 may reach it.
+				other := exec.Command("sleep", "60")
+				if err := other.Start(); err != nil {
+					t.Skipf("no process to stand for the running instance: %v", err)
+				}
+				t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+				writeFile(t, lifecycle.PIDFile(dir, testName), strconv.Itoa(other.Process.Pid)+"\n")
 			},
 			errText: "already up",
 			want:    func(_, _ []string) []string { return step4 },
