@@ -12,9 +12,10 @@ package tunnel
 //  4. Empty payload: a keepalive, done (M10). Otherwise the inner IP header
 //     is checked (M7, M8; padding trimmed) and the inner source must map to
 //     the same peer by allowed IPs (M9, N6).
-//  5. One Adapter.Write for the batch, at Offset.
-//  6. Per keypair seen: endpoint to the latest outer source (RO1-RO3), key
-//     confirmation (P9), timers, rekey once past 165 s.
+//  5. Per keypair seen: endpoint to the latest outer source (RO1-RO3), key
+//     confirmation (P9), timers, rekey once past 165 s. Before the write,
+//     so that a reply the host sends at once goes to where the peer is now.
+//  6. One Adapter.Write for the batch, at Offset.
 
 import (
 	"encoding/binary"
@@ -163,6 +164,11 @@ func (e *Engine) processInbound(in *inbound, n int) {
 		}
 		write = append(write, msg[:Offset+size])
 	}
+	for i := range seen {
+		e.received(&seen[i], isLatest(seen, i), now)
+	}
+	clear(seen)
+	in.seen = seen[:0]
 	for rest := write; len(rest) > 0; {
 		chunk := rest[:min(len(rest), e.adapterBatch)]
 		rest = rest[len(chunk):]
@@ -178,11 +184,6 @@ func (e *Engine) processInbound(in *inbound, n int) {
 	}
 	clear(write)
 	in.write = write[:0]
-	for i := range seen {
-		e.received(&seen[i], isLatest(seen, i), now)
-	}
-	clear(seen)
-	in.seen = seen[:0]
 }
 
 // seenIndex returns the index of kp in *seen, appending it if new.
