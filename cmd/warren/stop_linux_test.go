@@ -173,9 +173,9 @@ func (f *failingTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrP
 
 var errRebindInjected = errors.New("bind: address already in use (injected)")
 
-// TestStopEngineFailure: the engine failing for good ends `warren up` with
-// one line that says why, exit status 1 (a non-nil error from up, which main
-// prints as one "warren: ..." line) and the host as found. Nothing outside
+// TestStopEngineFailure: the engine failing for good ends `warren up` and
+// `warren userspace` with one line that says why, exit status 1 (a non-nil
+// error, which main prints as one "warren: ..." line) and the host as found. Nothing outside
 // the process makes a socket fail reliably, so this runs up in-process as
 // root, in a namespace of its own with a real TUN, netlink and sysctls, and
 // injects the failure through lifecycle.Options: a transport whose Receive
@@ -209,85 +209,97 @@ func TestStopEngineFailure(t *testing.T) {
 			want: "injected",
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			ns := netlabtest.NewNamespace(t)
-			before := stableDump(t, ns)
-			var tag [2]byte
-			rand.Read(tag[:])
-			name := fmt.Sprintf("wt%xf", tag)
-			cfg := failureConfig(t, name)
-			runDir, ctlDir := t.TempDir(), t.TempDir()
-			var logs syncBuffer
-			log := slog.New(slog.NewTextHandler(&logs, nil))
+	commands := []struct {
+		name  string
+		ready string // the log line that says it is up
+		run   func(ctx context.Context, cfg *config.Config, log *slog.Logger, opts lifecycle.Options) error
+	}{
+		{"up", " msg=up ", up},
+		{"userspace", "userspace device ready", func(ctx context.Context, cfg *config.Config, log *slog.Logger, opts lifecycle.Options) error {
+			return serveUserspace(ctx, cfg.Name, log, opts)
+		}},
+	}
+	for _, c := range commands {
+		for _, tc := range tests {
+			t.Run(c.name+"/"+tc.name, func(t *testing.T) {
+				ns := netlabtest.NewNamespace(t)
+				before := stableDump(t, ns)
+				var tag [2]byte
+				rand.Read(tag[:])
+				name := fmt.Sprintf("wt%xf", tag)
+				cfg := failureConfig(t, name)
+				runDir, ctlDir := t.TempDir(), t.TempDir()
+				var logs syncBuffer
+				log := slog.New(slog.NewTextHandler(&logs, nil))
 
-			var tr atomic.Pointer[failingTransport]
-			var listens atomic.Int32 // Listen calls: the first opens the socket, later ones rebind
-			opts := lifecycle.Options{
-				Listen: func(port uint16, mark uint32) (tunnel.Transport, error) {
-					if listens.Add(1) > 1 {
-						return nil, errRebindInjected
-					}
-					u, err := transport.Listen(transport.Options{Port: port, FwMark: mark, Logger: log})
-					if err != nil {
-						return nil, err
-					}
-					f := &failingTransport{UDP: u}
-					tr.Store(f)
-					return f, nil
-				},
-				ListenControl: func(name string) (net.Listener, error) { return uapi.ListenDir(ctlDir, name) },
-				RunDir:        runDir,
-			}
-			sock := uapi.SocketPath(ctlDir, name)
-			provoked := make(chan struct{})
-			go func() {
-				defer close(provoked)
-				deadline := time.Now().Add(10 * time.Second)
-				for {
-					if _, err := os.Stat(sock); err == nil && strings.Contains(logs.String(), " msg=up ") {
-						break
-					}
-					if time.Now().After(deadline) {
-						t.Error("not up within 10 s")
-						return
-					}
-					time.Sleep(10 * time.Millisecond)
+				var tr atomic.Pointer[failingTransport]
+				var listens atomic.Int32 // Listen calls: the first opens the socket, later ones rebind
+				opts := lifecycle.Options{
+					Listen: func(port uint16, mark uint32) (tunnel.Transport, error) {
+						if listens.Add(1) > 1 {
+							return nil, errRebindInjected
+						}
+						u, err := transport.Listen(transport.Options{Port: port, FwMark: mark, Logger: log})
+						if err != nil {
+							return nil, err
+						}
+						f := &failingTransport{UDP: u}
+						tr.Store(f)
+						return f, nil
+					},
+					ListenControl: func(name string) (net.Listener, error) { return uapi.ListenDir(ctlDir, name) },
+					RunDir:        runDir,
 				}
-				if during := hostDump(t, ns); !strings.Contains(during, "lookup 51820") || !strings.Contains(during, "# src_valid_mark\n1\n") {
-					t.Errorf("while up, the namespace lacks the fwmark rule or src_valid_mark:\n%s", during)
-				}
-				tc.provoke(t, tr.Load(), ctlDir, name)
-			}()
+				sock := uapi.SocketPath(ctlDir, name)
+				provoked := make(chan struct{})
+				go func() {
+					defer close(provoked)
+					deadline := time.Now().Add(10 * time.Second)
+					for {
+						if _, err := os.Stat(sock); err == nil && strings.Contains(logs.String(), c.ready) {
+							break
+						}
+						if time.Now().After(deadline) {
+							t.Error("not up within 10 s")
+							return
+						}
+						time.Sleep(10 * time.Millisecond)
+					}
+					if during := hostDump(t, ns); c.name == "up" && (!strings.Contains(during, "lookup 51820") || !strings.Contains(during, "# src_valid_mark\n1\n")) {
+						t.Errorf("while up, the namespace lacks the fwmark rule or src_valid_mark:\n%s", during)
+					}
+					tc.provoke(t, tr.Load(), ctlDir, name)
+				}()
 
-			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-			defer cancel()
-			start := time.Now()
-			// The TUN, the netlink handle and the sysctls belong to the
-			// namespace of the thread that runs up.
-			err := ns.Do(func() error { return up(ctx, cfg, log, opts) })
-			<-provoked
-			t.Logf("up returned %v after %v", err, time.Since(start).Round(time.Millisecond))
-			if ctx.Err() != nil {
-				t.Fatalf("up ran until the test's timeout\n%s", logs.String())
-			}
-			if err == nil {
-				t.Fatalf("up = nil after the engine failed, want an error (exit status 1)\n%s", logs.String())
-			}
-			if line := "warren: " + err.Error(); strings.Contains(line, "\n") || !strings.Contains(line, name) || !strings.Contains(line, tc.want) {
-				t.Errorf("up's error prints as %q, want one line naming %s and %q", line, name, tc.want)
-			}
-			if strings.Contains(logs.String(), "cleanup") {
-				t.Errorf("cleanup reported a failure:\n%s", logs.String())
-			}
-			if after := stableDump(t, ns); after != before {
-				t.Errorf("host differs after the failure (-before +after):\n%s", cmp.Diff(strings.Split(before, "\n"), strings.Split(after, "\n")))
-			}
-			checkGone(t, sock, lifecycle.PIDFile(runDir, name), lifecycle.JournalFile(runDir, name))
-			if t.Failed() || testing.Verbose() {
-				t.Logf("log:\n%s", logs.String())
-			}
-		})
+				ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+				defer cancel()
+				start := time.Now()
+				// The TUN, the netlink handle and the sysctls belong to the
+				// namespace of the thread that runs up.
+				err := ns.Do(func() error { return c.run(ctx, cfg, log, opts) })
+				<-provoked
+				t.Logf("up returned %v after %v", err, time.Since(start).Round(time.Millisecond))
+				if ctx.Err() != nil {
+					t.Fatalf("up ran until the test's timeout\n%s", logs.String())
+				}
+				if err == nil {
+					t.Fatalf("%s = nil after the engine failed, want an error (exit status 1)\n%s", c.name, logs.String())
+				}
+				if line := "warren: " + err.Error(); strings.Contains(line, "\n") || !strings.Contains(line, name) || !strings.Contains(line, tc.want) {
+					t.Errorf("up's error prints as %q, want one line naming %s and %q", line, name, tc.want)
+				}
+				if strings.Contains(logs.String(), "cleanup") {
+					t.Errorf("cleanup reported a failure:\n%s", logs.String())
+				}
+				if after := stableDump(t, ns); after != before {
+					t.Errorf("host differs after the failure (-before +after):\n%s", cmp.Diff(strings.Split(before, "\n"), strings.Split(after, "\n")))
+				}
+				checkGone(t, sock, lifecycle.PIDFile(runDir, name), lifecycle.JournalFile(runDir, name))
+				if t.Failed() || testing.Verbose() {
+					t.Logf("log:\n%s", logs.String())
+				}
+			})
+		}
 	}
 }
 
