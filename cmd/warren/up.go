@@ -116,6 +116,7 @@ func waitAndClose(ctx context.Context, t *lifecycle.Tunnel, log *slog.Logger) er
 	return err
 }
 
+// pidPath is the pid file of name that `warren down` reads.
 func pidPath(name string) string { return lifecycle.PIDFile(lifecycle.DefaultRunDir, name) }
 
 func runDown(ctx context.Context, args []string, stdout, stderr io.Writer) error {
