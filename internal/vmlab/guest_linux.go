@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -206,7 +205,9 @@ func (g *Guest) boot(ctx context.Context) error {
 	start := time.Now()
 	g.cmd = g.cfg.Namespace.Command(context.WithoutCancel(ctx), QEMU, args...)
 	g.cmd.Stdout, g.cmd.Stderr = &g.qemuOut, &g.qemuOut
-	g.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the forking thread exits, and netlab's
+	// namespace helpers end the threads they lock, so qemu would die at
+	// random. Close, or the namespace's Close, ends qemu instead.
 	if err := g.cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", QEMU, err)
 	}
