@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -84,6 +85,23 @@ func TestTAP(t *testing.T) {
 		n, err := conn.Read(buf)
 		if err != nil || string(buf[:n]) != fmt.Sprintf("frame %d", i) {
 			t.Fatalf("receive frame %d = %q, %v", i, buf[:n], err)
+		}
+	}
+
+	// A frame shorter than an Ethernet header is refused (EINVAL); Write
+	// counts the others, which arrive.
+	mixed := [][]byte{
+		append(make([]byte, testOffset), ethernet(mac, tapPeerMAC, tuntest.UDPPacket(netip.AddrPortFrom(tapPeer, 7000), dst, []byte("good 0")))...),
+		append(make([]byte, testOffset), 1, 2, 3, 4, 5),
+		append(make([]byte, testOffset), ethernet(mac, tapPeerMAC, tuntest.UDPPacket(netip.AddrPortFrom(tapPeer, 7000), dst, []byte("good 1")))...),
+	}
+	if n, err := tap.Write(mixed, testOffset); n != 2 || !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("Write() = %d, %v; want 2, EINVAL", n, err)
+	}
+	for i := range 2 {
+		n, err := conn.Read(buf)
+		if err != nil || string(buf[:n]) != fmt.Sprintf("good %d", i) {
+			t.Fatalf("receive good frame %d = %q, %v", i, buf[:n], err)
 		}
 	}
 

@@ -490,3 +490,141 @@ func TestTUNReadGathers(t *testing.T) {
 		t.Errorf("%d packets took %d reads, want them gathered", count, reads)
 	}
 }
+
+// TestTUNWriteCounts writes batches in which the kernel refuses some
+// packets (IP version 0: EINVAL): Write counts the others as written, they
+// arrive, and the error says what failed.
+func TestTUNWriteCounts(t *testing.T) {
+	netlabtest.RequireRoot(t)
+	ns, dev := newTestTUN(t, 1420)
+	var conn *net.UDPConn
+	inNamespace(t, ns, func() (err error) {
+		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(tunLocal4.Addr(), 0)))
+		return err
+	})
+	defer conn.Close()
+	dst := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	src := netip.AddrPortFrom(tunPeer4, 5000)
+	tests := []struct {
+		name string
+		bad  []bool // which packets are refused
+	}{
+		{"middle", []bool{false, true, false}},
+		{"first and last", []bool{true, false, false, false, true}},
+		{"all", []bool{true, true}},
+		{"run around a bad one", []bool{false, false, false, true, false, false}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			bufs := make([][]byte, len(tc.bad))
+			var want []string
+			for i, bad := range tc.bad {
+				pkt := tuntest.UDPPacket(src, dst, fmt.Appendf(nil, "%s %d", tc.name, i))
+				if bad {
+					pkt[0] = 0x05
+				} else {
+					want = append(want, fmt.Sprintf("%s %d", tc.name, i))
+				}
+				bufs[i] = append(make([]byte, testOffset), pkt...)
+			}
+			n, err := dev.Write(bufs, testOffset)
+			if n != len(want) || err == nil || errors.Is(err, net.ErrClosed) {
+				t.Fatalf("Write() = %d, %v; want %d and an error", n, err, len(want))
+			}
+			if !errors.Is(err, unix.EINVAL) {
+				t.Errorf("Write() error %v, want EINVAL", err)
+			}
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 2000)
+			for _, w := range want {
+				n, err := conn.Read(buf)
+				if err != nil || string(buf[:n]) != w {
+					t.Fatalf("received %q, %v; want %q", buf[:n], err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestTUNReadRest sends one UDP GSO datagram of 8 segments and reads it
+// with 3 buffers: Read returns 3, 3 and 2 packets, without error and
+// without waiting for the kernel, and no segment is lost. Small buffers make
+// Read take the packet into its own buffer, large ones into bufs[0].
+func TestTUNReadRest(t *testing.T) {
+	netlabtest.RequireRoot(t)
+	ns, dev := newTestTUN(t, 1420)
+	const segment, segments = 1000, 8
+	for i, bufSize := range []int{testOffset + 1500, testOffset + 65535} {
+		t.Run(fmt.Sprintf("buffers of %d", bufSize), func(t *testing.T) {
+			dst := netip.AddrPortFrom(tunPeer4, uint16(6100+i))
+			payload := make([]byte, segment*segments)
+			for k := range payload {
+				payload[k] = byte(k / 7)
+			}
+			inNamespace(t, ns, func() error {
+				conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
+				if err != nil {
+					return err
+				}
+				defer conn.Close()
+				raw, err := conn.SyscallConn()
+				if err != nil {
+					return err
+				}
+				var serr error
+				raw.Control(func(fd uintptr) {
+					serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT, segment)
+				})
+				if serr != nil {
+					return fmt.Errorf("UDP_SEGMENT: %w", serr)
+				}
+				_, err = conn.Write(payload)
+				return err
+			})
+			bufs := make([][]byte, 3)
+			for k := range bufs {
+				bufs[k] = make([]byte, bufSize)
+			}
+			sizes := make([]int, len(bufs))
+			var got []byte
+			var counts []int
+			// A lost segment would leave Read blocked: read in a
+			// goroutine, which the Close in newTestTUN's cleanup ends.
+			done := make(chan error, 1)
+			go func() {
+				for len(got) < len(payload) {
+					n, err := dev.Read(bufs, sizes, testOffset)
+					if err != nil {
+						done <- fmt.Errorf("Read: %d, %w", n, err)
+						return
+					}
+					ours := 0
+					for k := range n {
+						if _, d, p, ok := tuntest.ParseUDP(bufs[k][testOffset : testOffset+sizes[k]]); ok && d == dst {
+							got = append(got, p...)
+							ours++
+						}
+					}
+					if ours > 0 { // not the host's own chatter
+						counts = append(counts, ours)
+					}
+				}
+				done <- nil
+			}()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("Read blocked: segments lost")
+			}
+			if !bytes.Equal(got, payload) {
+				t.Fatalf("received %d of %d payload bytes, or out of order", len(got), len(payload))
+			}
+			if fmt.Sprint(counts) != "[3 3 2]" {
+				t.Errorf("packets per Read %v, want [3 3 2] (one GSO packet split over three reads)", counts)
+			}
+		})
+	}
+}
