@@ -60,13 +60,32 @@ func waitFor(t testing.TB, c <-chan struct{}, what string) {
 }
 
 // TestHandshakeDoesNotStallSending checks that outbound traffic keeps
-// flowing while a peer's handshake is stuck in its crypto: a answers an
-// initiation from b and stalls while creating the response (its randomness
-// source blocks); meanwhile a batch with a packet for b first and one for c
-// is read, and both leave at once on their sessions. Before the handshake
-// moved off peer.mu the send loop waited for b's lock and sent nothing.
+// flowing while a peer's handshake is stuck in its crypto (a's randomness
+// source blocks): a answers an initiation from b, or a initiates to b
+// because a packet for b found no session. Meanwhile a batch with a packet
+// for b first and one for c is read, and c's packet (and b's, on its
+// session) leaves at once. Before handshakes moved off peer.mu and out of
+// the send loop, the loop waited for b's lock or ran b's initiation itself,
+// and sent nothing.
 func TestHandshakeDoesNotStallSending(t *testing.T) {
-	leakcheck.Check(t)
+	tests := []struct {
+		name     string
+		initiate bool               // a initiates (b's session wiped) instead of answering b
+		wantB    bool               // a's packet to b leaves during the stall (on the session)
+		wantMsg  crypto.MessageType // what a sends b once the crypto goes on
+	}{
+		{"answering", false, true, crypto.MessageResponse},
+		{"initiating", true, false, crypto.MessageInitiation},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			leakcheck.Check(t)
+			testHandshakeStall(t, tc.initiate, tc.wantB, tc.wantMsg)
+		})
+	}
+}
+
+func testHandshakeStall(t *testing.T, initiate, wantB bool, wantMsg crypto.MessageType) {
 	p := established(t, pairOptions{})
 	outerC := netip.MustParseAddrPort("198.18.0.3:51822")
 	innerC := netip.MustParseAddr("198.19.0.3")
@@ -91,22 +110,34 @@ func TestHandshakeDoesNotStallSending(t *testing.T) {
 		t.Fatalf("a to c delivered %q, want setup", got)
 	}
 
-	// b starts a handshake with a; a gets the initiation by hand.
-	p.b.peer().sendInitiation(false)
-	in := newInbound(16)
-	n, _ := p.a.tr.Receive(in.bufs, in.sizes, in.eps)
-	if n != 1 || crypto.MessageType(in.bufs[0][0]) != crypto.MessageInitiation {
-		t.Fatalf("a received %d datagrams, want b's initiation", n)
+	var initiation []byte
+	if initiate {
+		// a forgets its session with b, and may initiate again.
+		pb := p.a.e.peerByKey(p.b.pub)
+		pb.handshake.Lock()
+		pb.mu.Lock()
+		pb.wipeLocked()
+		pb.mu.Unlock()
+		pb.handshake.Unlock()
+		p.clock.advance(RekeyTimeout)
+	} else {
+		// b starts a handshake with a; a gets the initiation by hand.
+		p.b.peer().sendInitiation(false)
+		in := newInbound(16)
+		n, _ := p.a.tr.Receive(in.bufs, in.sizes, in.eps)
+		if n != 1 || crypto.MessageType(in.bufs[0][0]) != crypto.MessageInitiation {
+			t.Fatalf("a received %d datagrams, want b's initiation", n)
+		}
+		initiation = in.bufs[0][:in.sizes[0]]
 	}
-	initiation := in.bufs[0][:in.sizes[0]]
 
 	sentTo := map[netip.AddrPort]chan struct{}{outerB: make(chan struct{}, 16), outerC: make(chan struct{}, 16)}
-	responded := make(chan struct{}, 1)
+	handshake := make(chan struct{}, 1)
 	p.net.setHook(func(d *datagram) bool {
 		switch {
 		case d.src != outerA:
-		case crypto.MessageType(d.data[0]) == crypto.MessageResponse:
-			responded <- struct{}{}
+		case crypto.MessageType(d.data[0]) == wantMsg:
+			handshake <- struct{}{}
 		case crypto.MessageType(d.data[0]) == crypto.MessageData:
 			sentTo[d.dst] <- struct{}{}
 		}
@@ -123,14 +154,21 @@ func TestHandshakeDoesNotStallSending(t *testing.T) {
 	p.a.e.wg.Go(p.a.e.handshakeWorker)
 
 	gate.arm()
-	p.a.e.queueHandshake(initiation, outerB)
-	waitFor(t, gate.entered, "a's handshake with b to reach its crypto")
+	if !initiate {
+		p.a.e.queueHandshake(initiation, outerB)
+		waitFor(t, gate.entered, "a's handshake with b to reach its crypto")
+	}
 	if err := mem.Inject(ping(innerA, innerB, "to b"), ping(innerA, innerC, "to c")); err != nil {
 		t.Fatal(err)
 	}
+	if initiate {
+		waitFor(t, gate.entered, "a's initiation to b to reach its crypto")
+	}
 	waitFor(t, sentTo[outerC], "a's packet to c while b's handshake is stalled")
-	waitFor(t, sentTo[outerB], "a's packet to b while b's handshake is stalled")
+	if wantB {
+		waitFor(t, sentTo[outerB], "a's packet to b while b's handshake is stalled")
+	}
 
 	gate.open()
-	waitFor(t, responded, "a's response to b once its crypto goes on")
+	waitFor(t, handshake, "a's handshake message to b once its crypto goes on")
 }
