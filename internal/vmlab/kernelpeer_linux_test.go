@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,40 +169,79 @@ func TestP4KernelPeer(t *testing.T) {
 			}
 		}
 	}
-	for _, c := range cases {
-		t.Run(c.String(), func(t *testing.T) {
-			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-			defer cancel()
-			k := l.start(t, ctx, c)
-			l.pingBothWays(t, ctx, k)
-			if t.Failed() {
-				return
-			}
-			l.sendToGuest(t, ctx, netip.AddrPortFrom(k.guestIn, 5001), transferSize)
-			l.receiveFromGuest(t, ctx, netip.AddrPortFrom(k.warrenIn6, 5002), transferSize)
+	capture := l.startCapture(t, "udp portrange 52000-52099")
+	t.Run("cases", func(t *testing.T) {
+		for _, c := range cases {
+			t.Run(c.String(), func(t *testing.T) {
+				t.Parallel()
+				l.kernelPeer(t, c)
+			})
+		}
+	})
 
-			hostU, guestU := c.underlay()
-			gp := l.guestShow(t, ctx, k.guestName)
-			if gp.LastHandshake.IsZero() {
-				t.Errorf("kernel side: no handshake recorded")
-			}
-			if want := netip.AddrPortFrom(hostU, uint16(k.port)).String(); gp.Endpoint != want {
-				t.Errorf("kernel side: endpoint %s, want %s", gp.Endpoint, want)
-			}
-			wp := l.show(t, k.warrenName).Interfaces[0].Peers[0]
-			if wp.LatestHandshake == nil {
-				t.Errorf("warren side: no handshake recorded")
-			}
-			if want := netip.AddrPortFrom(guestU, uint16(k.port)).String(); wp.Endpoint != want {
-				t.Errorf("warren side: endpoint %s, want %s", wp.Endpoint, want)
-			}
-			if wp.PresharedKey != c.psk {
-				t.Errorf("warren side: preshared key %v, want %v", wp.PresharedKey, c.psk)
-			}
-			// Both count the same bytes: transport data of the packets the
-			// other sent (keepalives included), so they agree once quiet.
-			t.Logf("kernel rx %d tx %d, warren rx %d tx %d", gp.RxBytes, gp.TxBytes, wp.RxBytes, wp.TxBytes)
-		})
+	// On the wire: the initiator sent the initiation, the responder the
+	// response, both sent data; no cookie replies (no load).
+	var ports []int
+	for _, c := range cases {
+		ports = append(ports, 52000+c.n)
 	}
+	seen := map[int]map[string]int{} // port -> "type from side" -> count
+	for _, m := range capture.messages(t, ports...) {
+		port, from := m.dstPort, "kernel"
+		if m.src == host4.Addr() || m.src == host6.Addr() {
+			from = "warren"
+		}
+		if seen[port] == nil {
+			seen[port] = map[string]int{}
+		}
+		seen[port][fmt.Sprintf("%d from %s", m.typ, from)]++
+	}
+	for _, c := range cases {
+		s := seen[52000+c.n]
+		responder := map[string]string{"warren": "kernel", "kernel": "warren"}[c.initiate]
+		t.Logf("%v: messages seen %v", c, s)
+		for _, want := range []string{"1 from " + c.initiate, "2 from " + responder, "4 from warren", "4 from kernel"} {
+			if s[want] == 0 {
+				t.Errorf("%v: no message type %s on the wire; seen %v", c, want, s)
+			}
+		}
+		for k := range s {
+			if strings.HasPrefix(k, "3 ") || k == "1 from "+responder || k == "2 from "+c.initiate {
+				t.Errorf("%v: unexpected message type %s on the wire; seen %v", c, k, s)
+			}
+		}
+	}
+}
+
+// kernelPeer runs one TestP4KernelPeer case.
+func (l *lab) kernelPeer(t *testing.T, c kernelCase) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	k := l.start(t, ctx, c)
+	l.pingBothWays(t, ctx, k)
+	if t.Failed() {
+		return
+	}
+	l.sendToGuest(t, ctx, netip.AddrPortFrom(k.guestIn, 5001), transferSize)
+	l.receiveFromGuest(t, ctx, netip.AddrPortFrom(k.warrenIn6, 5002), transferSize)
+
+	hostU, guestU := c.underlay()
+	gp := l.guestShow(t, ctx, k.guestName)
+	if gp.LastHandshake.IsZero() {
+		t.Errorf("kernel side: no handshake recorded")
+	}
+	if want := netip.AddrPortFrom(hostU, uint16(k.port)).String(); gp.Endpoint != want {
+		t.Errorf("kernel side: endpoint %s, want %s", gp.Endpoint, want)
+	}
+	wp := l.show(t, k.warrenName).Interfaces[0].Peers[0]
+	if wp.LatestHandshake == nil {
+		t.Errorf("warren side: no handshake recorded")
+	}
+	if want := netip.AddrPortFrom(guestU, uint16(k.port)).String(); wp.Endpoint != want {
+		t.Errorf("warren side: endpoint %s, want %s", wp.Endpoint, want)
+	}
+	if wp.PresharedKey != c.psk {
+		t.Errorf("warren side: preshared key %v, want %v", wp.PresharedKey, c.psk)
+	}
+	t.Logf("kernel rx %d tx %d, warren rx %d tx %d", gp.RxBytes, gp.TxBytes, wp.RxBytes, wp.TxBytes)
 }

@@ -115,6 +115,8 @@ func (l *lab) close() error {
 	return errors.Join(errs...)
 }
 
+func isCI() bool { return os.Getenv("CI") == "true" }
+
 func TestMain(m *testing.M) {
 	start := time.Now()
 	code := m.Run()
