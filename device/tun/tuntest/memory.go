@@ -26,7 +26,7 @@ type MemoryOptions struct {
 	Queue     int // packets Inject and Write may queue before they block
 }
 
-// Memory is an in-memory tun.Adapter. Packets given to Inject come out of
+// Memory is an in-memory tunnel.Adapter. Packets given to Inject come out of
 // Read; packets passed to Write come out of Written. Both directions are
 // bounded queues: Inject and Write block while theirs is full, until Close.
 // All methods are safe for concurrent use.
