@@ -340,7 +340,7 @@ func TestWait(t *testing.T) {
 		{"interface removed", func(f *fakes, _ context.CancelFunc) { f.adapter.Load().remove() }, true, lifecycle.ErrInterfaceRemoved, "interface removed"},
 		{"control socket removed", func(f *fakes, _ context.CancelFunc) { f.ctl.Load().removeSocket() }, true, lifecycle.ErrSocketRemoved, "control socket removed"},
 		{"control socket fails", func(f *fakes, _ context.CancelFunc) { f.ctl.Load().end(errInjected) }, false, errInjected, "control socket of wt0"},
-		{"transport fails for good", func(f *fakes, _ context.CancelFunc) { f.tr.Load().breakDown() }, false, nil, "wt0 stopped: receive: network is down"},
+		{"transport fails for good", func(f *fakes, _ context.CancelFunc) { f.tr.Load().breakDown() }, false, nil, "wt0 stopped: receive failed 11 times in a row: receive: network is down"},
 	}
 	for _, m := range modes {
 		for _, tc := range tests {

@@ -85,15 +85,15 @@ func (e *Engine) readLoop() {
 
 // retryAfter handles a failed read of a loop (L8): it logs at a limited
 // rate and waits readRetryDelay. It reports false, recording a fatal error,
-// after maxReadFailures failures in a row or when the engine closes.
+// after maxReadFailures failures in a row or when the engine closes. The
+// fatal error is not logged here: the caller of Err reports it once.
 func (e *Engine) retryAfter(err error, failures *int, what string) bool {
 	if e.isClosing() {
 		return false
 	}
 	*failures++
 	if *failures > maxReadFailures {
-		e.log.Error(what+" failed, stopping", "err", err)
-		e.setFatal(err)
+		e.setFatal(fmt.Errorf("%s failed %d times in a row: %w", what, *failures, err))
 		return false
 	}
 	e.warn.warn(what, what+" failed", "err", err)

@@ -288,6 +288,9 @@ func TestStopEngineFailure(t *testing.T) {
 				if line := "warren: " + err.Error(); strings.Contains(line, "\n") || !strings.Contains(line, name) || !strings.Contains(line, tc.want) {
 					t.Errorf("up's error prints as %q, want one line naming %s and %q", line, name, tc.want)
 				}
+				if strings.Contains(logs.String(), "level=ERROR") {
+					t.Errorf("the failure was also logged; it must be reported once, by the returned error:\n%s", logs.String())
+				}
 				if strings.Contains(logs.String(), "cleanup") {
 					t.Errorf("cleanup reported a failure:\n%s", logs.String())
 				}
