@@ -169,9 +169,10 @@ func (t *TUN) queryMTU() (int, error) { return interfaceMTU(t.ctl, t.name) }
 // returns them without waiting. No packet is dropped for want of buffers.
 //
 // A packet the kernel hands over malformed (a virtio header that does not
-// match it) or too large for its buffer is dropped: Read returns the packets
-// of the batch so far with an error saying so. The engine counts such an
-// error and reads on.
+// match it) or too large for its buffer is dropped, not delivered in part:
+// Read returns the packets of the batch so far with an error that says so.
+// The device stays usable; the engine counts the error as a failed read and
+// reads on.
 func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if t.closed.Load() {
 		return 0, net.ErrClosed
