@@ -9,7 +9,10 @@ package tunnel
 // (possibly wrapped) and Close returns nil on later calls. When the host
 // interface is deleted from outside, Read returns an error that wraps a
 // value with a method Removed() bool reporting true (device/tun.ErrRemoved):
-// the engine then stops and reports ErrAdapterRemoved.
+// the engine then stops and reports ErrAdapterRemoved. A Read error that
+// wraps a value with a method Dropped() bool reporting true says a
+// malformed packet was read and discarded: the engine counts it
+// (DropAdapterMalformed) and reads on without pausing.
 type Adapter interface {
 	// Read reads up to len(bufs) packets, at most BatchSize. Packet i is
 	// written to bufs[i][offset:] and its length to sizes[i]. Every buffer

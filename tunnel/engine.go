@@ -337,6 +337,13 @@ func (e *Engine) Err() error {
 	return e.fatal.err
 }
 
+// isDropped reports whether err says the adapter read and discarded a
+// malformed packet (the Adapter contract).
+func isDropped(err error) bool {
+	var d interface{ Dropped() bool }
+	return errors.As(err, &d) && d.Dropped()
+}
+
 // isRemoved reports whether err says the adapter's interface was deleted
 // (the Adapter contract).
 func isRemoved(err error) bool {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -185,4 +186,64 @@ func TestReceiveClosedForGood(t *testing.T) {
 	e.setFatal(net.ErrClosed)
 	waitFor(t, stopped, "the receive loop to stop")
 	e.Close()
+}
+
+// droppedError is how an adapter reports a malformed packet it read and
+// discarded (the Adapter contract; device/tun's read errors have it).
+type droppedError struct{}
+
+func (droppedError) Error() string { return "packet dropped: bad virtio header" }
+func (droppedError) Dropped() bool { return true }
+
+// droppingAdapter is a Memory adapter whose first reads each report one
+// discarded packet; done is closed once they are used up.
+type droppingAdapter struct {
+	*tuntest.Memory
+	left atomic.Int32
+	done chan struct{}
+}
+
+func (a *droppingAdapter) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	switch n := a.left.Add(-1); {
+	case n > 0:
+		return 0, fmt.Errorf("read TUN: %w", droppedError{})
+	case n == 0:
+		close(a.done)
+		return 0, fmt.Errorf("read TUN: %w", droppedError{})
+	}
+	return a.Memory.Read(bufs, sizes, offset)
+}
+
+// TestAdapterDropsMalformed checks that malformed packets the adapter
+// discards are counted and cost no pause: many more of them than
+// maxReadFailures, with a retry delay far beyond the test's time, neither
+// stop the engine nor stall it.
+func TestAdapterDropsMalformed(t *testing.T) {
+	leakcheck.Check(t)
+	const malformed = 10 * maxReadFailures
+	ad := &droppingAdapter{Memory: tuntest.NewMemory(tuntest.MemoryOptions{}), done: make(chan struct{})}
+	ad.left.Store(malformed)
+	nw := transporttest.NewNetwork(transporttest.Config{})
+	tr, err := nw.NewTransport(outerA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(ad, tr, Options{TickInterval: -1})
+	e.retryDelay = time.Hour
+	e.wg.Go(e.readLoop)
+	defer e.Close()
+	waitFor(t, ad.done, "the malformed reads")
+	// The loop is back in Memory.Read once the counter is complete.
+	deadline := time.Now().Add(10 * time.Second)
+	for e.Drops(DropAdapterMalformed) != malformed && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := e.Drops(DropAdapterMalformed); got != malformed {
+		t.Errorf("adapter_malformed drops = %d, want %d", got, malformed)
+	}
+	select {
+	case <-e.Done():
+		t.Errorf("engine stopped after malformed packets: %v", e.Err())
+	default:
+	}
 }

@@ -72,6 +72,11 @@ func (e *Engine) readLoop() {
 			failures = 0
 			continue
 		}
+		if isDropped(err) {
+			e.drops.add(DropAdapterMalformed, 1)
+			e.warn.warn("adapter read", "adapter dropped a malformed packet", "err", err)
+			continue
+		}
 		if isRemoved(err) && !e.isClosing() {
 			e.log.Info("interface removed, stopping", "interface", e.adapter.Name())
 			e.setFatal(fmt.Errorf("%s: %w", e.adapter.Name(), ErrAdapterRemoved))

@@ -36,6 +36,7 @@ const (
 	DropHandshakeInvalid                     // handshake message that fails to authenticate or is stale (P10, R8)
 	DropWriteError                           // the adapter failed to write
 	DropRateLimited                          // handshake over the per-source limit under load (D1)
+	DropAdapterMalformed                     // the adapter read a malformed packet and discarded it
 	numDropReasons
 )
 
@@ -43,7 +44,7 @@ var dropNames = [numDropReasons]string{
 	"no_route", "no_endpoint", "staged_overflow", "staged_purged", "down", "send_error",
 	"short", "unknown_type", "unknown_index", "auth_failed", "replay", "expired",
 	"frame_error", "length_error", "source_check", "handshake_queue_full", "bad_mac",
-	"handshake_invalid", "write_error", "rate_limited",
+	"handshake_invalid", "write_error", "rate_limited", "adapter_malformed",
 }
 
 // String returns the reason as a snake_case word.

@@ -199,7 +199,17 @@ func (t *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 }
 
 // errDropped marks a Read error for a packet that was read and dropped.
-var errDropped = errors.New("packet dropped")
+// Its Dropped method tells the engine (which does not import this package)
+// to count a drop and read on, rather than treat it as a failing adapter.
+var errDropped error = droppedError{}
+
+// droppedError is the type of errDropped.
+type droppedError struct{}
+
+func (droppedError) Error() string { return "packet dropped" }
+
+// Dropped reports true: one malformed packet was read and discarded.
+func (droppedError) Dropped() bool { return true }
 
 // readOne reads one packet into bufs, split if it is a GSO packet, or
 // splits the rest of the last one. Unless wait, it returns 0 and no error
