@@ -69,7 +69,7 @@ const (
 	mainTable = int(config.TableMain) // RT_TABLE_MAIN
 )
 
-// HostState is the host configuration warren wants for its interface. Zero
+// State is the host configuration warren wants for its interface. Zero
 // fields ask for nothing: MTU 0 leaves the MTU as found, Up false leaves the
 // link as found.
 type State struct {
@@ -211,7 +211,7 @@ func (s State) isEmpty() bool {
 	return !s.linkBound() && len(s.Rules) == 0 && len(s.Sysctls) == 0
 }
 
-// Host applies HostStates through netlink and remembers exactly what it
+// Manager applies States through netlink and remembers exactly what it
 // changed, so that Undo restores the host as found. Its methods are safe for
 // concurrent use.
 type Manager struct {
@@ -219,14 +219,14 @@ type Manager struct {
 	fs SysctlFS // nil: states with sysctls fail
 
 	mu   sync.Mutex // guards the fields below
-	held State      // what this Host added or set, and nothing else
+	held State      // what this Manager added or set, and nothing else
 	orig struct {
 		mtu     int               // link MTU before we set ours; valid if held.MTU != 0
 		sysctls map[string]string // values before we wrote ours, by key
 	}
 }
 
-// NewHost returns a Host that changes the host through nl and fs. fs may be
+// NewManager returns a Manager that changes the host through nl and fs. fs may be
 // nil if no state will carry sysctls.
 func NewManager(nl Netlink, fs SysctlFS) *Manager {
 	h := &Manager{nl: nl, fs: fs}
@@ -234,7 +234,7 @@ func NewManager(nl Netlink, fs SysctlFS) *Manager {
 	return h
 }
 
-// State returns what the Host currently holds: the entries it added and the
+// State returns what the Manager currently holds: the entries it added and the
 // settings it changed.
 func (h *Manager) State() State {
 	h.mu.Lock()
@@ -266,7 +266,7 @@ func (h *Manager) Apply(want State) (State, error) {
 	return h.held.normalized(), nil
 }
 
-// Undo removes everything the Host holds and restores the MTU, link state and
+// Undo removes everything the Manager holds and restores the MTU, link state and
 // sysctls it changed. A link deleted meanwhile took its addresses and routes
 // with it; that is not an error.
 func (h *Manager) Undo() error {

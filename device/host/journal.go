@@ -1,6 +1,6 @@
 package host
 
-// A Journal is what a Host must remember across a crash: the link, addresses
+// A Journal is what a Manager must remember across a crash: the link, addresses
 // and routes of a non-persistent TUN vanish with the process that held it,
 // but policy rules and sysctls stay behind. `warren up` writes the journal
 // after every Apply and, at the next start, restores a journal whose process
@@ -9,15 +9,15 @@ package host
 // Journal records the host changes that outlive the process.
 type Journal struct {
 	Link      string   `json:"link"`
-	Rules     []Rule   `json:"rules,omitempty"`     // rules the Host added
-	Sysctls   []Sysctl `json:"sysctls,omitempty"`   // values the Host set
+	Rules     []Rule   `json:"rules,omitempty"`     // rules the Manager added
+	Sysctls   []Sysctl `json:"sysctls,omitempty"`   // values the Manager set
 	Originals []Sysctl `json:"originals,omitempty"` // what those sysctls were before
 }
 
 // IsEmpty reports whether the journal records nothing to restore.
 func (j Journal) IsEmpty() bool { return len(j.Rules) == 0 && len(j.Sysctls) == 0 }
 
-// Journal returns what this Host would have to undo after a crash.
+// Journal returns what this Manager would have to undo after a crash.
 func (h *Manager) Journal() Journal {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -29,7 +29,7 @@ func (h *Manager) Journal() Journal {
 	return j
 }
 
-// RestoreJournal undoes the rules and sysctls a crashed Host left behind:
+// RestoreJournal undoes the rules and sysctls a crashed Manager left behind:
 // rules that are still there are deleted, sysctls get their original values
 // back. The link is not touched: it went with the crashed process.
 func RestoreJournal(nl Netlink, fs SysctlFS, j Journal) error {

@@ -8,7 +8,7 @@ import (
 	"github.com/warrenvpn/warren/device/host"
 )
 
-// TestRestoreJournal: a Host applies a default-route state, "crashes" (its
+// TestRestoreJournal: a Manager applies a default-route state, "crashes" (its
 // TUN and everything on it vanish, rules and sysctls stay), and the journal
 // it left restores the host as found (L6: kill -9, then restart).
 func TestRestoreJournal(t *testing.T) {

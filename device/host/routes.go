@@ -30,7 +30,7 @@ type RouteOptions struct {
 	Allowed []netip.Prefix // the allowed IPs of every peer
 }
 
-// RoutePlan is what PlanRoutes decides: entries for a HostState, and the
+// RoutePlan is what PlanRoutes decides: entries for a State, and the
 // fwmark the transport's sockets must carry.
 type RoutePlan struct {
 	Routes  []Route
