@@ -281,12 +281,15 @@ func (l *lab) ping(t testing.TB, dst netip.Addr, count int) int {
 		}
 		c.SetReadDeadline(sent.Add(wait))
 		for {
-			n, _, err := c.ReadFrom(buf)
+			n, from, err := c.ReadFrom(buf)
 			if err != nil {
 				break
 			}
 			m, err := icmp.ParseMessage(proto, buf[:n])
 			if err != nil || m.Type != replyType {
+				continue
+			}
+			if ip, ok := from.(*net.IPAddr); !ok || !ip.IP.Equal(dst.AsSlice()) {
 				continue
 			}
 			if e, ok := m.Body.(*icmp.Echo); ok && e.Seq == seq && e.ID == int(id[0])<<8|int(id[1]) {

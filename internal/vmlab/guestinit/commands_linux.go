@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -341,36 +342,95 @@ func cmdPing(ctx context.Context, args []string) (string, error) {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	answered := 0
-	buf := make([]byte, 1500)
-	for seq := 1; seq <= count && ctx.Err() == nil; seq++ {
-		msg := icmp.Message{Type: reqType, Body: &icmp.Echo{ID: 0x7761, Seq: seq, Data: []byte("vmlab")}}
+	// Raw sockets see every echo reply: a random ID and the source tell
+	// ours from those of a ping running at the same time.
+	var idb [2]byte
+	rand.Read(idb[:])
+	id := int(idb[0])<<8 | int(idb[1])
+	echo := func(seq int) error {
+		msg := icmp.Message{Type: reqType, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("vmlab")}}
 		b, _ := msg.Marshal(nil)
-		sent := time.Now()
-		if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
-			return "", err
-		}
-		wait := 2 * time.Second
-		if seq == 1 {
-			wait = 6 * time.Second
-		}
-		c.SetReadDeadline(sent.Add(wait))
+		_, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()})
+		return err
+	}
+	// reply reads until the deadline and reports the sequence number of
+	// each of our echo replies.
+	reply := func(deadline time.Time, got func(seq int) bool) {
+		buf := make([]byte, 1500)
+		c.SetReadDeadline(deadline)
 		for {
-			n, _, err := c.ReadFrom(buf)
+			n, from, err := c.ReadFrom(buf)
 			if err != nil {
-				break
+				return
 			}
 			m, err := icmp.ParseMessage(proto, buf[:n])
 			if err != nil || m.Type != replyType {
 				continue
 			}
-			if e, ok := m.Body.(*icmp.Echo); ok && e.Seq == seq {
-				answered++
-				break
+			if ip, ok := from.(*net.IPAddr); !ok || !ip.IP.Equal(dst.AsSlice()) {
+				continue
+			}
+			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id && got(e.Seq) {
+				return
 			}
 		}
-		if d := interval - time.Since(sent); d > 0 {
-			time.Sleep(d)
+	}
+	// The first request waits for its answer: it may start a handshake.
+	if err := echo(1); err != nil {
+		return "", err
+	}
+	answered := 0
+	reply(time.Now().Add(6*time.Second), func(seq int) bool { answered = 1; return seq == 1 })
+	if interval == 0 {
+		// One at a time, each waiting up to 2 s.
+		for seq := 2; seq <= count && ctx.Err() == nil; seq++ {
+			if err := echo(seq); err != nil {
+				return "", err
+			}
+			reply(time.Now().Add(2*time.Second), func(s int) bool {
+				if s == seq {
+					answered++
+				}
+				return s == seq
+			})
+		}
+	} else if count > 1 {
+		// A request every interval, answers counted as they come, until
+		// 2 s after the last request.
+		seen := make([]bool, count+1)
+		seen[1] = answered == 1
+		done := make(chan struct{})
+		var last atomic.Int64
+		last.Store(time.Now().Add(time.Hour).UnixNano())
+		go func() {
+			defer close(done)
+			for {
+				dl := time.Unix(0, last.Load()).Add(2 * time.Second)
+				if time.Now().After(dl) {
+					return
+				}
+				reply(dl, func(s int) bool {
+					if s > 1 && s <= count {
+						seen[s] = true
+					}
+					return false
+				})
+			}
+		}()
+		for seq := 2; seq <= count && ctx.Err() == nil; seq++ {
+			if err := echo(seq); err != nil {
+				return "", err
+			}
+			time.Sleep(interval)
+		}
+		last.Store(time.Now().UnixNano())
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		<-done
+		answered = 0
+		for _, ok := range seen {
+			if ok {
+				answered++
+			}
 		}
 	}
 	out := fmt.Sprintf("%d/%d", answered, count)
