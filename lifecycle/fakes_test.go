@@ -114,7 +114,7 @@ func (f *fakes) options(runDir string) lifecycle.Options {
 			if err := f.rec.call("control listen %s", name); err != nil {
 				return nil, err
 			}
-			l := &fakeListener{rec: f.rec, stop: make(chan struct{})}
+			l := &fakeListener{rec: f.rec, stop: make(chan struct{}), conns: make(chan net.Conn)}
 			f.ctl.Store(l)
 			return l, nil
 		},
@@ -259,11 +259,12 @@ func (n *fakeNetlink) WriteSysctl(k, v string) error {
 	return n.do("WriteSysctl", func() error { return n.FakeNetlink.WriteSysctl(k, v) })
 }
 
-// fakeListener is a control socket nobody connects to. Accept blocks until
-// Close (net.ErrClosed) or until the test fails it (remove: the socket file
-// deleted; fail: another error).
+// fakeListener is a control socket only the test connects to (dial). Accept
+// blocks until dial, Close (net.ErrClosed) or until the test fails it
+// (remove: the socket file deleted; fail: another error).
 type fakeListener struct {
 	rec       *recorder
+	conns     chan net.Conn // the server ends of dial's pipes
 	stop      chan struct{}
 	stopOnce  sync.Once
 	err       error // what Accept returns once stop is closed
@@ -278,8 +279,23 @@ func (l *fakeListener) end(err error) {
 }
 
 func (l *fakeListener) Accept() (net.Conn, error) {
-	<-l.stop
-	return nil, l.err
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.stop:
+		return nil, l.err
+	}
+}
+
+// dial connects to the control socket; the caller closes the connection.
+func (l *fakeListener) dial() (net.Conn, error) {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client, nil
+	case <-l.stop:
+		return nil, net.ErrClosed
+	}
 }
 
 func (l *fakeListener) Close() error {

@@ -47,6 +47,16 @@ type Tunnel struct {
 	listenPort uint16
 	postDown   []string // PostDown hooks, run by Close after the undo stack
 
+	// cur is what Up applied and Reconfigure changes; nil for UpDevice.
+	cur struct {
+		sync.Mutex                // serialises Reconfigure with itself and with Close
+		cfg        *config.Config // the configuration now applied
+		plan       host.RoutePlan // its routes, rules, sysctls and fwmark
+		hm         *host.Manager  // the host state; nil until step 8
+		dns        bool           // whether DNS is set (Unset is due)
+		closed     bool           // Close has begun: Reconfigure refuses
+	}
+
 	// undo holds the cleanups of the steps done so far; Close runs them.
 	undo undoStack
 
@@ -113,11 +123,7 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 
 	// 6. Transport, marked so that a default route through the tunnel
 	// spares it.
-	var allowed []netip.Prefix
-	for _, p := range cfg.Peers {
-		allowed = append(allowed, p.AllowedIPs...)
-	}
-	plan := host.PlanRoutes(host.RouteOptions{Table: ifc.Table, FwMark: ifc.FwMark, Allowed: allowed})
+	plan := routePlan(cfg)
 	tr, err := t.listen(ifc.ListenPort, plan.FwMark)
 	if err != nil {
 		return nil, err
@@ -137,16 +143,9 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 	// 8. Host state and crash journal.
 	t.undo.push(t.removeJournal)
 	hm := host.NewManager(nl, t.opts.Sysctl)
+	t.cur.hm, t.cur.plan = hm, plan
 	t.undo.push(hm.Undo)
-	_, err = hm.Apply(host.State{
-		Link:      t.name,
-		MTU:       ifc.MTU,
-		Up:        true,
-		Addresses: ifc.Addresses,
-		Routes:    plan.Routes,
-		Rules:     plan.Rules,
-		Sysctls:   plan.Sysctls,
-	})
+	_, err = hm.Apply(hostState(t.name, cfg, plan))
 	if jerr := t.writeJournal(hm.Journal()); jerr != nil {
 		t.log.Warn("crash journal not written: a kill -9 would leave rules and sysctls behind", "err", jerr)
 	}
@@ -169,9 +168,10 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 		if err := t.opts.DNS.Set(ctx, t.name, ifc.DNS, ifc.DNSSearch); err != nil {
 			t.log.Warn("DNS not applied", "err", err)
 		} else {
-			t.undo.push(func() error { return t.opts.DNS.Unset(t.name) })
+			t.cur.dns = true
 		}
 	}
+	t.undo.push(t.unsetDNS)
 
 	// 12. PostUp; from here on a failure or Close runs PreDown.
 	if len(ifc.PreDown) > 0 {
@@ -188,7 +188,40 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 	t.undo.push(t.removePIDFile)
 
 	t.postDown = ifc.PostDown
+	t.cur.cfg = cfg
 	return t, nil
+}
+
+// hostState is the host state cfg asks for on link name, with plan its
+// routes.
+func hostState(name string, cfg *config.Config, plan host.RoutePlan) host.State {
+	return host.State{
+		Link:      name,
+		MTU:       cfg.Interface.MTU,
+		Up:        true,
+		Addresses: cfg.Interface.Addresses,
+		Routes:    plan.Routes,
+		Rules:     plan.Rules,
+		Sysctls:   plan.Sysctls,
+	}
+}
+
+// routePlan is wg-quick's route plan for cfg.
+func routePlan(cfg *config.Config) host.RoutePlan {
+	var allowed []netip.Prefix
+	for _, p := range cfg.Peers {
+		allowed = append(allowed, p.AllowedIPs...)
+	}
+	return host.PlanRoutes(host.RouteOptions{Table: cfg.Interface.Table, FwMark: cfg.Interface.FwMark, Allowed: allowed})
+}
+
+// unsetDNS removes the DNS configuration if it is set.
+func (t *Tunnel) unsetDNS() error {
+	if !t.cur.dns {
+		return nil
+	}
+	t.cur.dns = false
+	return t.opts.DNS.Unset(t.name)
 }
 
 // UpDevice brings up the bare device name: the adapter (config.DefaultMTU),
@@ -291,6 +324,9 @@ func (t *Tunnel) Wait(ctx context.Context) error {
 // returned again. It is idempotent.
 func (t *Tunnel) Close() error {
 	t.closeOnce.Do(func() {
+		t.cur.Lock()
+		t.cur.closed = true
+		t.cur.Unlock()
 		err := t.undo.run()
 		if len(t.postDown) > 0 {
 			err = errors.Join(err, t.runHooks(context.Background(), "PostDown", t.postDown))
@@ -398,11 +434,9 @@ func (t *Tunnel) controlLoop() {
 func (t *Tunnel) enginePeers(ctx context.Context, cfg *config.Config) ([]tunnel.PeerConfig, error) {
 	peers := make([]tunnel.PeerConfig, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
-		rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-		ep, err := p.ResolveEndpoint(rctx, t.opts.Resolver)
-		cancel()
+		ep, err := t.resolve(ctx, &p)
 		if err != nil {
-			return nil, fmt.Errorf("peer %s: %w", p.PublicKey, err)
+			return nil, err
 		}
 		peers = append(peers, tunnel.PeerConfig{
 			PublicKey:           p.PublicKey,
@@ -413,6 +447,17 @@ func (t *Tunnel) enginePeers(ctx context.Context, cfg *config.Config) ([]tunnel.
 		})
 	}
 	return peers, nil
+}
+
+// resolve looks up p's endpoint, within resolveTimeout.
+func (t *Tunnel) resolve(ctx context.Context, p *config.Peer) (netip.AddrPort, error) {
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	ep, err := p.ResolveEndpoint(ctx, t.opts.Resolver)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("peer %s: %w", p.PublicKey, err)
+	}
+	return ep, nil
 }
 
 // undoStack runs cleanups in reverse order and collects their errors.

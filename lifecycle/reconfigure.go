@@ -1,0 +1,240 @@
+package lifecycle
+
+// Reconfigure applies a new configuration to a running tunnel as `wg
+// syncconf` and wg-quick's address and route handling would, in steps:
+//  1. check what cannot change while running (the name, the mode) and
+//     resolve the endpoints of new and changed peers; nothing has changed
+//     yet, so a failure here leaves the tunnel as it was;
+//  2. hand the engine the difference as one uapi.Change: peers gone are
+//     removed, new and changed peers set whole, the private key, listen
+//     port and fwmark only if they differ. Peers that did not change are not
+//     in the Change at all, so they keep their sessions, endpoints (also
+//     after roaming) and timers, and lose no packet (L14);
+//  3. apply the new host state (MTU, addresses, routes, rules, sysctls)
+//     through host.Manager, which diffs it against what it holds, and
+//     rewrite the crash journal; on failure the engine gets the reverse
+//     Change and the Manager has already restored the previous host state;
+//  4. replace the DNS configuration if it changed.
+//
+// Hooks (PreUp, PostUp, PreDown, PostDown) are not run again, as with `wg
+// syncconf`; the new PostDown runs at Close.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/warrenvpn/warren/config"
+	"github.com/warrenvpn/warren/crypto"
+	"github.com/warrenvpn/warren/device/host"
+	"github.com/warrenvpn/warren/uapi"
+)
+
+// ErrClosed is returned by Reconfigure once Close has begun.
+var ErrClosed = errors.New("tunnel closed")
+
+// Reconfigure applies cfg to the running tunnel, changing only what differs
+// from the configuration now applied (see the steps above). It is for
+// tunnels brought up by Up; it is safe to call from several goroutines (the
+// calls are serialised) and returns ErrClosed once Close has begun. On error
+// the tunnel keeps its previous configuration.
+func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
+	t.cur.Lock()
+	defer t.cur.Unlock()
+	switch {
+	case t.cur.closed:
+		return ErrClosed
+	case t.cur.cfg == nil || t.cur.hm == nil:
+		return errors.New("reconfigure: only a tunnel brought up by Up has a configuration")
+	case cfg.Interface.Mode != t.cur.cfg.Interface.Mode:
+		return fmt.Errorf("reconfigure: Mode cannot change while %s is up (%s → %s)", t.name, t.cur.cfg.Interface.Mode, cfg.Interface.Mode)
+	}
+	old, oldPlan := t.cur.cfg, t.cur.plan
+	plan := routePlan(cfg)
+
+	// 1. Endpoints of new and changed peers.
+	fwd, err := t.peerChanges(ctx, old, cfg)
+	if err != nil {
+		return err
+	}
+	change := &uapi.Change{Peers: fwd}
+	if !cfg.Interface.PrivateKey.Equal(old.Interface.PrivateKey) {
+		change.PrivateKey = &cfg.Interface.PrivateKey
+	}
+	if cfg.Interface.ListenPort != old.Interface.ListenPort {
+		port := cfg.Interface.ListenPort
+		change.ListenPort = &port
+	}
+	if plan.FwMark != oldPlan.FwMark {
+		change.FwMark = &plan.FwMark
+	}
+
+	// 2. Engine; the endpoints it knows are kept for the way back.
+	endpoints := make(map[crypto.PublicKey]netip.AddrPort)
+	for _, p := range t.eng.Config().Peers {
+		endpoints[p.PublicKey] = p.Endpoint
+	}
+	if err := t.eng.Apply(change); err != nil {
+		return fmt.Errorf("reconfigure %s: %w", t.name, err)
+	}
+
+	// 3. Host state and journal.
+	want := hostState(t.name, cfg, plan)
+	_, herr := t.cur.hm.Apply(want)
+	if jerr := t.writeJournal(t.cur.hm.Journal()); jerr != nil {
+		t.log.Warn("crash journal not written: a kill -9 would leave rules and sysctls behind", "err", jerr)
+	}
+	if herr != nil {
+		if rerr := t.eng.Apply(reverseChange(old, oldPlan, change, endpoints)); rerr != nil {
+			herr = errors.Join(herr, fmt.Errorf("restore the previous peers: %w", rerr))
+		}
+		return fmt.Errorf("reconfigure %s: %w", t.name, herr)
+	}
+
+	// 4. DNS.
+	if !slices.Equal(cfg.Interface.DNS, old.Interface.DNS) || !slices.Equal(cfg.Interface.DNSSearch, old.Interface.DNSSearch) {
+		if err := t.unsetDNS(); err != nil {
+			t.log.Warn("old DNS configuration not removed", "err", err)
+		}
+		if len(cfg.Interface.DNS)+len(cfg.Interface.DNSSearch) > 0 {
+			if err := t.opts.DNS.Set(ctx, t.name, cfg.Interface.DNS, cfg.Interface.DNSSearch); err != nil {
+				t.log.Warn("DNS not applied", "err", err)
+			} else {
+				t.cur.dns = true
+			}
+		}
+	}
+
+	t.cur.cfg, t.cur.plan = cfg, plan
+	t.postDown = cfg.Interface.PostDown
+	added, removed, changed := countPeers(change, old)
+	t.log.Info("reconfigured", "interface", t.name, "peers_added", added, "peers_removed", removed, "peers_changed", changed)
+	return nil
+}
+
+// Config returns the configuration now applied (Up's, or the last one
+// Reconfigure applied); nil for a tunnel of UpDevice. The caller must not
+// modify it.
+func (t *Tunnel) Config() *config.Config {
+	t.cur.Lock()
+	defer t.cur.Unlock()
+	return t.cur.cfg
+}
+
+// peerChanges returns the engine's peer changes from old to cfg: a removal
+// for each peer gone, a whole entry for each peer new or changed; peers
+// that are equal are left out. Endpoints of new peers and of peers whose
+// Endpoint changed are resolved.
+func (t *Tunnel) peerChanges(ctx context.Context, old, cfg *config.Config) ([]uapi.PeerChange, error) {
+	oldPeers := make(map[crypto.PublicKey]*config.Peer, len(old.Peers))
+	for i := range old.Peers {
+		oldPeers[old.Peers[i].PublicKey] = &old.Peers[i]
+	}
+	newPeers := make(map[crypto.PublicKey]bool, len(cfg.Peers))
+	var changes []uapi.PeerChange
+	for i := range cfg.Peers {
+		p := &cfg.Peers[i]
+		newPeers[p.PublicKey] = true
+		o := oldPeers[p.PublicKey]
+		if o != nil && equalPeer(o, p) {
+			continue
+		}
+		var ep *netip.AddrPort
+		if p.Endpoint != "" && (o == nil || o.Endpoint != p.Endpoint) {
+			a, err := t.resolve(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+			ep = &a
+		}
+		changes = append(changes, wholePeer(p, ep))
+	}
+	for i := range old.Peers {
+		if pk := old.Peers[i].PublicKey; !newPeers[pk] {
+			changes = append(changes, uapi.PeerChange{PublicKey: pk, Remove: true})
+		}
+	}
+	return changes, nil
+}
+
+// wholePeer is a change that sets every field of p, with ep its resolved
+// endpoint (nil: leave the endpoint as it is).
+func wholePeer(p *config.Peer, ep *netip.AddrPort) uapi.PeerChange {
+	psk := p.PresharedKey
+	keepalive := uint16(p.PersistentKeepalive.Seconds())
+	pc := uapi.PeerChange{
+		PublicKey:           p.PublicKey,
+		PresharedKey:        &psk,
+		Endpoint:            ep,
+		PersistentKeepalive: &keepalive,
+		ReplaceAllowedIPs:   true,
+	}
+	for _, a := range p.AllowedIPs {
+		pc.AllowedIPs = append(pc.AllowedIPs, uapi.AllowedIPChange{Prefix: a})
+	}
+	return pc
+}
+
+// equalPeer reports whether a and b configure a peer the same way (allowed
+// IPs compared as sets).
+func equalPeer(a, b *config.Peer) bool {
+	if a.PublicKey != b.PublicKey || !a.PresharedKey.Equal(b.PresharedKey) || a.Endpoint != b.Endpoint ||
+		a.PersistentKeepalive != b.PersistentKeepalive || len(a.AllowedIPs) != len(b.AllowedIPs) {
+		return false
+	}
+	for _, p := range a.AllowedIPs {
+		if !slices.Contains(b.AllowedIPs, p) {
+			return false
+		}
+	}
+	return true
+}
+
+// reverseChange undoes fwd, the change made from old, as far as the engine
+// allows: removed and changed peers get old's entries back (with the
+// endpoints the engine knew before), added ones are removed. Sessions of the
+// peers fwd touched are not restored.
+func reverseChange(old *config.Config, oldPlan host.RoutePlan, fwd *uapi.Change, endpoints map[crypto.PublicKey]netip.AddrPort) *uapi.Change {
+	rev := &uapi.Change{}
+	if fwd.PrivateKey != nil {
+		rev.PrivateKey = &old.Interface.PrivateKey
+	}
+	if fwd.ListenPort != nil {
+		port := old.Interface.ListenPort
+		rev.ListenPort = &port
+	}
+	if fwd.FwMark != nil {
+		rev.FwMark = &oldPlan.FwMark
+	}
+	for _, pc := range fwd.Peers {
+		i := slices.IndexFunc(old.Peers, func(p config.Peer) bool { return p.PublicKey == pc.PublicKey })
+		if i < 0 {
+			rev.Peers = append(rev.Peers, uapi.PeerChange{PublicKey: pc.PublicKey, Remove: true})
+			continue
+		}
+		var ep *netip.AddrPort
+		if a, ok := endpoints[pc.PublicKey]; ok && a.IsValid() {
+			ep = &a
+		}
+		rev.Peers = append(rev.Peers, wholePeer(&old.Peers[i], ep))
+	}
+	return rev
+}
+
+// countPeers counts the peers change adds, removes and changes, old being
+// the configuration it was made against.
+func countPeers(change *uapi.Change, old *config.Config) (added, removed, changed int) {
+	for _, pc := range change.Peers {
+		switch {
+		case pc.Remove:
+			removed++
+		case slices.ContainsFunc(old.Peers, func(p config.Peer) bool { return p.PublicKey == pc.PublicKey }):
+			changed++
+		default:
+			added++
+		}
+	}
+	return added, removed, changed
+}
