@@ -36,7 +36,7 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // main prints the error, once
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	// Hidden, for performance work: a CPU profile of the whole run.
 	cpuProfile := fs.String("cpuprofile", "", "")

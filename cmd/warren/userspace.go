@@ -43,7 +43,7 @@ func isWGQuickInvocation(args []string) bool {
 
 func runUserspace(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("userspace", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // main prints the error, once
 	fg := fs.Bool("f", false, "stay in the foreground")
 	fs.BoolVar(fg, "foreground", false, "stay in the foreground")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
