@@ -218,9 +218,10 @@ type Manager struct {
 	nl Netlink
 	fs SysctlFS // nil: states with sysctls fail
 
-	mu   sync.Mutex // guards the fields below
-	held State      // what this Manager added or set, and nothing else
-	orig struct {
+	mu      sync.Mutex          // guards the fields below
+	journal func(Journal) error // nil: none; see SetJournal
+	held    State               // what this Manager added or set, and nothing else
+	orig    struct {
 		mtu     int               // link MTU before we set ours; valid if held.MTU != 0
 		sysctls map[string]string // values before we wrote ours, by key
 	}
@@ -448,11 +449,18 @@ func (h *Manager) addRulesLocked(want []Rule) error {
 		if slices.Contains(h.held.Rules, r) {
 			continue
 		}
-		err := h.nl.RuleAdd(toRule(r))
-		if err != nil && !errors.Is(err, syscall.EEXIST) {
+		// Journal first: a crash between the two leaves a journal naming
+		// a rule that may not exist, which restoring tolerates.
+		h.held.Rules = append(h.held.Rules, r)
+		if err := h.writeJournalLocked(); err != nil {
+			h.held.Rules = h.held.Rules[:len(h.held.Rules)-1]
 			return fmt.Errorf("add rule %v: %w", r, err)
 		}
-		h.held.Rules = append(h.held.Rules, r)
+		err := h.nl.RuleAdd(toRule(r))
+		if err != nil && !errors.Is(err, syscall.EEXIST) {
+			h.held.Rules = h.held.Rules[:len(h.held.Rules)-1]
+			return fmt.Errorf("add rule %v: %w", r, err)
+		}
 	}
 	return nil
 }
@@ -493,13 +501,30 @@ func (h *Manager) setSysctlsLocked(want []Sysctl) error {
 			}
 			h.orig.sysctls[c.Key] = cur
 		}
-		if err := h.fs.WriteSysctl(c.Key, c.Value); err != nil {
-			return fmt.Errorf("set sysctl %s=%s: %w", c.Key, c.Value, err)
-		}
+		// Journal first, as for rules: restoring a value never written
+		// writes back what is there.
+		var prev Sysctl
 		if i >= 0 {
+			prev = h.held.Sysctls[i]
 			h.held.Sysctls[i] = c
 		} else {
 			h.held.Sysctls = append(h.held.Sysctls, c)
+		}
+		undo := func() {
+			if i >= 0 {
+				h.held.Sysctls[i] = prev
+			} else {
+				h.held.Sysctls = h.held.Sysctls[:len(h.held.Sysctls)-1]
+				delete(h.orig.sysctls, c.Key)
+			}
+		}
+		if err := h.writeJournalLocked(); err != nil {
+			undo()
+			return fmt.Errorf("set sysctl %s=%s: %w", c.Key, c.Value, err)
+		}
+		if err := h.fs.WriteSysctl(c.Key, c.Value); err != nil {
+			undo()
+			return fmt.Errorf("set sysctl %s=%s: %w", c.Key, c.Value, err)
 		}
 	}
 	return nil
