@@ -159,7 +159,10 @@ const transferSize = 1 << 20 // bytes
 // handshakes with either side initiating, with and without a preshared key,
 // over an IPv4 and an IPv6 underlay, and move ICMP over IPv4 and IPv6 and a
 // checksummed TCP transfer both ways (P4 with the kernel module; issue 15).
+// It runs in parallel with TestL17KernelRekey, after the tests that change
+// the guest's eth0.
 func TestP4KernelPeer(t *testing.T) {
+	t.Parallel()
 	l := sharedLab(t)
 	var cases []kernelCase
 	for _, initiate := range []string{"warren", "kernel"} {
