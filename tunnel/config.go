@@ -162,6 +162,7 @@ func (e *Engine) setPrivateKeyLocked(k crypto.PrivateKey) {
 		e.local.publicKey = k.PublicKey()
 	}
 	e.local.identity = id
+	e.id.Store(id)
 	pub := e.local.publicKey
 	e.local.Unlock()
 

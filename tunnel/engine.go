@@ -69,7 +69,8 @@ type Options struct {
 // leaves: nothing is taken while one is held.
 //
 // The send and receive loops take only peer.mu, indexTable.mu and leaves
-// other than Engine.rand, each briefly. They never wait for a handshake's
+// other than Engine.rand, each briefly; the receive loop also takes a
+// crypto.Identity's lock, alone, to check a handshake message's mac2. They never wait for a handshake's
 // X25519: that runs under peer.handshake with peer.mu released
 // (handshake.go), and the loops ask for initiations without waiting
 // (requestInitiation). No lock is held across a call to the adapter or the
@@ -111,6 +112,9 @@ type Engine struct {
 		fwMark       uint32
 		identity     *crypto.Identity // nil without a private key
 	}
+	// id mirrors local.identity (written under local) for the receive
+	// loop, which checks handshake MACs without taking local.
+	id atomic.Pointer[crypto.Identity]
 
 	peers struct {
 		sync.RWMutex // guards byKey and list; peer values stay valid after removal
@@ -119,13 +123,15 @@ type Engine struct {
 	}
 	routes allowedips.Table[*peer] // allowed IPs; lock-free lookups
 
-	indices      indexTable
-	handshakes   chan handshakeWork // bounded (D4), filled by receiveLoop
-	initiations  chan *peer         // initiation requests of the data path (requestInitiation), one per peer at most
-	underLoad    atomic.Int64       // Clock.Now until which cookies are demanded (D6)
-	limiter      rateLimiter        // handshakes per source under load (D1-D3)
-	adapterBatch int                // most packets per Adapter.Write
-	retryDelay   time.Duration      // wait after a failed read (readRetryDelay; tests shorten it)
+	indices        indexTable
+	handshakes     chan handshakeWork // bounded (D4), filled by receiveLoop: valid mac1, or cookie replies
+	handshakesMAC2 chan handshakeWork // bounded, filled by receiveLoop under load: valid mac2
+	initiations    chan *peer         // initiation requests of the data path (requestInitiation), one per peer at most
+	load           loadMeter          // handshake load; under load cookies are demanded (D6)
+	limiter        rateLimiter        // handshakes with a valid mac2 per source under load (D1-D3)
+	cookieLimiter  rateLimiter        // cookie replies per source under load (D1-D3)
+	adapterBatch   int                // most packets per Adapter.Write
+	retryDelay     time.Duration      // wait after a failed read (readRetryDelay; tests shorten it)
 
 	pool    bufferPool
 	drops   dropCounters
@@ -159,15 +165,17 @@ func New(adapter Adapter, tr Transport, opts Options) *Engine {
 // step through processOutbound, processInbound, drainHandshakes and Tick.
 func newEngine(adapter Adapter, tr Transport, opts Options) *Engine {
 	e := &Engine{
-		adapter:     adapter,
-		log:         opts.Logger,
-		clock:       opts.Clock,
-		tickEvery:   opts.TickInterval,
-		rebind:      opts.Rebind,
-		handshakes:  make(chan handshakeWork, handshakeQueueSize),
-		initiations: make(chan *peer, handshakeQueueSize),
-		done:        make(chan struct{}),
+		adapter:        adapter,
+		log:            opts.Logger,
+		clock:          opts.Clock,
+		tickEvery:      opts.TickInterval,
+		rebind:         opts.Rebind,
+		handshakes:     make(chan handshakeWork, handshakeQueueSize),
+		handshakesMAC2: make(chan handshakeWork, handshakeMAC2QueueSize),
+		initiations:    make(chan *peer, handshakeQueueSize),
+		done:           make(chan struct{}),
 	}
+	e.cookieLimiter.allowWhenFull = true
 	e.fatal.failed = make(chan struct{})
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -264,6 +272,7 @@ func (e *Engine) Close() error {
 		e.local.Lock()
 		e.local.privateKey.Zero()
 		e.local.identity = nil
+		e.id.Store(nil)
 		e.local.Unlock()
 		if err := errors.Join(errs...); err != nil {
 			e.setFatal(err)

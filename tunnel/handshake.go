@@ -2,12 +2,20 @@ package tunnel
 
 // The handshake path (DESIGN.md "A packet's way in", step 2):
 //
-//  1. receiveLoop parses each datagram; handshake messages (types 1-3) are
-//     copied into a handshakeWork and put on Engine.handshakes without
-//     blocking (full queue: dropped and counted, D4).
-//  2. handshakeWorker takes them one at a time: mac1 first (before any
-//     X25519), then, under load (>= 128 queued, and for 1 s after), mac2
-//     or a cookie reply instead of an answer (D5, D6).
+//  1. receiveLoop admits each handshake message (admitHandshake) before it
+//     takes a queue slot: a cookie reply must name an index we handed out;
+//     an initiation or response must carry a valid mac1 (one BLAKE2s, no
+//     X25519), and counts towards the measured load: the X25519 work asked
+//     of us per second (loadMeter). Under load (more than 1000 such
+//     messages in a second, and for 1 s after, D6) mac2 is checked too. A
+//     valid mac2 goes, within its source's rate limit (D1-D3), to its own
+//     queue, Engine.handshakesMAC2, which a flood without cookies cannot
+//     fill. A message without one goes, within its source's cookie limit,
+//     to Engine.handshakes to be answered with a cookie reply (D5).
+//     Full queues drop and count (D4).
+//  2. handshakeWorker takes one message at a time, Engine.handshakesMAC2
+//     first. Under load, a message admitted without a valid mac2 gets a
+//     cookie reply and no X25519 work (D5).
 //  3. An initiation is consumed by the peer's responder Handshake, answered,
 //     and its keypair parked as "next" until the initiator confirms it (P9).
 //     A response completes the peer's initiator Handshake; its keypair
@@ -27,6 +35,7 @@ package tunnel
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/warrenvpn/warren/crypto"
@@ -35,9 +44,10 @@ import (
 // handshakeWork is one queued handshake message, copied out of the
 // receive buffer so that the queue holds no pooled memory.
 type handshakeWork struct {
-	msg [crypto.InitiationSize]byte
-	n   int
-	src netip.AddrPort
+	msg  [crypto.InitiationSize]byte
+	n    int
+	src  netip.AddrPort
+	mac2 bool // mac2 was checked at admission and is valid
 }
 
 // cryptoTime converts a Clock.Now value to the time.Time the crypto package
@@ -45,32 +55,77 @@ type handshakeWork struct {
 func cryptoTime(now time.Duration) time.Time { return time.Unix(0, 0).Add(now) }
 
 // identity returns our identity, or nil without a private key.
-func (e *Engine) identity() *crypto.Identity {
-	e.local.RLock()
-	defer e.local.RUnlock()
-	return e.local.identity
+func (e *Engine) identity() *crypto.Identity { return e.id.Load() }
+
+// admitHandshake checks the handshake message msg from src and hands it to
+// the handshake worker, or drops and counts it (step 1 above). It runs on
+// the receive loop and costs at most three BLAKE2s and no X25519.
+func (e *Engine) admitHandshake(msg []byte, src netip.AddrPort, now time.Duration) {
+	if crypto.MessageType(msg[0]) == crypto.MessageCookieReply {
+		// Only an index we handed out can be answered with a cookie.
+		if _, ok := e.indices.lookup(crypto.ReceiverIndex(msg)); !ok {
+			e.drops.add(DropHandshakeInvalid, 1)
+			return
+		}
+		e.queueHandshake(e.handshakes, msg, src, false)
+		return
+	}
+	id := e.identity()
+	if id == nil {
+		e.drops.add(DropHandshakeInvalid, 1)
+		return
+	}
+	if !id.CheckMAC1(msg) {
+		e.drops.add(DropBadMAC, 1)
+		return
+	}
+	if !e.load.record(now) {
+		e.queueHandshake(e.handshakes, msg, src, false)
+		return
+	}
+	if id.CheckMAC2(msg, src, cryptoTime(now)) {
+		if !e.limiter.allow(src.Addr(), now) {
+			e.drops.add(DropRateLimited, 1)
+			return
+		}
+		e.queueHandshake(e.handshakesMAC2, msg, src, true)
+		return
+	}
+	if !e.cookieLimiter.allow(src.Addr(), now) {
+		e.drops.add(DropCookieRateLimited, 1)
+		return
+	}
+	e.queueHandshake(e.handshakes, msg, src, false)
 }
 
-// queueHandshake hands msg from src to the handshake worker, or drops it
-// when the queue is full.
-func (e *Engine) queueHandshake(msg []byte, src netip.AddrPort) {
+// queueHandshake copies msg from src onto q, or drops it when q is full.
+func (e *Engine) queueHandshake(q chan handshakeWork, msg []byte, src netip.AddrPort, mac2 bool) {
 	var w handshakeWork
 	w.n = copy(w.msg[:], msg)
 	w.src = src
+	w.mac2 = mac2
 	select {
-	case e.handshakes <- w:
+	case q <- w:
 	default:
 		e.drops.add(DropHandshakeQueueFull, 1)
 	}
 }
 
-// handshakeWorker consumes queued handshake messages and initiation
-// requests until Close.
+// handshakeWorker consumes queued handshake messages, those with a valid
+// mac2 first, and initiation requests until Close.
 func (e *Engine) handshakeWorker() {
 	for {
 		select {
+		case w := <-e.handshakesMAC2:
+			e.handleHandshake(&w)
+			continue
+		default:
+		}
+		select {
 		case <-e.done:
 			return
+		case w := <-e.handshakesMAC2:
+			e.handleHandshake(&w)
 		case w := <-e.handshakes:
 			e.handleHandshake(&w)
 		case p := <-e.initiations:
@@ -81,9 +136,16 @@ func (e *Engine) handshakeWorker() {
 }
 
 // drainHandshakes handles every queued handshake message and initiation
-// request without blocking (tests that drive the engine step by step).
+// request without blocking, those with a valid mac2 first (tests that drive
+// the engine step by step).
 func (e *Engine) drainHandshakes() {
 	for {
+		select {
+		case w := <-e.handshakesMAC2:
+			e.handleHandshake(&w)
+			continue
+		default:
+		}
 		select {
 		case w := <-e.handshakes:
 			e.handleHandshake(&w)
@@ -112,17 +174,37 @@ func (p *peer) requestInitiation() {
 	}
 }
 
-// updateUnderLoad switches under-load mode on while the queue holds at least
-// underLoadQueueLen messages, and keeps it on for underLoadAfterTime after.
-func (e *Engine) updateUnderLoad(now time.Duration) bool {
-	if len(e.handshakes) >= underLoadQueueLen {
-		e.underLoad.Store(int64(now + underLoadAfterTime))
-		return true
-	}
-	return int64(now) < e.underLoad.Load()
+// loadMeter measures the handshake load: the valid-mac1 initiations and
+// responses received per second, each of which asks for X25519 work if it
+// is answered, whether that work is still pending or done. A measured rate
+// does not flicker with the scheduling gaps of a busy machine as a queue's
+// length does. Only the receive loop records; the worker reads.
+type loadMeter struct {
+	window atomic.Int64 // Clock.Now at which the current 1 s window began
+	count  atomic.Int64 // messages recorded in the window
+	until  atomic.Int64 // Clock.Now until which the engine is under load
 }
 
-// handleHandshake processes one handshake message.
+// record counts one message at now and reports whether the engine is under
+// load: more than underLoadPerSecond messages in the current window, and
+// for underLoadAfterTime after (D6).
+func (m *loadMeter) record(now time.Duration) bool {
+	if now-time.Duration(m.window.Load()) >= time.Second || now < time.Duration(m.window.Load()) {
+		m.window.Store(int64(now))
+		m.count.Store(0)
+	}
+	if m.count.Add(1) > underLoadPerSecond {
+		m.until.Store(int64(now + underLoadAfterTime))
+		return true
+	}
+	return m.isUnderLoad(now)
+}
+
+// isUnderLoad reports whether the engine is under load at now.
+func (m *loadMeter) isUnderLoad(now time.Duration) bool { return int64(now) < m.until.Load() }
+
+// handleHandshake processes one handshake message admitted by
+// admitHandshake.
 func (e *Engine) handleHandshake(w *handshakeWork) {
 	if !e.up.Load() {
 		e.drops.add(DropDown, 1)
@@ -137,17 +219,22 @@ func (e *Engine) handleHandshake(w *handshakeWork) {
 	now := e.clock.Now()
 	switch crypto.MessageType(msg[0]) {
 	case crypto.MessageInitiation, crypto.MessageResponse:
+		// mac1 was checked at admission, under the identity of then: a
+		// new private key since changes the mac1 key.
 		if !id.CheckMAC1(msg) {
 			e.drops.add(DropBadMAC, 1)
 			return
 		}
-		if e.updateUnderLoad(now) {
+		if !w.mac2 && e.load.isUnderLoad(now) {
+			// Admitted without a valid mac2: asked to send a cookie, or
+			// admitted before the load was measured.
 			if !id.CheckMAC2(msg, w.src, cryptoTime(now)) {
 				var reply [crypto.CookieReplySize]byte
 				if err := id.CreateCookieReply(reply[:], msg, w.src, cryptoTime(now), e.randReader()); err != nil {
 					e.warn.warn("cookie", "cannot create cookie reply", "err", err)
 					return
 				}
+				e.drops.add(DropCookieReply, 1)
 				e.sendMessage(reply[:], w.src)
 				return
 			}

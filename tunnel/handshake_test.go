@@ -155,7 +155,7 @@ func testHandshakeStall(t *testing.T, initiate, wantB bool, wantMsg crypto.Messa
 
 	gate.arm()
 	if !initiate {
-		p.a.e.queueHandshake(initiation, outerB)
+		p.a.e.admitHandshake(initiation, outerB, p.clock.Now())
 		waitFor(t, gate.entered, "a's handshake with b to reach its crypto")
 	}
 	if err := mem.Inject(ping(innerA, innerB, "to b"), ping(innerA, innerC, "to c")); err != nil {

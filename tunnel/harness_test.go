@@ -243,7 +243,7 @@ func (n *node) step() bool {
 		n.e.processInbound(n.in, k)
 		moved = true
 	}
-	if len(n.e.handshakes) > 0 || len(n.e.initiations) > 0 {
+	if len(n.e.handshakes) > 0 || len(n.e.handshakesMAC2) > 0 || len(n.e.initiations) > 0 {
 		n.e.drainHandshakes()
 		moved = true
 	}

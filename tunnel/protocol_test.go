@@ -86,7 +86,7 @@ func describe(log []datagram) string {
 // timer carries a valid mac2 and completes.
 func TestCookieReply(t *testing.T) {
 	p := newPair(t, pairOptions{})
-	underLoad := func() { p.b.e.underLoad.Store(int64(p.clock.Now() + time.Hour)) }
+	underLoad := func() { p.b.e.load.until.Store(int64(p.clock.Now() + time.Hour)) }
 	underLoad()
 	p.net.takeLog()
 	p.a.ad.inject(ping(innerA, innerB, "x"))
@@ -100,7 +100,7 @@ func TestCookieReply(t *testing.T) {
 	}
 	p.tick(4*time.Second + RekeyTimeoutJitter)
 	if got, want := describe(p.net.takeLog()), "a:initiation b:response a:data/64"; got != want {
-		t.Fatalf("after the retry: %q, want %q", got, want)
+		t.Fatalf("after the retry: %q, want %q (a %v b %v)", got, want, p.a.e.DropCounts(), p.b.e.DropCounts())
 	}
 	if got := payloads(p.b.ad.written()); got != "x" {
 		t.Fatalf("b got %q, want x", got)

@@ -21,6 +21,12 @@ const (
 
 // rateLimiter is safe for concurrent use; the zero value is ready.
 type rateLimiter struct {
+	// allowWhenFull allows a source the full table cannot hold instead of
+	// refusing it. The cookie limiter sets it: a flood from spoofed
+	// sources fills the table, and must not lock a real peer out of its
+	// cookie; the queue still bounds the work.
+	allowWhenFull bool
+
 	mu      sync.Mutex // guards the fields below
 	buckets map[rateKey]*bucket
 	lastGC  time.Duration
@@ -59,7 +65,7 @@ func (r *rateLimiter) allow(src netip.Addr, now time.Duration) bool {
 	b, ok := r.buckets[k]
 	if !ok {
 		if len(r.buckets) >= rateLimitMaxKeys {
-			return false
+			return r.allowWhenFull
 		}
 		if r.buckets == nil {
 			r.buckets = make(map[rateKey]*bucket)

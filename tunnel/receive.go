@@ -5,7 +5,8 @@ package tunnel
 //
 //  1. Receive a batch from the transport.
 //  2. Parse each datagram (size, type, reserved bytes; M1-M4). Handshake
-//     messages are copied to the handshake queue (handshake.go).
+//     messages are checked (mac1, under load mac2) and copied to a handshake
+//     queue (handshake.go).
 //  3. Data: the keypair by receiver index (M5), Reject-After-Time (R7),
 //     Open in place (M6), only then the replay window (R3, R4). From here
 //     the packet is authenticated: it is noted for roaming and timers.
@@ -118,7 +119,7 @@ func (e *Engine) processInbound(in *inbound, n int) {
 			continue
 		}
 		if typ != crypto.MessageData {
-			e.queueHandshake(msg, in.eps[i])
+			e.admitHandshake(msg, in.eps[i], now)
 			continue
 		}
 		// Consecutive packets of a flow share a receiver index: look it up

@@ -13,40 +13,44 @@ import (
 	"github.com/warrenvpn/warren/transport/transporttest"
 )
 
-// TestHandshakeQueueBound covers D4 at the engine: the handshake queue never
-// holds more than 1024 messages; the rest are dropped and counted, and
-// under-load mode is on while 128 or more wait, and for 1 s after (D6).
+// TestHandshakeQueueBound covers D4 and D6 at the engine: a message
+// with a bad mac1 takes no queue slot; the queue never holds more than 1024
+// messages, the rest are dropped and counted; under-load mode turns on past
+// 1000 valid-mac1 messages in a second, not on the queue's length, and
+// stays on for 1 s after.
 func TestHandshakeQueueBound(t *testing.T) {
 	p := newPair(t, pairOptions{})
-	msg := make([]byte, crypto.InitiationSize)
-	msg[0] = byte(crypto.MessageInitiation)
 	for i := range 1500 {
-		src := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 1)
-		p.net.inject(src, outerB, msg)
+		p.net.inject(spoofed(i), outerB, make148(crypto.InitiationSize, 1))
 	}
-	for p.net.pending(outerB) > 0 {
-		k, _ := p.b.tr.Receive(p.b.in.bufs, p.b.in.sizes, p.b.in.eps)
-		p.b.e.processInbound(p.b.in, k)
+	p.b.receiveAll(p.net)
+	if got := len(p.b.e.handshakes); got != 0 {
+		t.Errorf("bad-mac1 messages took %d queue slots", got)
 	}
+	if got := p.b.e.Drops(DropBadMAC); got != 1500 {
+		t.Errorf("bad-mac drops %d, want 1500", got)
+	}
+	if p.b.e.load.isUnderLoad(p.clock.Now()) {
+		t.Error("under load after bad-mac1 messages only")
+	}
+	newFlooder(t, p.b.pub).floodFrom(p.net, outerB, 1500, spoofed)
+	p.b.receiveAll(p.net)
 	if got := len(p.b.e.handshakes); got != handshakeQueueSize {
 		t.Errorf("queue holds %d, want %d", got, handshakeQueueSize)
 	}
 	if got := p.b.e.Drops(DropHandshakeQueueFull); got != 1500-handshakeQueueSize {
 		t.Errorf("queue-full drops %d, want %d", got, 1500-handshakeQueueSize)
 	}
-	if !p.b.e.updateUnderLoad(p.clock.Now()) {
-		t.Error("not under load with a full queue")
+	if !p.b.e.load.isUnderLoad(p.clock.Now()) {
+		t.Error("not under load after 1500 messages in a second")
 	}
 	p.b.e.drainHandshakes()
-	if got := p.b.e.Drops(DropBadMAC); got != handshakeQueueSize {
-		t.Errorf("bad-mac drops %d, want %d", got, handshakeQueueSize)
-	}
 	p.clock.advance(underLoadAfterTime / 2)
-	if !p.b.e.updateUnderLoad(p.clock.Now()) {
+	if !p.b.e.load.isUnderLoad(p.clock.Now()) {
 		t.Error("under-load mode ended before 1 s")
 	}
 	p.clock.advance(underLoadAfterTime)
-	if p.b.e.updateUnderLoad(p.clock.Now()) {
+	if p.b.e.load.isUnderLoad(p.clock.Now()) {
 		t.Error("under-load mode still on after 1 s")
 	}
 }

@@ -37,6 +37,8 @@ const (
 	DropWriteError                           // the adapter failed to write
 	DropRateLimited                          // handshake over the per-source limit under load (D1)
 	DropAdapterMalformed                     // the adapter read a malformed packet and discarded it
+	DropCookieReply                          // under load, a handshake message without a valid mac2, answered with a cookie reply (D5)
+	DropCookieRateLimited                    // under load, a handshake message without a valid mac2 over its source's cookie limit (D1)
 	numDropReasons
 )
 
@@ -45,6 +47,7 @@ var dropNames = [numDropReasons]string{
 	"short", "unknown_type", "unknown_index", "auth_failed", "replay", "expired",
 	"frame_error", "length_error", "source_check", "handshake_queue_full", "bad_mac",
 	"handshake_invalid", "write_error", "rate_limited", "adapter_malformed",
+	"cookie_reply", "cookie_rate_limited",
 }
 
 // String returns the reason as a snake_case word.

@@ -153,8 +153,8 @@ func (e *Engine) Tick() {
 		return
 	}
 	now := e.clock.Now()
-	e.updateUnderLoad(now)
 	e.limiter.collect(now)
+	e.cookieLimiter.collect(now)
 	for _, p := range e.peerList() {
 		p.handshake.Lock()
 		p.mu.Lock()
