@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,25 +17,80 @@ import (
 	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 )
 
-func TestBenchUsage(t *testing.T) {
+// TestBenchFlags checks that bench refuses every malformed flag before it
+// starts anything (also without root, where it would stop anyway), and
+// prints nothing itself: main prints the error once.
+func TestBenchFlags(t *testing.T) {
+	dir := t.TempDir()
 	tests := []struct {
-		name string
-		args []string
+		args      []string
+		wantUsage bool
+		want      string
 	}{
-		{"unknown flag", []string{"--bogus"}},
-		{"argument", []string{"extra"}},
+		{[]string{"--bogus"}, true, "flag provided but not defined"},
+		{[]string{"extra"}, true, `unexpected argument "extra"`},
+		{[]string{"--runs", "0"}, true, "--runs 0: want at least 1"},
+		{[]string{"--runs", "-2"}, true, "--runs -2: want at least 1"},
+		{[]string{"--duration", "0s"}, true, "--duration 0s: want more than 0"},
+		{[]string{"--duration", "-1s"}, true, "--duration -1s: want more than 0"},
+		{[]string{"--duration", "3"}, true, "invalid value"},
+		{[]string{"--streams", "0"}, true, "--streams 0"},
+		{[]string{"--mtu", "576"}, true, "--mtu 576"},
+		{[]string{"--latency-rate", "0"}, true, "--latency-rate 0"},
+		{[]string{"--tool", "netperf"}, true, `--tool "netperf"`},
+		{[]string{"--scenarios", "veth,bogus"}, true, `unknown scenario "bogus"`},
+		{[]string{"--scenarios", "veth,veth"}, true, `"veth" given twice`},
+		{[]string{"--scenarios", ","}, true, "at least one scenario"},
+		{[]string{"--json", "-", "--chart", "-"}, true, "cannot both write to standard output"},
+		{[]string{"--json", filepath.Join(dir, "missing", "r.json")}, false, "--json: cannot write"},
+		{[]string{"--json", dir}, false, "is a directory"},
+		{[]string{"--chart", filepath.Join(dir, "missing", "r.svg")}, false, "--chart: cannot write"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
 			err := runBench(context.Background(), tc.args, &stdout, &stderr)
-			if !errors.Is(err, errUsage) {
-				t.Errorf("runBench(%q) = %v, want a usage error", tc.args, err)
+			if err == nil || errors.Is(err, errUsage) != tc.wantUsage || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("runBench(%q) = %v, want an error with %q (usage %v)", tc.args, err, tc.want, tc.wantUsage)
 			}
-			if !strings.Contains(stderr.String(), "usage: warren bench") {
-				t.Errorf("runBench(%q) printed no usage:\n%s", tc.args, stderr.String())
+			if stdout.Len()+stderr.Len() != 0 {
+				t.Errorf("runBench(%q) printed %q, %q; want nothing", tc.args, stdout.String(), stderr.String())
 			}
 		})
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("bench left %v in the output directory", left)
+	}
+}
+
+// TestPendingOutput checks that an output file appears only when it is
+// committed, whole, and that a discarded one leaves nothing.
+func TestPendingOutput(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "report.json")
+	p, err := newPendingOutput(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s exists before commit (%v)", path, err)
+	}
+	if err := p.commit(func(w io.Writer) error { _, err := io.WriteString(w, "{}\n"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "{}\n" {
+		t.Errorf("after commit %s = %q, %v; want {}", path, b, err)
+	}
+	q, err := newPendingOutput(filepath.Join(dir, "chart.svg"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.discard()
+	if err := q.commit(func(io.Writer) error { return nil }); err == nil {
+		t.Error("commit after discard succeeded, want an error")
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 1 {
+		t.Errorf("directory holds %v, want only report.json", left)
 	}
 }
 

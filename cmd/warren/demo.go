@@ -15,7 +15,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -44,15 +43,19 @@ var demoOverlay = [2]struct{ v4, v6 netip.Prefix }{
 const demoPort = 51820
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("demo")
 	size := fs.Int("mb", 256, "size of the TCP transfer in MiB")
 	pings := fs.Int("pings", 5, "pings per address family")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	if fs.NArg() != 0 || *size <= 0 || *pings <= 0 {
-		return fmt.Errorf("%w: warren demo [--mb N] [--pings N]", errUsage)
+	switch {
+	case fs.NArg() != 0:
+		return fmt.Errorf("%w: demo: unexpected argument %q", errUsage, fs.Arg(0))
+	case *size <= 0:
+		return fmt.Errorf("%w: demo: --mb %d: want at least 1", errUsage, *size)
+	case *pings <= 0:
+		return fmt.Errorf("%w: demo: --pings %d: want at least 1", errUsage, *pings)
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("demo: needs root (it creates network namespaces and TUN devices)")

@@ -31,8 +31,7 @@ Every add also takes [--netns NS] (where the new link goes) and
 // runLink runs `warren link`: ls, add and del.
 func runLink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, linkUsage)
-		return fmt.Errorf("%w: link: no subcommand", errUsage)
+		return fmt.Errorf("%w: link: no subcommand (ls, add or del)", errUsage)
 	}
 	switch args[0] {
 	case "ls", "list", "show":
@@ -45,8 +44,7 @@ func runLink(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprint(stdout, linkUsage)
 		return nil
 	}
-	fmt.Fprint(stderr, linkUsage)
-	return fmt.Errorf("%w: link: unknown subcommand %q", errUsage, args[0])
+	return fmt.Errorf("%w: link: unknown subcommand %q (ls, add or del)", errUsage, args[0])
 }
 
 // parseInterspersed parses flags that may come before, between or after
@@ -54,8 +52,8 @@ func runLink(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -66,15 +64,8 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func newLinkFlags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("warren link "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, linkUsage) }
-	return fs
-}
-
 func runLinkList(args []string, stdout, stderr io.Writer) error {
-	fs := newLinkFlags("ls", stderr)
+	fs := newFlagSet("link ls")
 	var opts link.ListOptions
 	asJSON := fs.Bool("json", false, "print JSON")
 	fs.BoolVar(&opts.AllNamespaces, "all-namespaces", false, "list every named namespace too")
@@ -213,7 +204,7 @@ func (f prefixFlag) Set(s string) error {
 }
 
 func runLinkAdd(args []string, stdout, stderr io.Writer) error {
-	fs := newLinkFlags("add", stderr)
+	fs := newFlagSet("link add")
 	var spec link.Spec
 	var ports string
 	fs.StringVar(&spec.Netns, "netns", "", "namespace for the new link")
@@ -236,7 +227,6 @@ func runLinkAdd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(pos) != 2 {
-		fmt.Fprint(stderr, linkUsage)
 		return fmt.Errorf("%w: link add: want KIND NAME, got %d arguments", errUsage, len(pos))
 	}
 	spec.Kind, spec.Name = pos[0], pos[1]
@@ -259,14 +249,13 @@ func runLinkAdd(args []string, stdout, stderr io.Writer) error {
 }
 
 func runLinkDel(args []string, stdout, stderr io.Writer) error {
-	fs := newLinkFlags("del", stderr)
+	fs := newFlagSet("link del")
 	netns := fs.String("netns", "", "namespace of the link")
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		fmt.Fprint(stderr, linkUsage)
 		return fmt.Errorf("%w: link del: want NAME", errUsage)
 	}
 	if err := link.Delete(pos[0], *netns); err != nil {

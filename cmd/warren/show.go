@@ -4,72 +4,120 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/warrenvpn/warren/config"
 	"github.com/warrenvpn/warren/uapi"
 )
 
-const showUsage = `usage: warren show [--json] [NAME]
+const showHelp = `usage: warren show [--json] [NAME | all | interfaces] [VIEW]
 
-Shows the state of running tunnels (all of them without NAME) as wg show
-does, read over their control sockets, with the packets each dropped by
-reason. --json prints one JSON document instead.
+Shows the state of running tunnels as wg show does, read over their control
+sockets in ` + uapi.DefaultDir + `, with the packets each dropped by reason.
+Without NAME, or with all, it shows every tunnel; interfaces lists their
+names.
+
+VIEW prints one field per line, tab-separated, exactly as wg show does (with
+all, each line starts with the interface name):
+  public-key, private-key, listen-port, fwmark, peers, preshared-keys,
+  endpoints, allowed-ips, latest-handshakes, transfer,
+  persistent-keepalive, dump
+
+flags:
+  --json   print one JSON document of interfaces, peers and drops instead
 `
+
+// showViews are the VIEW arguments of `warren show`, those of `wg show`.
+var showViews = []string{
+	"public-key", "private-key", "listen-port", "fwmark", "peers", "preshared-keys",
+	"endpoints", "allowed-ips", "latest-handshakes", "transfer", "persistent-keepalive", "dump",
+}
 
 // runShow prints the state of running tunnels as `wg show` does, read over
 // their control sockets, with the drop counters of warren daemons.
 func runShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("show", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, showUsage) }
+	fs := newFlagSet("show")
 	asJSON := fs.Bool("json", false, "print JSON")
 	args, err := parseInterspersed(fs, args)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
 		return err
 	}
-	var names []string
-	switch len(args) {
-	case 0:
-		socks, _ := filepath.Glob(filepath.Join(uapi.DefaultDir, "*.sock"))
-		for _, s := range socks {
-			names = append(names, strings.TrimSuffix(filepath.Base(s), ".sock"))
+	if len(args) > 2 {
+		return fmt.Errorf("%w: show: too many arguments", errUsage)
+	}
+	var view string
+	if len(args) == 2 {
+		view = args[1]
+		if !slices.Contains(showViews, view) {
+			return fmt.Errorf("%w: show: unknown view %q (want one of %s)", errUsage, view, strings.Join(showViews, ", "))
 		}
-		sort.Strings(names)
-	case 1:
-		names = args
-	default:
-		fs.Usage()
-		return fmt.Errorf("%w: warren show [--json] [NAME]", errUsage)
+		if *asJSON {
+			return fmt.Errorf("%w: show: --json shows everything and takes no view", errUsage)
+		}
+	}
+	all := len(args) == 0 || args[0] == "all"
+	if !all && args[0] == "interfaces" {
+		if len(args) > 1 || *asJSON {
+			return fmt.Errorf("%w: show interfaces takes no view and no --json", errUsage)
+		}
+		if names := runningNames(); len(names) > 0 {
+			fmt.Fprintln(stdout, strings.Join(names, " "))
+		}
+		return nil
+	}
+	names := args[:min(len(args), 1)]
+	if all {
+		names = runningNames()
+	} else if !config.ValidName(names[0]) {
+		return fmt.Errorf("%w: show: %q is not an interface name (%s)", errUsage, names[0], config.NameRule)
 	}
 	var tunnels []shownTunnel
+	var errs []error
 	for _, name := range names {
 		t, err := getShown(name, func() (net.Conn, error) { return dialControl(name) })
 		if err != nil {
-			return fmt.Errorf("show %s: %w", name, err)
+			errs = append(errs, fmt.Errorf("show %s: %w", name, err))
+			continue
 		}
 		tunnels = append(tunnels, t)
 	}
-	if *asJSON {
-		return printShowJSON(stdout, tunnels)
-	}
-	for i, t := range tunnels {
-		if i > 0 {
-			fmt.Fprintln(stdout)
+	switch {
+	case *asJSON:
+		err = printShowJSON(stdout, tunnels)
+	case view != "":
+		for _, t := range tunnels {
+			printView(stdout, t, view, all)
 		}
-		printShow(stdout, t, time.Now())
+	default:
+		now := time.Now()
+		for i, t := range tunnels {
+			if i > 0 {
+				fmt.Fprintln(stdout)
+			}
+			printShow(stdout, t, now)
+		}
 	}
-	return nil
+	return errors.Join(append(errs, err)...)
+}
+
+// runningNames returns the sorted names of the interfaces with a control
+// socket.
+func runningNames() []string {
+	socks, _ := filepath.Glob(filepath.Join(uapi.DefaultDir, "*.sock"))
+	names := make([]string, 0, len(socks))
+	for _, s := range socks {
+		names = append(names, strings.TrimSuffix(filepath.Base(s), ".sock"))
+	}
+	sort.Strings(names)
+	return names
 }
 
 // shownTunnel is what show learned about one tunnel.
@@ -125,8 +173,10 @@ func getShown(iface string, dial func() (net.Conn, error)) (shownTunnel, error) 
 	return t, err
 }
 
-// printShow renders a tunnel like `wg show`, with its drops after the
-// interface's lines.
+// printShow renders a tunnel as `wg show` does (wireguard-tools' show.c,
+// pretty_print, without colours), with warren's drops after the
+// interface's lines: peers by latest handshake, newest first; sizes and
+// times in wg's words.
 func printShow(w io.Writer, t shownTunnel, now time.Time) {
 	st := t.state
 	fmt.Fprintf(w, "interface: %s\n", t.name)
@@ -151,7 +201,7 @@ func printShow(w io.Writer, t shownTunnel, now time.Time) {
 	} else {
 		fmt.Fprintf(w, "  dropped packets: (not reported by this daemon)\n")
 	}
-	for _, p := range st.Peers {
+	for _, p := range byLatestHandshake(st.Peers) {
 		fmt.Fprintf(w, "\npeer: %s\n", p.PublicKey)
 		if !p.PresharedKey.IsZero() {
 			fmt.Fprintf(w, "  preshared key: (hidden)\n")
@@ -159,22 +209,184 @@ func printShow(w io.Writer, t shownTunnel, now time.Time) {
 		if p.Endpoint.IsValid() {
 			fmt.Fprintf(w, "  endpoint: %s\n", p.Endpoint)
 		}
-		ips := make([]string, len(p.AllowedIPs))
-		for i, ip := range p.AllowedIPs {
-			ips[i] = ip.String()
-		}
-		if len(ips) == 0 {
-			ips = []string{"(none)"}
-		}
-		fmt.Fprintf(w, "  allowed ips: %s\n", strings.Join(ips, ", "))
+		fmt.Fprintf(w, "  allowed ips: %s\n", allowedIPs(p, ", "))
 		if !p.LastHandshake.IsZero() {
-			fmt.Fprintf(w, "  latest handshake: %s ago\n", now.Sub(p.LastHandshake).Truncate(time.Second))
+			fmt.Fprintf(w, "  latest handshake: %s\n", ago(p.LastHandshake, now))
 		}
-		fmt.Fprintf(w, "  transfer: %d B received, %d B sent\n", p.RxBytes, p.TxBytes)
+		if p.RxBytes != 0 || p.TxBytes != 0 {
+			fmt.Fprintf(w, "  transfer: %s received, %s sent\n", humanBytes(p.RxBytes), humanBytes(p.TxBytes))
+		}
 		if p.PersistentKeepalive != 0 {
-			fmt.Fprintf(w, "  persistent keepalive: every %d seconds\n", p.PersistentKeepalive)
+			fmt.Fprintf(w, "  persistent keepalive: every %s\n", humanDuration(uint64(p.PersistentKeepalive)))
 		}
 	}
+}
+
+// byLatestHandshake returns the peers sorted as wg show sorts them: the
+// latest handshake first, peers that never completed one last.
+func byLatestHandshake(peers []uapi.PeerState) []uapi.PeerState {
+	sorted := slices.Clone(peers)
+	slices.SortStableFunc(sorted, func(a, b uapi.PeerState) int {
+		switch {
+		case a.LastHandshake.IsZero() && !b.LastHandshake.IsZero():
+			return 1
+		case b.LastHandshake.IsZero() && !a.LastHandshake.IsZero():
+			return -1
+		}
+		return b.LastHandshake.Compare(a.LastHandshake)
+	})
+	return sorted
+}
+
+// allowedIPs joins a peer's allowed IPs with sep, or says "(none)".
+func allowedIPs(p uapi.PeerState, sep string) string {
+	if len(p.AllowedIPs) == 0 {
+		return "(none)"
+	}
+	ips := make([]string, len(p.AllowedIPs))
+	for i, ip := range p.AllowedIPs {
+		ips[i] = ip.String()
+	}
+	return strings.Join(ips, sep)
+}
+
+// humanBytes writes a byte count as wg show does: "B" below 1 KiB, then
+// KiB, MiB, GiB and TiB with two decimals.
+func humanBytes(b uint64) string {
+	const k = 1024
+	switch {
+	case b < k:
+		return fmt.Sprintf("%d B", b)
+	case b < k*k:
+		return fmt.Sprintf("%.2f KiB", float64(b)/k)
+	case b < k*k*k:
+		return fmt.Sprintf("%.2f MiB", float64(b)/(k*k))
+	case b < k*k*k*k:
+		return fmt.Sprintf("%.2f GiB", float64(b)/(k*k*k))
+	}
+	return fmt.Sprintf("%.2f TiB", float64(b)/(k*k*k*k))
+}
+
+// humanDuration writes seconds as wg show does: "1 year, 2 days, 1 hour,
+// 5 minutes, 1 second", leaving out the zero units (a year is 365 days).
+// Zero seconds is "".
+func humanDuration(secs uint64) string {
+	units := []struct {
+		name string
+		secs uint64
+	}{{"year", 365 * 24 * 3600}, {"day", 24 * 3600}, {"hour", 3600}, {"minute", 60}, {"second", 1}}
+	var parts []string
+	for _, u := range units {
+		n := secs / u.secs
+		secs %= u.secs
+		switch n {
+		case 0:
+		case 1:
+			parts = append(parts, "1 "+u.name)
+		default:
+			parts = append(parts, fmt.Sprintf("%d %ss", n, u.name))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// ago writes how long before now t was, in whole seconds as wg show
+// counts them ("Now" for none).
+func ago(t, now time.Time) string {
+	switch d := now.Unix() - t.Unix(); {
+	case d == 0:
+		return "Now"
+	case d < 0:
+		return "(System clock wound backward; connection problems may ensue.)"
+	default:
+		return humanDuration(uint64(d)) + " ago"
+	}
+}
+
+// printView writes one VIEW of `warren show NAME VIEW` as `wg show` does
+// (show.c, ugly_print and dump_print): tab-separated, with the interface
+// name first on each line when several interfaces are shown (all).
+func printView(w io.Writer, t shownTunnel, view string, withName bool) {
+	st := t.state
+	prefix := ""
+	if withName {
+		prefix = t.name + "\t"
+	}
+	var private, public string = "(none)", "(none)"
+	if !st.PrivateKey.IsZero() {
+		private, public = st.PrivateKey.String(), st.PrivateKey.PublicKey().String()
+	}
+	fwmark := "off"
+	if st.FwMark != 0 {
+		fwmark = fmt.Sprintf("0x%x", st.FwMark)
+	}
+	switch view {
+	case "public-key":
+		fmt.Fprintf(w, "%s%s\n", prefix, public)
+	case "private-key":
+		fmt.Fprintf(w, "%s%s\n", prefix, private)
+	case "listen-port":
+		fmt.Fprintf(w, "%s%d\n", prefix, st.ListenPort)
+	case "fwmark":
+		fmt.Fprintf(w, "%s%s\n", prefix, fwmark)
+	case "dump":
+		fmt.Fprintf(w, "%s%s\t%s\t%d\t%s\n", prefix, private, public, st.ListenPort, fwmark)
+	case "endpoints":
+		// wg writes the interface name once, before the first peer, not on
+		// every line; scripts that parse it expect exactly that.
+		fmt.Fprint(w, prefix)
+	}
+	for _, p := range st.Peers {
+		pub := p.PublicKey.String()
+		switch view {
+		case "peers":
+			fmt.Fprintf(w, "%s%s\n", prefix, pub)
+		case "preshared-keys":
+			fmt.Fprintf(w, "%s%s\t%s\n", prefix, pub, presharedKey(p))
+		case "endpoints":
+			fmt.Fprintf(w, "%s\t%s\n", pub, endpoint(p))
+		case "allowed-ips":
+			fmt.Fprintf(w, "%s%s\t%s\n", prefix, pub, allowedIPs(p, " "))
+		case "latest-handshakes":
+			fmt.Fprintf(w, "%s%s\t%d\n", prefix, pub, unixSeconds(p.LastHandshake))
+		case "transfer":
+			fmt.Fprintf(w, "%s%s\t%d\t%d\n", prefix, pub, p.RxBytes, p.TxBytes)
+		case "persistent-keepalive":
+			fmt.Fprintf(w, "%s%s\t%s\n", prefix, pub, keepalive(p))
+		case "dump":
+			fmt.Fprintf(w, "%s%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", prefix, pub, presharedKey(p), endpoint(p),
+				allowedIPs(p, ","), unixSeconds(p.LastHandshake), p.RxBytes, p.TxBytes, keepalive(p))
+		}
+	}
+}
+
+func presharedKey(p uapi.PeerState) string {
+	if p.PresharedKey.IsZero() {
+		return "(none)"
+	}
+	return p.PresharedKey.String()
+}
+
+func endpoint(p uapi.PeerState) string {
+	if !p.Endpoint.IsValid() {
+		return "(none)"
+	}
+	return p.Endpoint.String()
+}
+
+func keepalive(p uapi.PeerState) string {
+	if p.PersistentKeepalive == 0 {
+		return "off"
+	}
+	return fmt.Sprint(p.PersistentKeepalive)
+}
+
+// unixSeconds is t in seconds since 1970, 0 for the zero time (never).
+func unixSeconds(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
 }
 
 // The JSON document of `warren show --json`. Every key is always present,

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -42,9 +43,9 @@ func TestPrintShow(t *testing.T) {
 	head := "interface: wg0\n  public key: " + priv.PublicKey().String() + "\n  private key: (hidden)\n" +
 		"  listening port: 51820\n  fwmark: 0xca6c\n"
 	peers := "\npeer: " + pubB.String() + "\n  preshared key: (hidden)\n  endpoint: 198.18.0.2:51821\n" +
-		"  allowed ips: 198.19.0.2/32, fd00:7761:1::2/128\n  latest handshake: 1m30s ago\n" +
-		"  transfer: 1372 B received, 1460 B sent\n  persistent keepalive: every 25 seconds\n" +
-		"\npeer: " + pubC.String() + "\n  allowed ips: (none)\n  transfer: 0 B received, 0 B sent\n"
+		"  allowed ips: 198.19.0.2/32, fd00:7761:1::2/128\n  latest handshake: 1 minute, 30 seconds ago\n" +
+		"  transfer: 1.34 KiB received, 1.43 KiB sent\n  persistent keepalive: every 25 seconds\n" +
+		"\npeer: " + pubC.String() + "\n  allowed ips: (none)\n"
 	tests := []struct {
 		name   string
 		drops  []uapi.Drop
@@ -57,6 +58,8 @@ func TestPrintShow(t *testing.T) {
 		{"not warren", nil, false, head + "  dropped packets: (not reported by this daemon)\n" + peers},
 	}
 	now := st.Peers[0].LastHandshake.Add(90*time.Second + 400*time.Millisecond)
+	// wg show lists the latest handshake first, whatever the daemon's order.
+	st.Peers[0], st.Peers[1] = st.Peers[1], st.Peers[0]
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := *st
@@ -192,5 +195,129 @@ func TestGetShown(t *testing.T) {
 				t.Errorf("drops (-got +want):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	tests := []struct {
+		b    uint64
+		want string
+	}{
+		{0, "0 B"},
+		{1023, "1023 B"},
+		{1024, "1.00 KiB"},
+		{1372, "1.34 KiB"},
+		{1024*1024 - 1, "1024.00 KiB"}, // as wg: %.2f rounds up, the unit does not change
+		{17808052, "16.98 MiB"},
+		{5 << 30, "5.00 GiB"},
+		{3 << 40, "3.00 TiB"},
+		{1 << 60, "1048576.00 TiB"},
+	}
+	for _, tc := range tests {
+		if got := humanBytes(tc.b); got != tc.want {
+			t.Errorf("humanBytes(%d) = %q, want %q", tc.b, got, tc.want)
+		}
+	}
+}
+
+func TestHumanDuration(t *testing.T) {
+	tests := []struct {
+		secs uint64
+		want string
+	}{
+		{0, ""},
+		{1, "1 second"},
+		{25, "25 seconds"},
+		{60, "1 minute"},
+		{66, "1 minute, 6 seconds"},
+		{3600, "1 hour"},
+		{2*86400 + 3600 + 2, "2 days, 1 hour, 2 seconds"},
+		{365*86400 + 86400 + 120, "1 year, 1 day, 2 minutes"},
+		{65535, "18 hours, 12 minutes, 15 seconds"},
+	}
+	for _, tc := range tests {
+		if got := humanDuration(tc.secs); got != tc.want {
+			t.Errorf("humanDuration(%d) = %q, want %q", tc.secs, got, tc.want)
+		}
+	}
+}
+
+func TestAgo(t *testing.T) {
+	now := time.Date(2026, 12, 2, 13, 0, 0, 900e6, time.UTC)
+	tests := []struct {
+		t    time.Time
+		want string
+	}{
+		{now.Add(-66 * time.Second), "1 minute, 6 seconds ago"},
+		{now.Add(-500 * time.Millisecond), "Now"},             // the same second, as wg compares them
+		{now.Add(-time.Second + 200*time.Millisecond), "Now"}, // 13:00:00.1: still the same second
+		{now.Add(-901 * time.Millisecond), "1 second ago"},    // 12:59:59.999
+		{now.Add(time.Hour), "(System clock wound backward; connection problems may ensue.)"},
+	}
+	for _, tc := range tests {
+		if got := ago(tc.t, now); got != tc.want {
+			t.Errorf("ago(%v, %v) = %q, want %q", tc.t, now, got, tc.want)
+		}
+	}
+}
+
+// TestPrintView checks each VIEW of `warren show NAME VIEW` against wg
+// show's formats (show.c, ugly_print and dump_print), for one interface
+// and, with its name on each line, for all.
+func TestPrintView(t *testing.T) {
+	st := showFixture(t)
+	priv, _ := crypto.ParsePrivateKeyHex(uapitest.KeyA)
+	pubB, _ := crypto.ParsePublicKeyHex(uapitest.KeyB)
+	pubC, _ := crypto.ParsePublicKeyHex(uapitest.KeyC)
+	psk := crypto.PresharedKey{1}
+	B, C := pubB.String(), pubC.String()
+	hs := fmt.Sprint(st.Peers[0].LastHandshake.Unix())
+	tests := []struct {
+		view, want, wantAll string
+	}{
+		{"public-key", priv.PublicKey().String() + "\n", ""},
+		{"private-key", priv.String() + "\n", ""},
+		{"listen-port", "51820\n", ""},
+		{"fwmark", "0xca6c\n", ""},
+		{"peers", B + "\n" + C + "\n", ""},
+		{"preshared-keys", B + "\t" + psk.String() + "\n" + C + "\t(none)\n", ""},
+		{"endpoints", B + "\t198.18.0.2:51821\n" + C + "\t(none)\n",
+			// wg names the interface once, not on every line.
+			"wg0\t" + B + "\t198.18.0.2:51821\n" + C + "\t(none)\n"},
+		{"allowed-ips", B + "\t198.19.0.2/32 fd00:7761:1::2/128\n" + C + "\t(none)\n", ""},
+		{"latest-handshakes", B + "\t" + hs + "\n" + C + "\t0\n", ""},
+		{"transfer", B + "\t1372\t1460\n" + C + "\t0\t0\n", ""},
+		{"persistent-keepalive", B + "\t25\n" + C + "\toff\n", ""},
+		{"dump", priv.String() + "\t" + priv.PublicKey().String() + "\t51820\t0xca6c\n" +
+			B + "\t" + psk.String() + "\t198.18.0.2:51821\t198.19.0.2/32,fd00:7761:1::2/128\t" + hs + "\t1372\t1460\t25\n" +
+			C + "\t(none)\t(none)\t(none)\t0\t0\t0\toff\n", ""},
+	}
+	if len(tests) != len(showViews) {
+		t.Fatalf("%d views tested, %d exist", len(tests), len(showViews))
+	}
+	for _, tc := range tests {
+		t.Run(tc.view, func(t *testing.T) {
+			var b strings.Builder
+			printView(&b, shownTunnel{name: "wg0", state: st}, tc.view, false)
+			if diff := cmp.Diff(b.String(), tc.want); diff != "" {
+				t.Errorf("printView(%s) (-got +want):\n%s", tc.view, diff)
+			}
+			wantAll := tc.wantAll
+			if wantAll == "" {
+				for line := range strings.Lines(tc.want) {
+					wantAll += "wg0\t" + line
+				}
+			}
+			b.Reset()
+			printView(&b, shownTunnel{name: "wg0", state: st}, tc.view, true)
+			if diff := cmp.Diff(b.String(), wantAll); diff != "" {
+				t.Errorf("printView(%s, all) (-got +want):\n%s", tc.view, diff)
+			}
+		})
+	}
+	var b strings.Builder
+	printView(&b, shownTunnel{name: "wg1", state: &uapi.State{}}, "dump", false)
+	if want := "(none)\t(none)\t0\toff\n"; b.String() != want {
+		t.Errorf("printView(dump) of an empty device = %q, want %q", b.String(), want)
 	}
 }
