@@ -44,6 +44,9 @@ type Interface struct {
 	// Hook commands for the shell, in file order; each line is one command.
 	PreUp, PostUp, PreDown, PostDown []string
 	Mode                             Mode // warren's own key; ModeTUN by default
+	// MetricsListen is warren's own key: the address and port where `warren
+	// up` serves Prometheus metrics over HTTP (/metrics); zero = off.
+	MetricsListen netip.AddrPort
 }
 
 // Peer is one [Peer] section.

@@ -1,5 +1,6 @@
 // Package config owns warren's config files: wg-quick style [Interface] and
-// [Peer] sections plus warren's own Mode key. It parses, validates and
+// [Peer] sections plus warren's own keys, Mode and MetricsListen (IP:port
+// of the Prometheus metrics, off by default). It parses, validates and
 // prints them back, returns typed values, and never touches the host (Load
 // reads the one file it is given; ResolveEndpoint asks the resolver it is
 // given).

@@ -37,6 +37,7 @@ var (
 	errTable        = errors.New("invalid table: want auto, off, main, local, default or a table ID 1-4294967295")
 	errBool         = errors.New("want true or false")
 	errMode         = errors.New("invalid mode: want tun or tap")
+	errMetrics      = errors.New("invalid metrics address: want IP:port, such as 127.0.0.1:9586 or [::1]:9586")
 	errKeepalive    = errors.New("invalid persistent keepalive: want off or seconds 0-65535")
 	errAddress      = errors.New("invalid address")
 	errPrefix       = errors.New("invalid prefix")
@@ -83,6 +84,7 @@ const (
 	keyPostDown
 	keySaveConfig
 	keyMode
+	keyMetricsListen
 	keyPublicKey
 	keyPresharedKey
 	keyAllowedIPs
@@ -113,6 +115,7 @@ var keys = [numKeys]struct {
 	keyPostDown:            {"PostDown", sectionInterface, true, true},
 	keySaveConfig:          {"SaveConfig", sectionInterface, false, false},
 	keyMode:                {"Mode", sectionInterface, false, false},
+	keyMetricsListen:       {"MetricsListen", sectionInterface, false, false},
 	keyPublicKey:           {"PublicKey", sectionPeer, false, false},
 	keyPresharedKey:        {"PresharedKey", sectionPeer, false, false},
 	keyAllowedIPs:          {"AllowedIPs", sectionPeer, true, true},
@@ -382,6 +385,12 @@ func (p *parser) set(k key, value string) error {
 		default:
 			return errMode
 		}
+	case keyMetricsListen:
+		ap, err := netip.ParseAddrPort(value)
+		if err != nil || ap.Port() == 0 {
+			return errMetrics
+		}
+		ifc.MetricsListen = ap
 	default:
 		return p.setPeer(k, value)
 	}

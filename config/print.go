@@ -38,6 +38,9 @@ func (c *Config) String() string {
 	if ifc.Mode != ModeTUN {
 		writeKey(&b, "Mode", ifc.Mode.String())
 	}
+	if ifc.MetricsListen.IsValid() {
+		writeKey(&b, "MetricsListen", ifc.MetricsListen.String())
+	}
 	for _, hooks := range []struct {
 		key  string
 		cmds []string

@@ -75,6 +75,7 @@ MTU = 1380
 Table = 1234
 DNS = 198.18.0.53, fd00:7761::53, example.com, corp.example.
 Mode = tap
+MetricsListen = [::1]:9586
 PreUp = echo pre up
 PostUp = iptables -A FORWARD -i %i -j ACCEPT
 PostUp = echo second
