@@ -88,9 +88,11 @@ func bootLab() (*lab, error) {
 		return nil, err
 	}
 	l.g, err = vmlab.Boot(context.Background(), vmlab.Config{
-		Namespace:  l.ns,
-		TAP:        labTAP,
-		Modules:    []string{"wireguard", "ipvlan", "dummy", "sch_netem", "tun"},
+		Namespace: l.ns,
+		TAP:       labTAP,
+		// xfrm_user and nfnetlink: warren link opens netlink sockets of
+		// every family, and the guest has no modprobe to autoload them.
+		Modules:    []string{"wireguard", "ipvlan", "dummy", "sch_netem", "tun", "xfrm_user", "nfnetlink"},
 		Files:      map[string]string{"/bin/warren": l.warren},
 		HostAddrs:  []netip.Prefix{host4, host6},
 		GuestAddrs: []netip.Prefix{guest4, guest6},
@@ -247,8 +249,14 @@ func (l *lab) guestShow(t testing.TB, ctx context.Context, dev string) guestPeer
 }
 
 // ping sends count echo requests from the lab namespace to dst and returns
-// how many were answered. The first may wait for a handshake.
+// how many were answered. The first may wait 6 s for a handshake.
 func (l *lab) ping(t testing.TB, dst netip.Addr, count int) int {
+	t.Helper()
+	return l.pingWait(t, dst, count, 6*time.Second)
+}
+
+// pingWait is ping with the first request's wait given; the others wait 2 s.
+func (l *lab) pingWait(t testing.TB, dst netip.Addr, count int, first time.Duration) int {
 	t.Helper()
 	network, proto := "ip4:icmp", 1
 	var reqType, replyType icmp.Type = ipv4.ICMPTypeEcho, ipv4.ICMPTypeEchoReply
@@ -277,7 +285,7 @@ func (l *lab) ping(t testing.TB, dst netip.Addr, count int) int {
 		}
 		wait := 2 * time.Second
 		if seq == 1 {
-			wait = 6 * time.Second
+			wait = first
 		}
 		c.SetReadDeadline(sent.Add(wait))
 		for {

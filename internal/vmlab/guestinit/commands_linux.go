@@ -14,12 +14,14 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -40,15 +42,23 @@ var commands = map[string]func(ctx context.Context, args []string) (string, erro
 	"tcp-send": cmdTCPSend,
 	"tcp-recv": cmdTCPRecv,
 	"netem":    cmdNetem,
+	"netns":    cmdNetns,
 	"exec":     cmdExec,
 	"read":     cmdRead,
 	"write":    cmdWrite,
 }
 
-// run runs one request.
+// run runs one request. "in NS CMD..." runs CMD inside the named network
+// namespace NS, on a thread of its own.
 func run(ctx context.Context, args []string) (string, error) {
 	if len(args) == 0 {
 		return "", errors.New("empty command")
+	}
+	if args[0] == "in" {
+		if len(args) < 3 {
+			return "", usage("in NS CMD...")
+		}
+		return runIn(ctx, args[1], args[2:])
 	}
 	f := commands[args[0]]
 	if f == nil {
@@ -571,7 +581,15 @@ func cmdRead(_ context.Context, args []string) (string, error) {
 	if len(args) != 1 {
 		return "", usage("read FILE")
 	}
-	b, err := os.ReadFile(args[0])
+	path := args[0]
+	if rest, ok := strings.CutPrefix(path, "/proc/net/"); ok {
+		// /proc/net is the thread group leader's namespace, which may
+		// not be this thread's (see runIn): read this thread's.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		path = "/proc/thread-self/net/" + rest
+	}
+	b, err := os.ReadFile(path)
 	return string(b), err
 }
 
@@ -581,4 +599,57 @@ func cmdWrite(_ context.Context, args []string) (string, error) {
 		return "", usage("write FILE CONTENT")
 	}
 	return "", os.WriteFile(args[0], []byte(args[1]), 0o644)
+}
+
+// runIn runs a command on a thread inside the named namespace ns. The thread
+// is never unlocked: it ends with its goroutine instead of going back to the
+// scheduler in the wrong namespace. Sockets the command opens stay in ns.
+func runIn(ctx context.Context, ns string, args []string) (string, error) {
+	type result struct {
+		out string
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		h, err := netns.GetFromName(ns)
+		if err != nil {
+			done <- result{"", fmt.Errorf("namespace %s: %w", ns, err)}
+			return
+		}
+		defer h.Close()
+		if err := netns.Set(h); err != nil {
+			done <- result{"", fmt.Errorf("enter namespace %s: %w", ns, err)}
+			return
+		}
+		out, err := run(ctx, args)
+		done <- result{out, err}
+	}()
+	r := <-done
+	return r.out, r.err
+}
+
+// cmdNetns: netns add|del NAME, a namespace named under /run/netns with
+// its loopback up.
+func cmdNetns(_ context.Context, args []string) (string, error) {
+	if len(args) != 2 || (args[0] != "add" && args[0] != "del") {
+		return "", usage("netns add|del NAME")
+	}
+	if args[0] == "del" {
+		return "", netns.DeleteNamed(args[1])
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// Left locked: the thread ends up in the new namespace and dies
+		// with the goroutine.
+		runtime.LockOSThread()
+		h, err := netns.NewNamed(args[1])
+		if err != nil {
+			errc <- err
+			return
+		}
+		h.Close()
+		errc <- linkUp("lo")
+	}()
+	return "", <-errc
 }

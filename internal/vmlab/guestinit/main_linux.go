@@ -55,6 +55,9 @@ func boot() error {
 			return fmt.Errorf("mount %s: %w", m.dst, err)
 		}
 	}
+	// Named namespaces live in /run/netns; some tools look in /var/run.
+	os.MkdirAll("/var", 0o755)
+	os.Symlink("/run", "/var/run")
 	if err := loadModules("/modules.order"); err != nil {
 		return err
 	}
