@@ -13,6 +13,13 @@ import (
 	"github.com/warrenvpn/warren/crypto"
 )
 
+// MaxSetSize is the largest "set=1" request body a Server reads, in bytes
+// (lines with their newlines): 64 MiB, six times a set of 100,000 peers
+// with one allowed IP each. A larger request is refused as a whole with
+// errno=-5 (ErrnoIO) and the connection closed, since the Change it parses
+// into is held in memory whole before it is applied.
+const MaxSetSize = 64 << 20
+
 // maxLine is the longest request line accepted, as bufio.Scanner's limit in
 // wireguard-go (64 KiB including the newline).
 const maxLine = bufio.MaxScanTokenSize
@@ -39,6 +46,7 @@ func ParseSet(r io.Reader) (*Change, error) {
 // itself broke (too long a line, a read error).
 func readSet(br *bufio.Reader) (*Change, error) {
 	var p setParser
+	size := 0
 	for {
 		line, err := readLine(br)
 		if err == io.EOF {
@@ -49,6 +57,9 @@ func readSet(br *bufio.Reader) (*Change, error) {
 		}
 		if line == "" {
 			break
+		}
+		if size += len(line) + 1; size > MaxSetSize {
+			return nil, &Error{Errno: ErrnoIO, Err: fmt.Errorf("%w: set request over %d bytes", errReadRequest, MaxSetSize)}
 		}
 		if p.err == nil {
 			p.err = p.line(line)

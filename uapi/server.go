@@ -10,21 +10,62 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Limits of a Server's connections (RELIABILITY C12-C15). A client that
+// stops reading or sending holds only its own connection, and only until a
+// deadline; none of them holds a lock the others need.
+const (
+	// DefaultIdleTimeout is how long a connection may wait for the next
+	// request, or block one read or write, before it is closed.
+	DefaultIdleTimeout = 30 * time.Second
+	// DefaultConnTimeout is the most a connection may last in all: wg,
+	// wg-quick and warren show use one connection per command.
+	DefaultConnTimeout = 5 * time.Minute
+	// DefaultMaxConns is the most connections served at once; more are
+	// accepted, closed at once and counted (Server.Refused).
+	DefaultMaxConns = 64
+)
+
+// Backoff of Serve after a temporary Accept error (EMFILE and the like), as
+// net/http's: from 5 ms, doubling, at most 1 s.
+const (
+	acceptRetryMin = 5 * time.Millisecond
+	acceptRetryMax = time.Second
 )
 
 // Server answers UAPI requests for one Device.
 //
 // Each request is handled as a whole: a "set=1" request is read to its end
-// and fully checked before Device.Apply sees it, so a bad line anywhere
-// changes nothing (wireguard-go applies the lines before the bad one). Calls
-// to the Device are serialised across connections.
+// (at most MaxSetSize bytes) and fully checked before Device.Apply sees it,
+// so a bad line anywhere changes nothing (wireguard-go applies the lines
+// before the bad one). Calls to the Device are serialised across
+// connections; no lock is held while a reply is written, so a client that
+// does not read its reply holds up nobody else.
+//
+// The exported fields may be set before Serve; zero means the default.
 type Server struct {
+	// IdleTimeout bounds the wait for a request and each read or write of
+	// one; 0 means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// ConnTimeout bounds a connection's whole life; 0 means
+	// DefaultConnTimeout.
+	ConnTimeout time.Duration
+	// MaxConns is the most connections Serve serves at once; 0 means
+	// DefaultMaxConns.
+	MaxConns int
+
 	dev Device
 	log *slog.Logger
 
 	// devMu serialises calls into dev: State under the read lock, Apply
-	// under the write lock.
+	// under the write lock. It is never held while reading from or writing
+	// to a client.
 	devMu sync.RWMutex
+
+	refused atomic.Uint64 // connections closed at once for MaxConns
 }
 
 // connSet is the set of connections open in one call of Serve.
@@ -42,11 +83,15 @@ func NewServer(d Device, logger *slog.Logger) *Server {
 }
 
 // Serve accepts connections on l and serves each in a goroutine of its own
-// until Accept fails. When l is closed it closes the connections still open,
-// waits for their goroutines and returns nil; another Accept error is
-// returned after the same cleanup. With a *Listener whose socket file was
-// deleted, that error matches ErrRemoved: wireguard-go shuts the interface
-// down then (RELIABILITY L5).
+// until Accept fails for good. A temporary Accept error (too many open
+// files, say) is logged and retried after a pause that doubles from 5 ms to
+// 1 s, so that the control socket outlives a shortage of descriptors. A
+// connection beyond MaxConns is closed at once and counted (Refused). When
+// l is closed Serve closes the connections still open, waits for their
+// goroutines and returns nil; another lasting Accept error is returned after
+// the same cleanup. With a *Listener whose socket file was deleted, that
+// error matches ErrRemoved: wireguard-go shuts the interface down then
+// (RELIABILITY L5).
 func (s *Server) Serve(l net.Listener) error {
 	var wg sync.WaitGroup
 	conns := &connSet{m: make(map[net.Conn]struct{})}
@@ -58,22 +103,53 @@ func (s *Server) Serve(l net.Listener) error {
 		conns.mu.Unlock()
 		wg.Wait()
 	}()
+	maxConns := s.MaxConns
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	var retry time.Duration
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return fmt.Errorf("accept: %w", err)
+			if !isTemporary(err) {
+				return fmt.Errorf("accept: %w", err)
+			}
+			retry = min(max(2*retry, acceptRetryMin), acceptRetryMax)
+			s.log.Warn("uapi accept failed; retrying", "err", err, "retry", retry)
+			time.Sleep(retry)
+			continue
 		}
+		retry = 0
 		conns.mu.Lock()
-		conns.m[c] = struct{}{}
+		full := len(conns.m) >= maxConns
+		if !full {
+			conns.m[c] = struct{}{}
+		}
 		conns.mu.Unlock()
+		if full {
+			s.refused.Add(1)
+			c.Close()
+			continue
+		}
 		wg.Go(func() { s.serveConnLoop(c, conns) })
 	}
 }
 
-// serveConnLoop serves c and closes it.
+// Refused returns how many connections Serve closed at once because
+// MaxConns were open.
+func (s *Server) Refused() uint64 { return s.refused.Load() }
+
+// isTemporary reports whether an Accept error may pass: a shortage of
+// descriptors, buffers or memory, or an aborted connection.
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+// serveConnLoop serves c under the Server's deadlines and closes it.
 func (s *Server) serveConnLoop(c net.Conn, conns *connSet) {
 	defer func() {
 		conns.mu.Lock()
@@ -81,9 +157,43 @@ func (s *Server) serveConnLoop(c net.Conn, conns *connSet) {
 		conns.mu.Unlock()
 		c.Close()
 	}()
-	if err := s.ServeConn(c); err != nil && !errors.Is(err, net.ErrClosed) {
+	idle, total := s.IdleTimeout, s.ConnTimeout
+	if idle <= 0 {
+		idle = DefaultIdleTimeout
+	}
+	if total <= 0 {
+		total = DefaultConnTimeout
+	}
+	dc := &deadlineConn{Conn: c, idle: idle, end: time.Now().Add(total)}
+	if err := s.ServeConn(dc); err != nil && !errors.Is(err, net.ErrClosed) {
 		s.log.Info("uapi connection ended", "err", err)
 	}
+}
+
+// deadlineConn sets the connection's deadline before every read and write:
+// idle from now, but never past end.
+type deadlineConn struct {
+	net.Conn
+	idle time.Duration
+	end  time.Time
+}
+
+func (c *deadlineConn) Read(p []byte) (int, error) {
+	c.SetDeadline(c.deadline())
+	return c.Conn.Read(p)
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.SetDeadline(c.deadline())
+	return c.Conn.Write(p)
+}
+
+func (c *deadlineConn) deadline() time.Time {
+	d := time.Now().Add(c.idle)
+	if d.After(c.end) {
+		return c.end
+	}
+	return d
 }
 
 // ServeConn serves requests from rw until the client stops sending (nil),
@@ -145,17 +255,17 @@ func (s *Server) ServeConn(rw io.ReadWriter) error {
 
 var errWrite = errors.New("write reply")
 
-// get writes the reply to get=1, or with drops to get=warren.
+// get writes the reply to get=1, or with drops to get=warren. The state is
+// taken under devMu and written after it is released: a client that does
+// not read holds up only itself.
 func (s *Server) get(w io.Writer, drops bool) error {
 	s.devMu.RLock()
 	st, err := s.dev.State()
-	if err != nil {
-		s.devMu.RUnlock()
-		return err
-	}
-	err = writeState(w, st, drops)
 	s.devMu.RUnlock()
 	if err != nil {
+		return err
+	}
+	if err := writeState(w, st, drops); err != nil {
 		return fmt.Errorf("%w: %v", errWrite, err)
 	}
 	return nil
