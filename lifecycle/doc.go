@@ -10,21 +10,27 @@
 //  1. resolve the peers' endpoints;
 //  2. run PreUp;
 //  3. open the netlink handle;
-//  4. refuse a second instance, restore what a crashed one left (L6);
-//  5. open the adapter (the TUN, its MTU set);
+//  4. refuse a second instance (its pid file names a live process with the
+//     recorded start time), restore what a crashed one left (L6);
+//  5. open the adapter (the TUN, its MTU set), then write the pid file;
 //  6. open the transport (the UDP socket, with the fwmark the routes need);
 //  7. start the engine with the keys and peers: it owns the adapter and
 //     the transport from here on, and closing it closes them;
-//  8. apply the host state and write the crash journal;
+//  8. apply the host state; the crash journal is written and synced before
+//     each change that would outlive a kill -9 (rules, sysctls, and later
+//     the DNS entry), so no point of start-up leaves one unrecorded;
 //  9. bring the engine up;
 //  10. open and serve the control socket (wg, warren show);
 //  11. apply DNS (a failure is only logged, as before);
-//  12. run PostUp (PreDown is on the undo stack from here on);
-//  13. write the pid file.
+//  12. run PostUp (PreDown is on the undo stack from here on).
 //
 // UpDevice brings up only steps 5, 6, 7, 9 and 10, with no configuration:
 // the bare device that `wg` and `ip` configure, as wireguard-go provides it
 // to wg-quick.
+//
+// Tunnel.Reconfigure applies a new configuration to the running tunnel (the
+// difference only: see reconfigure.go). Recover restores what a dead
+// instance left, from its journal, for `warren down`.
 //
 // Tunnel.Wait returns when the context is done, the engine stops on its own
 // (its interface deleted from outside, or a fatal error) or the control

@@ -47,6 +47,12 @@ type Tunnel struct {
 	listenPort uint16
 	postDown   []string // PostDown hooks, run by Close after the undo stack
 
+	// jr is the crash journal as last stored; see updateJournal.
+	jr struct {
+		sync.Mutex // serialises updates; taken under host.Manager's lock
+		j          journal
+	}
+
 	// cur is what Up applied and Reconfigure changes; nil for UpDevice.
 	cur struct {
 		sync.Mutex                // serialises Reconfigure with itself and with Close
@@ -93,17 +99,20 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 	ifc := &cfg.Interface
 
 	// 1. Endpoints.
+	t.opts.Step("step 1")
 	peers, err := t.enginePeers(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
 
 	// 2. PreUp.
+	t.opts.Step("step 2")
 	if err := t.runHooks(ctx, "PreUp", ifc.PreUp); err != nil {
 		return nil, err
 	}
 
 	// 3. Netlink.
+	t.opts.Step("step 3")
 	nl, err := t.opts.OpenNetlink()
 	if err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)
@@ -111,18 +120,24 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 	t.undo.push(func() error { nl.Close(); return nil })
 
 	// 4. A second instance, a crashed one.
+	t.opts.Step("step 4")
 	if err := t.recoverCrashed(nl); err != nil {
 		return nil, err
 	}
 
-	// 5. Adapter.
+	// 5. Adapter; the pid file.
+	t.opts.Step("step 5")
 	adapter, err := t.openAdapter(ifc.MTU)
 	if err != nil {
+		return nil, err
+	}
+	if err := t.claimPIDFile(); err != nil {
 		return nil, err
 	}
 
 	// 6. Transport, marked so that a default route through the tunnel
 	// spares it.
+	t.opts.Step("step 6")
 	plan := routePlan(cfg)
 	tr, err := t.listen(ifc.ListenPort, plan.FwMark)
 	if err != nil {
@@ -130,6 +145,7 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 	}
 
 	// 7. Engine.
+	t.opts.Step("step 7")
 	t.startEngine(adapter, tr)
 	if err := t.eng.SetConfig(tunnel.Config{
 		PrivateKey: ifc.PrivateKey,
@@ -140,52 +156,56 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 		return nil, err
 	}
 
-	// 8. Host state and crash journal.
-	t.undo.push(t.removeJournal)
+	// 8. Host state, the crash journal written before each change that
+	// would outlive a crash.
+	t.opts.Step("step 8")
 	hm := host.NewManager(nl, t.opts.Sysctl)
+	hm.SetJournal(func(hj host.Journal) error { return t.updateJournal(func(j *journal) { j.Journal = hj }) })
 	t.cur.hm, t.cur.plan = hm, plan
-	t.undo.push(hm.Undo)
+	t.undo.push(func() error {
+		held := hm.State()
+		err := hm.Undo()
+		if err == nil {
+			t.logHost("removed", held)
+		}
+		return errors.Join(err, t.updateJournal(func(j *journal) { j.Journal = hm.Journal() }))
+	})
 	_, err = hm.Apply(hostState(t.name, cfg, plan))
-	if jerr := t.writeJournal(hm.Journal()); jerr != nil {
-		t.log.Warn("crash journal not written: a kill -9 would leave rules and sysctls behind", "err", jerr)
+	if jerr := t.updateJournal(func(j *journal) { j.Journal = hm.Journal() }); jerr != nil && err == nil {
+		err = jerr
 	}
 	if err != nil {
 		return nil, fmt.Errorf("configure %s: %w", t.name, err)
 	}
+	t.logHost("added", hm.State())
 
 	// 9. Engine up.
+	t.opts.Step("step 9")
 	if err := t.eng.Up(); err != nil {
 		return nil, err
 	}
 
 	// 10. Control socket.
+	t.opts.Step("step 10")
 	if err := t.serveControl(); err != nil {
 		return nil, err
 	}
 
 	// 11. DNS.
-	if len(ifc.DNS) > 0 || len(ifc.DNSSearch) > 0 {
-		if err := t.opts.DNS.Set(ctx, t.name, ifc.DNS, ifc.DNSSearch); err != nil {
-			t.log.Warn("DNS not applied", "err", err)
-		} else {
-			t.cur.dns = true
-		}
-	}
+	t.opts.Step("step 11")
 	t.undo.push(t.unsetDNS)
+	if err := t.setDNS(ctx, ifc); err != nil {
+		return nil, err
+	}
 
 	// 12. PostUp; from here on a failure or Close runs PreDown.
+	t.opts.Step("step 12")
 	if len(ifc.PreDown) > 0 {
 		t.undo.push(func() error { return t.runHooks(context.Background(), "PreDown", ifc.PreDown) })
 	}
 	if err := t.runHooks(ctx, "PostUp", ifc.PostUp); err != nil {
 		return nil, err
 	}
-
-	// 13. Pid file, for `warren down`.
-	if err := t.writePIDFile(); err != nil {
-		return nil, err
-	}
-	t.undo.push(t.removePIDFile)
 
 	t.postDown = ifc.PostDown
 	t.cur.cfg = cfg
@@ -215,13 +235,56 @@ func routePlan(cfg *config.Config) host.RoutePlan {
 	return host.PlanRoutes(host.RouteOptions{Table: cfg.Interface.Table, FwMark: cfg.Interface.FwMark, Allowed: allowed})
 }
 
+// setDNS hands ifc's DNS servers and search domains to the resolver, the
+// journal first. A failure is only logged, as before.
+func (t *Tunnel) setDNS(ctx context.Context, ifc *config.Interface) error {
+	if len(ifc.DNS)+len(ifc.DNSSearch) == 0 {
+		return nil
+	}
+	if err := t.updateJournal(func(j *journal) { j.DNS = true }); err != nil {
+		return err
+	}
+	if err := t.opts.DNS.Set(ctx, t.name, ifc.DNS, ifc.DNSSearch); err != nil {
+		t.log.Warn("DNS not applied", "err", err)
+		return t.updateJournal(func(j *journal) { j.DNS = false })
+	}
+	t.cur.dns = true
+	t.log.Info("added DNS", "interface", t.name, "servers", ifc.DNS, "search", ifc.DNSSearch)
+	return nil
+}
+
 // unsetDNS removes the DNS configuration if it is set.
 func (t *Tunnel) unsetDNS() error {
 	if !t.cur.dns {
 		return nil
 	}
+	if err := t.opts.DNS.Unset(t.name); err != nil {
+		return err
+	}
 	t.cur.dns = false
-	return t.opts.DNS.Unset(t.name)
+	t.log.Info("removed DNS", "interface", t.name)
+	return t.updateJournal(func(j *journal) { j.DNS = false })
+}
+
+// logHost logs, at Info, what the host state s holds, which warren has
+// just "added" or "removed".
+func (t *Tunnel) logHost(verb string, s host.State) {
+	for _, a := range s.Addresses {
+		t.log.Info(verb+" address", "interface", t.name, "address", a)
+	}
+	for _, r := range s.Routes {
+		t.log.Info(verb+" route", "interface", t.name, "route", r.String())
+	}
+	for _, r := range s.Rules {
+		t.log.Info(verb+" rule", "rule", r.String())
+	}
+	for _, c := range s.Sysctls {
+		if verb == "added" {
+			t.log.Info("set sysctl", "key", c.Key, "value", c.Value)
+		} else {
+			t.log.Info("restored sysctl", "key", c.Key)
+		}
+	}
 }
 
 // UpDevice brings up the bare device name: the adapter (config.DefaultMTU),

@@ -239,11 +239,35 @@ func TestRunDir(t *testing.T) {
 					t.Skipf("no process to stand for the running instance: %v", err)
 				}
 				t.Cleanup(func() { other.Process.Kill(); other.Wait() })
-				writeFile(t, lifecycle.PIDFile(dir, testName), strconv.Itoa(other.Process.Pid)+"\n")
+				writeFile(t, lifecycle.PIDFile(dir, testName), fmt.Sprintf("%d %d\n", other.Process.Pid, processStart(t, other.Process.Pid)))
 			},
 			errText: "already up",
 			want:    func(_, _ []string) []string { return step4 },
 			left:    []string{testName + ".pid"},
+		},
+		{
+			// Issue 14: the pid was reused by a process that is not
+			// warren (another start time): not an instance.
+			name: "pid reused",
+			prepare: func(t *testing.T, dir string) {
+				if runtime.GOOS != "linux" {
+					t.Skip("no instance runs outside Linux")
+				}
+				other := exec.Command("sleep", "60")
+				if err := other.Start(); err != nil {
+					t.Skipf("no process to stand for the stranger: %v", err)
+				}
+				t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+				writeFile(t, lifecycle.PIDFile(dir, testName), fmt.Sprintf("%d %d\n", other.Process.Pid, processStart(t, other.Process.Pid)-1))
+			},
+			want: func(upLog, closeLog []string) []string { return append(slices.Clone(upLog), closeLog...) },
+		},
+		{
+			name: "pid file without start time",
+			prepare: func(t *testing.T, dir string) {
+				writeFile(t, lifecycle.PIDFile(dir, testName), strconv.Itoa(os.Getppid())+"\n")
+			},
+			want: func(upLog, closeLog []string) []string { return append(slices.Clone(upLog), closeLog...) },
 		},
 		{
 			name: "stale pid file",
@@ -270,15 +294,15 @@ func TestRunDir(t *testing.T) {
 			want: func(upLog, closeLog []string) []string { return append(slices.Clone(upLog), closeLog...) },
 		},
 		{
+			// Written at step 5, right after the TUN opens.
 			name: "pid file unwritable",
 			prepare: func(t *testing.T, dir string) {
 				mkdir(t, lifecycle.PIDFile(dir, testName))
+				writeFile(t, filepath.Join(lifecycle.PIDFile(dir, testName), "x"), "")
 			},
 			errText: testName + ".pid",
-			want: func(upLog, closeLog []string) []string {
-				return append(slices.Clone(upLog), slices.DeleteFunc(slices.Clone(closeLog), func(e string) bool {
-					return strings.HasPrefix(e, "hook PostDown")
-				})...)
+			want: func(_, _ []string) []string {
+				return []string{"resolve peer.test", "hook PreUp: pre wt0", "netlink open", "adapter open wt0 mtu 1420", "adapter close wt0", "netlink close"}
 			},
 			left: []string{testName + ".pid"},
 		},
@@ -379,6 +403,22 @@ func TestWait(t *testing.T) {
 			})
 		}
 	}
+}
+
+// processStart returns field 22 of /proc/PID/stat, the process's start
+// time, which the pid file records.
+func processStart(t *testing.T, pid int) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func writeFile(t *testing.T, path, s string) {

@@ -76,7 +76,25 @@ type Options struct {
 	// Resolver looks up peer endpoints given by host name; nil means
 	// net.DefaultResolver.
 	Resolver config.Resolver
+
+	// Firewall adds and removes warren's nftables table. Default: none
+	// (TODO(firewall): device/firewall).
+	Firewall Firewall
+
+	// Step, if set, is called at the start of each numbered step of Up
+	// ("step 4") and after each store of the crash journal ("journal"),
+	// from the goroutine making the change. Tests stop start-up there.
+	Step func(point string)
 }
+
+// Firewall removes the nftables table a crashed instance left.
+type Firewall interface {
+	Remove(table string) error
+}
+
+type noFirewall struct{}
+
+func (noFirewall) Remove(string) error { return nil }
 
 // Netlink is the handle the host state and the crash recovery use.
 // *netlink.Handle satisfies it; tests wrap hosttest.FakeNetlink.
@@ -145,6 +163,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.DNS == nil {
 		o.DNS = Resolvconf{}
+	}
+	if o.Firewall == nil {
+		o.Firewall = noFirewall{}
+	}
+	if o.Step == nil {
+		o.Step = func(string) {}
 	}
 }
 

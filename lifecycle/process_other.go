@@ -2,6 +2,7 @@
 
 package lifecycle
 
-// isRunning reports false: outside Linux no interface can be up (opening
-// the adapter fails), so no pid file names a running instance.
-func isRunning(pid int) bool { return false }
+import "errors"
+
+// processStart needs /proc: elsewhere no pid file is trusted.
+func processStart(pid int) (uint64, error) { return 0, errors.ErrUnsupported }

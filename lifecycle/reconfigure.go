@@ -83,8 +83,8 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 	// 3. Host state and journal.
 	want := hostState(t.name, cfg, plan)
 	_, herr := t.cur.hm.Apply(want)
-	if jerr := t.writeJournal(t.cur.hm.Journal()); jerr != nil {
-		t.log.Warn("crash journal not written: a kill -9 would leave rules and sysctls behind", "err", jerr)
+	if jerr := t.updateJournal(func(j *journal) { j.Journal = t.cur.hm.Journal() }); jerr != nil {
+		t.log.Warn("crash journal not shrunk to what is held", "err", jerr)
 	}
 	if herr != nil {
 		if rerr := t.eng.Apply(reverseChange(old, oldPlan, change, endpoints)); rerr != nil {
@@ -98,12 +98,8 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 		if err := t.unsetDNS(); err != nil {
 			t.log.Warn("old DNS configuration not removed", "err", err)
 		}
-		if len(cfg.Interface.DNS)+len(cfg.Interface.DNSSearch) > 0 {
-			if err := t.opts.DNS.Set(ctx, t.name, cfg.Interface.DNS, cfg.Interface.DNSSearch); err != nil {
-				t.log.Warn("DNS not applied", "err", err)
-			} else {
-				t.cur.dns = true
-			}
+		if err := t.setDNS(ctx, &cfg.Interface); err != nil {
+			t.log.Warn("DNS not applied", "err", err)
 		}
 	}
 

@@ -1,5 +1,20 @@
 package lifecycle
 
+// The run directory holds, per interface, a pid file and a crash journal.
+//
+// The pid file names the running instance by pid and start time (field 22
+// of /proc/PID/stat), so that neither a second `warren up` nor `warren
+// down` mistakes another process that got the same pid after a crash for
+// warren (issue 14). Up writes it at step 4, before it changes anything on
+// the host, and removes it last.
+//
+// The crash journal lists what would outlive a kill -9: policy rules and
+// sysctls (host.Journal), the nftables table and the DNS entry. It is
+// written and synced to disk before each such change is made, so every
+// point of start-up, reload and shutdown leaves a journal covering what is
+// there; the next Up, or Recover (`warren down` of a dead instance),
+// restores it.
+
 import (
 	"encoding/json"
 	"errors"
@@ -13,7 +28,7 @@ import (
 )
 
 // PIDFile is the path of the pid file of interface name in dir: `warren down`
-// sends SIGTERM to the pid it holds.
+// sends SIGTERM to the process it names.
 func PIDFile(dir, name string) string { return filepath.Join(dir, name+".pid") }
 
 // JournalFile is the path of the crash journal of interface name in dir.
@@ -23,48 +38,203 @@ func (t *Tunnel) pidFile() string { return PIDFile(t.opts.RunDir, t.name) }
 
 func (t *Tunnel) journalFile() string { return JournalFile(t.opts.RunDir, t.name) }
 
+// journal is the crash journal's content. host.Journal's fields are inline,
+// so a journal written before the other fields existed still reads.
+type journal struct {
+	host.Journal
+	Firewall string `json:"firewall,omitempty"` // the nftables table warren added
+	DNS      bool   `json:"dns,omitempty"`      // whether DNS was handed to the resolver
+}
+
+func (j *journal) isEmpty() bool { return j.Journal.IsEmpty() && j.Firewall == "" && !j.DNS }
+
+// Running returns the pid of the running instance of interface name whose
+// pid file is in dir, and whether there is one: the file names a live
+// process with the start time recorded. A pid file without a start time, or
+// whose process is gone or started at another time, names no instance.
+func Running(dir, name string) (pid int, ok bool) {
+	b, err := os.ReadFile(PIDFile(dir, name))
+	if err != nil {
+		return 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, false
+	}
+	pid, err = strconv.Atoi(f[0])
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	start, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	cur, err := processStart(pid)
+	if err != nil || cur != start {
+		return 0, false
+	}
+	return pid, true
+}
+
 // recoverCrashed is step 4: it refuses to start a second instance of the
 // interface, and restores what an instance killed without cleanup left
 // behind (RELIABILITY L6).
 func (t *Tunnel) recoverCrashed(nl host.Netlink) error {
-	if b, err := os.ReadFile(t.pidFile()); err == nil {
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid != os.Getpid() && isRunning(pid) {
-			return fmt.Errorf("%s is already up (pid %d)", t.name, pid)
-		}
-		os.Remove(t.pidFile())
+	if pid, ok := Running(t.opts.RunDir, t.name); ok && pid != os.Getpid() {
+		return fmt.Errorf("%s is already up (pid %d)", t.name, pid)
 	}
-	b, err := os.ReadFile(t.journalFile())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	os.Remove(t.pidFile()) // stale; a failure shows when step 5 writes it
+	j, err := readJournal(t.journalFile())
+	if err != nil || j == nil {
 		return err
 	}
-	var j host.Journal
-	if err := json.Unmarshal(b, &j); err != nil {
-		t.log.Warn("ignoring a malformed crash journal", "file", t.journalFile(), "err", err)
-		return t.removeJournal()
+	if err := t.restore(nl, j); err != nil {
+		return err
 	}
-	if err := host.RestoreJournal(nl, t.opts.Sysctl, j); err != nil {
-		return fmt.Errorf("restore what a crashed warren left for %s (%s): %w", t.name, t.journalFile(), err)
-	}
-	t.log.Info("restored the rules and sysctls a crashed warren left behind", "interface", t.name, "rules", len(j.Rules), "sysctls", len(j.Sysctls))
 	return t.removeJournal()
 }
 
-// writeJournal records the host changes that would outlive a crash.
-func (t *Tunnel) writeJournal(j host.Journal) error {
-	if j.IsEmpty() {
+// readJournal reads the journal at path; nil if there is none. A malformed
+// journal is treated as none.
+func readJournal(path string) (*journal, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var j journal
+	if err := json.Unmarshal(b, &j); err != nil {
+		return &journal{}, nil
+	}
+	return &j, nil
+}
+
+// restore undoes what the journal j of a dead instance records: its rules
+// and sysctls, its nftables table and its DNS entry.
+func (t *Tunnel) restore(nl host.Netlink, j *journal) error {
+	var errs []error
+	if err := host.RestoreJournal(nl, t.opts.Sysctl, j.Journal); err != nil {
+		errs = append(errs, err)
+	}
+	if j.Firewall != "" {
+		if err := t.opts.Firewall.Remove(j.Firewall); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if j.DNS {
+		if err := t.opts.DNS.Unset(t.name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("restore what a crashed warren left for %s (%s): %w", t.name, t.journalFile(), err)
+	}
+	if !j.isEmpty() {
+		t.log.Info("restored what a crashed warren left behind", "interface", t.name,
+			"rules", len(j.Rules), "sysctls", len(j.Sysctls), "nft_table", j.Firewall, "dns", j.DNS)
+	}
+	return nil
+}
+
+// Recover restores what a dead instance of interface name left behind, as
+// its crash journal in opts.RunDir records it (rules, sysctls, the nftables
+// table, DNS), and removes its journal and pid file: `warren down` of an
+// instance that was killed. It reports whether there was anything to
+// restore, and refuses while an instance is running.
+func Recover(name string, opts Options) (bool, error) {
+	t := newTunnel(name, opts)
+	if pid, ok := Running(t.opts.RunDir, name); ok {
+		return false, fmt.Errorf("%s is running (pid %d)", name, pid)
+	}
+	_, perr := os.Stat(t.pidFile())
+	j, err := readJournal(t.journalFile())
+	if err != nil {
+		return false, err
+	}
+	if j != nil {
+		nl, err := t.opts.OpenNetlink()
+		if err != nil {
+			return false, fmt.Errorf("netlink: %w", err)
+		}
+		err = t.restore(nl, j)
+		nl.Close()
+		if err != nil {
+			return false, err
+		}
+		if err := t.removeJournal(); err != nil {
+			return false, err
+		}
+	}
+	if err := os.Remove(t.pidFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, err
+	}
+	return j != nil || perr == nil, nil
+}
+
+// updateJournal changes the journal with f and stores it durably before it
+// returns (written to a temporary file, synced, renamed over the journal,
+// the directory synced); an empty journal is removed. It then calls the
+// Step hook with "journal".
+func (t *Tunnel) updateJournal(f func(j *journal)) error {
+	t.jr.Lock()
+	defer t.jr.Unlock()
+	next := t.jr.j
+	f(&next)
+	if err := t.storeJournal(&next); err != nil {
+		return err
+	}
+	t.jr.j = next
+	t.opts.Step("journal")
+	return nil
+}
+
+// storeJournal writes j to the journal file durably.
+func (t *Tunnel) storeJournal(j *journal) error {
+	if j.isEmpty() {
 		return t.removeJournal()
 	}
 	b, err := json.Marshal(j)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(t.opts.RunDir, 0o755); err != nil {
+	return writeFileSync(t.journalFile(), b, 0o600)
+}
+
+// writeFileSync replaces the file at path with b, atomically and durably.
+func writeFileSync(path string, b []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(t.journalFile(), b, 0o600)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 func (t *Tunnel) removeJournal() error {
@@ -74,12 +244,25 @@ func (t *Tunnel) removeJournal() error {
 	return nil
 }
 
-// writePIDFile is step 13.
-func (t *Tunnel) writePIDFile() error {
-	if err := os.MkdirAll(t.opts.RunDir, 0o755); err != nil {
+// claimPIDFile writes the pid file, right after the adapter is open (step
+// 5): before any change that outlives the process, and after the TUN, so
+// that a user without privileges hears about the TUN first. Its undo runs
+// last.
+func (t *Tunnel) claimPIDFile() error {
+	if err := t.writePIDFile(); err != nil {
 		return err
 	}
-	return os.WriteFile(t.pidFile(), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+	t.undo.push(t.removePIDFile)
+	return nil
+}
+
+// writePIDFile writes this process's pid and start time.
+func (t *Tunnel) writePIDFile() error {
+	start, err := processStart(os.Getpid())
+	if err != nil {
+		start = 0 // no /proc: Running never trusts this file
+	}
+	return writeFileSync(t.pidFile(), fmt.Appendf(nil, "%d %d\n", os.Getpid(), start), 0o644)
 }
 
 // removePIDFile removes the pid file unless another instance has replaced
@@ -89,7 +272,7 @@ func (t *Tunnel) removePIDFile() error {
 	if err != nil {
 		return nil
 	}
-	if strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
+	if f := strings.Fields(string(b)); len(f) > 0 && f[0] == strconv.Itoa(os.Getpid()) {
 		return os.Remove(t.pidFile())
 	}
 	return nil

@@ -541,26 +541,30 @@ func TestL5SocketDeleted(t *testing.T) {
 }
 
 // TestCrashRecovery: warren up with a default route is killed with SIGKILL
-// (its TUN and routes vanish, its rules and src_valid_mark stay); the next
-// warren up of that interface, here without a default route, restores them,
-// and after its SIGTERM the host is as found (L6).
+// once it is up (its TUN and routes vanish, its rules and src_valid_mark
+// stay); the next warren up of that interface, here without a default
+// route, restores them, and after its SIGTERM the host is as found (L6).
+// The kill waits for the "up" line, so the rules exist when it comes.
 func TestCrashRecovery(t *testing.T) {
 	p := newTestPair(t)
 	p.lab.A.Command(context.Background(), "sysctl", "-qw", "net.ipv4.conf.all.src_valid_mark=0").Run()
 	before := stableDump(t, p.lab.A)
-	defaultRoute := strings.Replace(demoConfig(p.keys[0], p.keys[1].PublicKey(), 0, p.underlay(1)),
-		"AllowedIPs = 198.19.0.2/32, fd00:7761:1::2/128", "AllowedIPs = 0.0.0.0/0, ::/0", 1)
-	pr := p.up(t, 0, defaultRoute)
-	syscall.Kill(pr.pid, syscall.SIGKILL)
-	<-pr.done
-	pr.done <- nil
+	first := p.startUp(t, 0, defaultRouteConfig(p, 0), nil)
+	first.waitLog(t, " msg=up ")
+	first.cmd.Process.Kill()
+	<-first.done
+	first.done <- nil
 	if left := hostDump(t, p.lab.A); !strings.Contains(left, "lookup 51820") {
 		t.Fatalf("the crash left no rule behind; the test proves nothing:\n%s", left)
 	}
 	p.up(t, 1, demoConfig(p.keys[1], p.keys[0].PublicKey(), 1, p.underlay(0)))
-	pr = p.up(t, 0, demoConfig(p.keys[0], p.keys[1].PublicKey(), 0, p.underlay(1)))
+	pr := p.startUp(t, 0, demoConfig(p.keys[0], p.keys[1].PublicKey(), 0, p.underlay(1)), nil)
+	pr.waitLog(t, " msg=up ")
 	p.ping(t, 0, demoOverlay[1].v4.Addr(), 1)
-	stopProc(t, pr)
+	pr.cmd.Process.Signal(syscall.SIGTERM)
+	if code := pr.exit(t); code != 0 {
+		t.Errorf("exit status %d after SIGTERM, want 0:\n%s", code, pr.log)
+	}
 	if !strings.Contains(pr.log.String(), "crashed warren") {
 		t.Errorf("the restart does not say it restored anything:\n%s", pr.log)
 	}

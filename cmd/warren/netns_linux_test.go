@@ -363,11 +363,8 @@ func TestL4LinkDeleted(t *testing.T) {
 		t.Fatalf("warren up still running 1 s after its link was deleted\n%s", pr.log)
 	}
 	// The log is safe to read once the process is gone.
-	_, after, _ := strings.Cut(pr.log.String(), " msg=up ")
-	_, after, _ = strings.Cut(after, "\n")
-	after = strings.TrimSpace(after)
-	if lines := strings.Split(after, "\n"); len(lines) != 1 || !strings.Contains(after, "removed") {
-		t.Errorf("after the link was deleted warren up logged %d lines, want 1 saying it was removed:\n%s", len(lines), after)
+	if lines := linesAfter(pr.log.String(), " msg=up "); len(lines) != 1 || !strings.Contains(lines[0], "removed") {
+		t.Errorf("after the link was deleted warren up logged %d lines, want 1 saying it was removed:\n%s", len(lines), strings.Join(lines, "\n"))
 	}
 	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("control socket %s still there after exit (stat: %v)", sock, err)

@@ -42,7 +42,9 @@ func defaultRouteConfig(p *testPair, i int) string {
 }
 
 // linesAfter returns the non-empty lines of log after the first line
-// containing marker.
+// containing marker, leaving out those that list what the undo removed
+// (msg="removed ..." and msg="restored sysctl"), which are not about why
+// warren stopped.
 func linesAfter(log, marker string) []string {
 	_, after, ok := strings.Cut(log, marker)
 	if !ok {
@@ -51,9 +53,10 @@ func linesAfter(log, marker string) []string {
 	_, after, _ = strings.Cut(after, "\n")
 	var lines []string
 	for _, l := range strings.Split(after, "\n") {
-		if strings.TrimSpace(l) != "" {
-			lines = append(lines, l)
+		if strings.TrimSpace(l) == "" || strings.Contains(l, `msg="removed `) || strings.Contains(l, `msg="restored sysctl"`) {
+			continue
 		}
+		lines = append(lines, l)
 	}
 	return lines
 }

@@ -5,8 +5,10 @@ package main
 // `warren up` brings a tunnel up in the foreground (package lifecycle does
 // the work, in numbered steps with an undo stack), waits for a signal,
 // `warren down`, the TUN or its control socket deleted from outside, or a
-// failure of the engine, and then undoes everything in reverse. `warren down`
-// signals the pid in the pid file.
+// failure of the engine, and then undoes everything in reverse. SIGHUP
+// (`warren reload`) re-reads the config file and applies the difference.
+// `warren down` signals the pid in the pid file if it is still warren's, and
+// otherwise restores what a dead instance left (its crash journal).
 
 import (
 	"context"
@@ -16,40 +18,59 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/warrenvpn/warren/config"
 	"github.com/warrenvpn/warren/lifecycle"
 )
 
+// newLogger returns the logger of a tunnel command: text or JSON lines on
+// w at level. A failed write (stderr closed, or a pipe nobody reads) is
+// dropped: logging never stops or kills warren.
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	return newLoggerFormat(w, level, "text")
+}
+
+func newLoggerFormat(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("%w: --log-level %q: want debug, info, warn or error", errUsage, level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("%w: --log-format %q: want text or json", errUsage, format)
 }
 
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // main prints the error, once
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	format := fs.String("log-format", "text", "log format: text or json")
 	// Hidden, for performance work: a CPU profile of the whole run.
 	cpuProfile := fs.String("cpuprofile", "", "")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: warren up [--log-level L] FILE.conf|NAME")
-		fs.VisitAll(func(f *flag.Flag) {
-			if f.Usage != "" {
-				fmt.Fprintf(stderr, "  -%s\n    \t%s (default %q)\n", f.Name, f.Usage, f.DefValue)
-			}
-		})
-	}
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: up: %v", errUsage, err)
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: up takes one config file or interface name", errUsage)
+	}
+	log, err := newLoggerFormat(stderr, *level, *format)
+	if err != nil {
+		return err
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -65,14 +86,6 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			f.Close()
 		}()
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return fmt.Errorf("%w: up takes one config file or interface name", errUsage)
-	}
-	log, err := newLogger(stderr, *level)
-	if err != nil {
-		return err
-	}
 	path, _, err := config.PathFor(fs.Arg(0))
 	if err != nil {
 		return err
@@ -81,26 +94,126 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return up(ctx, cfg, log, lifecycle.Options{})
+	ctx, stop := stopSignals(ctx)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	opts := lifecycle.Options{Step: pauseAt(os.Getenv("WARREN_PAUSE_AT"), stderr)}
+	return upReloading(ctx, cfg, path, hup, log, opts)
+}
+
+// stopSignals returns ctx cancelled also by SIGQUIT (SIGINT and SIGTERM are
+// main's), so that every way of asking warren to stop undoes what it added;
+// and it makes SIGPIPE harmless: a write to a closed pipe on stdout or
+// stderr then fails with EPIPE instead of killing the process. Standard
+// descriptors that are closed are opened on /dev/null first, so that no
+// file warren opens (the TUN, a socket) takes their number and receives
+// its log lines.
+func stopSignals(ctx context.Context) (context.Context, context.CancelFunc) {
+	for fd := range 3 {
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0); err == unix.EBADF {
+			if null, err := unix.Open("/dev/null", unix.O_RDWR, 0); err == nil && null != fd {
+				unix.Dup2(null, fd)
+				unix.Close(null)
+			}
+		}
+	}
+	signal.Ignore(syscall.SIGPIPE)
+	return signal.NotifyContext(ctx, syscall.SIGQUIT)
+}
+
+// pauseAt returns a lifecycle step hook that stops start-up for good at
+// point (as lifecycle.Options.Step names them, "step 8" or "journal"),
+// at its n-th occurrence when point ends in "#n", after printing "paused
+// at POINT" on stderr. It is for the crash tests, which kill warren there;
+// "" pauses nowhere.
+func pauseAt(point string, stderr io.Writer) func(string) {
+	if point == "" {
+		return nil
+	}
+	want, n := point, 1
+	if i := strings.LastIndexByte(point, '#'); i >= 0 {
+		if v, err := strconv.Atoi(point[i+1:]); err == nil {
+			want, n = point[:i], v
+		}
+	}
+	seen := 0
+	return func(p string) {
+		if p != want {
+			return
+		}
+		seen++
+		if seen == n {
+			fmt.Fprintf(stderr, "paused at %s\n", point)
+			select {}
+		}
+	}
 }
 
 // up runs the tunnel cfg describes until ctx is done, the interface or its
 // control socket is deleted from outside, or the engine fails, then removes
 // everything it added to the host. Only a failure is an error.
 func up(ctx context.Context, cfg *config.Config, log *slog.Logger, opts lifecycle.Options) error {
+	return upReloading(ctx, cfg, "", nil, log, opts)
+}
+
+// upReloading is up that also re-reads the config file at path and applies
+// it (lifecycle.Tunnel.Reconfigure) at each value from hup (SIGHUP). A file
+// that does not parse, or a change that fails, is logged and leaves the
+// tunnel as it was.
+func upReloading(ctx context.Context, cfg *config.Config, path string, hup <-chan os.Signal, log *slog.Logger, opts lifecycle.Options) error {
 	opts.Logger = log
 	t, err := lifecycle.Up(ctx, cfg, opts)
 	if err != nil {
 		return err
 	}
 	log.Info("up", "interface", cfg.Name, "listen_port", t.ListenPort(), "peers", len(cfg.Peers), "mtu", cfg.Interface.MTU)
-	return waitAndClose(ctx, t, log)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	if hup != nil && path != "" {
+		wg.Go(func() { reloadLoop(ctx, t, path, hup, done, log) })
+	}
+	err = waitAndClose(ctx, t, log, done)
+	wg.Wait()
+	return err
+}
+
+// reloadLoop applies the config file at path at each SIGHUP, until done
+// is closed.
+func reloadLoop(ctx context.Context, t *lifecycle.Tunnel, path string, hup <-chan os.Signal, done <-chan struct{}, log *slog.Logger) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-hup:
+		}
+		log.Info("reloading", "interface", t.Name(), "file", path)
+		if err := reload(ctx, t, path); err != nil {
+			log.Error("reload failed; the tunnel runs on unchanged", "interface", t.Name(), "err", err)
+		}
+	}
+}
+
+// reload reads the config file at path and applies it to t.
+func reload(ctx context.Context, t *lifecycle.Tunnel, path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err // names file, line and key
+	}
+	if cfg.Name != t.Name() {
+		return fmt.Errorf("%s names interface %q, not %q", path, cfg.Name, t.Name())
+	}
+	return t.Reconfigure(ctx, cfg)
 }
 
 // waitAndClose waits until t stops, says why in one line and closes it. A
 // removed interface needs no line of ours: the engine has logged it.
-func waitAndClose(ctx context.Context, t *lifecycle.Tunnel, log *slog.Logger) error {
+func waitAndClose(ctx context.Context, t *lifecycle.Tunnel, log *slog.Logger, done chan<- struct{}) error {
 	err := t.Wait(ctx)
+	if done != nil {
+		close(done)
+	}
 	switch {
 	case err == nil:
 		log.Info("shutting down", "interface", t.Name())
@@ -119,6 +232,10 @@ func waitAndClose(ctx context.Context, t *lifecycle.Tunnel, log *slog.Logger) er
 // pidPath is the pid file of name that `warren down` reads.
 func pidPath(name string) string { return lifecycle.PIDFile(lifecycle.DefaultRunDir, name) }
 
+// runDown stops the running instance of NAME: SIGTERM to the process its
+// pid file names, if that is still the process that wrote it (pid and start
+// time), then up to 10 s for it to go. With no instance running it restores
+// what a dead one left behind, as its crash journal records.
 func runDown(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) != 1 {
 		return fmt.Errorf("%w: warren down NAME", errUsage)
@@ -127,22 +244,20 @@ func runDown(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	b, err := os.ReadFile(pidPath(name))
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%s is not up (no %s)", name, pidPath(name))
-	}
-	if err != nil {
-		return err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return fmt.Errorf("%s: malformed pid file", pidPath(name))
+	pid, ok := lifecycle.Running(lifecycle.DefaultRunDir, name)
+	if !ok {
+		log, _ := newLogger(stderr, "info")
+		restored, err := lifecycle.Recover(name, lifecycle.Options{Logger: log})
+		if err != nil {
+			return err
+		}
+		if !restored {
+			return fmt.Errorf("%s is not up", name)
+		}
+		fmt.Fprintf(stdout, "%s was not running; removed what it left behind\n", name)
+		return nil
 	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		if errors.Is(err, syscall.ESRCH) {
-			os.Remove(pidPath(name))
-			return fmt.Errorf("%s is not up (stale pid file removed)", name)
-		}
 		return fmt.Errorf("stop %s (pid %d): %w", name, pid, err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -157,4 +272,25 @@ func runDown(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	return fmt.Errorf("%s (pid %d) did not stop within 10 s", name, pid)
+}
+
+// runReload asks the running instance of NAME to re-read its config file
+// (SIGHUP to the process its pid file names, checked as runDown does). The
+// outcome is in that instance's log.
+func runReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%w: warren reload NAME", errUsage)
+	}
+	_, name, err := config.PathFor(args[0])
+	if err != nil {
+		return err
+	}
+	pid, ok := lifecycle.Running(lifecycle.DefaultRunDir, name)
+	if !ok {
+		return fmt.Errorf("%s is not up", name)
+	}
+	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
+		return fmt.Errorf("reload %s (pid %d): %w", name, pid, err)
+	}
+	return nil
 }

@@ -11,7 +11,9 @@ package main
 //
 // wg-quick starts it as `warren wg0`, so a bare interface name is accepted as
 // the command when that variable is set. Without -f (or
-// WG_PROCESS_FOREGROUND=1) it detaches and returns once the socket is ready.
+// WG_PROCESS_FOREGROUND=1) it detaches and returns once the socket is ready;
+// the detached process then logs to /run/warren/IFACE.log (emptied at each
+// start), in the foreground to stderr.
 
 import (
 	"context"
@@ -21,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -47,6 +50,7 @@ func runUserspace(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fg := fs.Bool("f", false, "stay in the foreground")
 	fs.BoolVar(fg, "foreground", false, "stay in the foreground")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	format := fs.String("log-format", "text", "log format: text or json")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -57,10 +61,12 @@ func runUserspace(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if !*fg && os.Getenv("WG_PROCESS_FOREGROUND") != "1" {
 		return detach(ctx, name)
 	}
-	log, err := newLogger(stderr, *level)
+	log, err := newLoggerFormat(stderr, *level, *format)
 	if err != nil {
 		return err
 	}
+	ctx, stop := stopSignals(ctx)
+	defer stop()
 	return serveUserspace(ctx, name, log, lifecycle.Options{})
 }
 
@@ -74,7 +80,7 @@ func detach(ctx context.Context, name string) error {
 	cmd := exec.Command(exe, "userspace", "-f", name)
 	cmd.Env = append(os.Environ(), "WG_PROCESS_FOREGROUND=1")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	logFile, err := os.CreateTemp("", "warren-"+name+"-*.log")
+	logFile, err := openUserspaceLog(name)
 	if err != nil {
 		return err
 	}
@@ -88,13 +94,11 @@ func detach(ctx context.Context, name string) error {
 	deadline := time.After(10 * time.Second)
 	for {
 		if _, err := getState(name); err == nil {
-			os.Remove(logFile.Name())
 			return nil
 		}
 		select {
 		case err := <-exited:
 			out, _ := os.ReadFile(logFile.Name())
-			os.Remove(logFile.Name())
 			return fmt.Errorf("warren userspace %s exited: %v\n%s", name, err, out)
 		case <-deadline:
 			cmd.Process.Kill()
@@ -107,6 +111,24 @@ func detach(ctx context.Context, name string) error {
 	}
 }
 
+// userspaceLog is where a detached `warren userspace NAME` logs: a person
+// reads it there (README), and it lives as long as the run directory.
+func userspaceLog(name string) string {
+	return filepath.Join(lifecycle.DefaultRunDir, name+".log")
+}
+
+// openUserspaceLog opens the detached device's log file, emptied, readable
+// by its owner only; where the run directory cannot be written (not root),
+// a temporary file instead.
+func openUserspaceLog(name string) (*os.File, error) {
+	if err := os.MkdirAll(lifecycle.DefaultRunDir, 0o755); err == nil {
+		if f, err := os.OpenFile(userspaceLog(name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600); err == nil {
+			return f, nil
+		}
+	}
+	return os.CreateTemp("", "warren-"+name+"-*.log")
+}
+
 // serveUserspace runs the bare device name until ctx is done, the
 // interface is deleted (wg-quick down deletes it), its control socket is
 // deleted, or the engine fails.
@@ -117,5 +139,5 @@ func serveUserspace(ctx context.Context, name string, log *slog.Logger, opts lif
 		return err
 	}
 	log.Info("userspace device ready", "interface", name, "socket", t.ControlAddr())
-	return waitAndClose(ctx, t, log)
+	return waitAndClose(ctx, t, log, nil)
 }
