@@ -12,6 +12,7 @@ import (
 
 	"github.com/warrenvpn/warren/config"
 	"github.com/warrenvpn/warren/device/host"
+	"github.com/warrenvpn/warren/metrics"
 	"github.com/warrenvpn/warren/tunnel"
 	"github.com/warrenvpn/warren/uapi"
 )
@@ -185,10 +186,19 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 		return nil, err
 	}
 
-	// 10. Control socket.
+	// 10. Control socket, and the metrics server if the config sets
+	// MetricsListen.
 	t.opts.Step("step 10")
 	if err := t.serveControl(); err != nil {
 		return nil, err
+	}
+	if addr := ifc.MetricsListen; addr.IsValid() {
+		m, err := metrics.Serve(addr, t.name, t.eng, t.log)
+		if err != nil {
+			return nil, err
+		}
+		t.undo.push(m.Close)
+		t.log.Info("serving metrics", "interface", t.name, "url", "http://"+addr.String()+"/metrics")
 	}
 
 	// 11. DNS.
