@@ -35,6 +35,10 @@ func init() {
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runDown(ctx, args, stdout, stderr)
 			}},
+		{name: "mesh", args: "[--log-level L] FILE.conf|NAME", summary: "run a tunnel whose peers come from etcd (docs/MESH.md)", help: meshHelp,
+			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+				return runMesh(ctx, args, stdout, stderr)
+			}},
 		{name: "show", args: "[--json] [NAME|all|interfaces [VIEW]]", summary: "show tunnel state and drops, as wg show does", help: showHelp,
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runShow(ctx, args, stdout, stderr)
@@ -202,6 +206,19 @@ adds the addresses, routes, rules and sysctls the file asks for, and
 removes all of them when it stops: on SIGINT or SIGTERM ('warren down'
 sends SIGTERM), when the interface or its control socket is deleted from
 outside, or on a failure.
+
+flags:
+  --log-level L   debug, info, warn or error (default info)
+`
+
+const meshHelp = `usage: warren mesh [--log-level L] FILE.conf|NAME
+
+Runs a tunnel as 'warren up' does, then joins the mesh its [Mesh] section
+names: publishes this node (public key, endpoints, allowed IPs, labels) in
+etcd under a lease and takes every other node of the network as a peer,
+following additions and removals as they happen without disturbing the
+other peers. SIGINT or SIGTERM delete the node from etcd and take the
+interface down. See docs/MESH.md.
 
 flags:
   --log-level L   debug, info, warn or error (default info)
