@@ -47,6 +47,14 @@ type Interface struct {
 	// MetricsListen is warren's own key: the address and port where `warren
 	// up` serves Prometheus metrics over HTTP (/metrics); zero = off.
 	MetricsListen netip.AddrPort
+	// DNSOptional and FirewallOptional are warren's own keys DNSRequired
+	// and FirewallRequired, set to false: `warren up` then goes on with a
+	// warning where the DNS servers cannot be handed to resolvconf or
+	// systemd-resolved, or where nftables cannot take the full tunnel's
+	// protections. By default (true, fail closed) it stops and removes
+	// everything it added.
+	DNSOptional      bool
+	FirewallOptional bool
 }
 
 // Peer is one [Peer] section.

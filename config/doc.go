@@ -1,6 +1,7 @@
 // Package config owns warren's config files: wg-quick style [Interface] and
-// [Peer] sections plus warren's own keys, Mode and MetricsListen (IP:port
-// of the Prometheus metrics, off by default). It parses, validates and
+// [Peer] sections plus warren's own keys, Mode, MetricsListen (IP:port
+// of the Prometheus metrics, off by default), DNSRequired and
+// FirewallRequired (see below). It parses, validates and
 // prints them back, returns typed values, and never touches the host (Load
 // reads the one file it is given; ResolveEndpoint asks the resolver it is
 // given).
@@ -40,6 +41,18 @@
 //   - SaveConfig = true is an error (not supported); SaveConfig = false is
 //     accepted and not kept.
 //   - Address refuses the unspecified address and multicast addresses.
+//
+// # Failing closed: DNSRequired and FirewallRequired
+//
+// `warren up` hands DNS servers to resolvconf or systemd-resolved
+// (resolvectl), whichever the host has, and for a full tunnel (a default
+// route in AllowedIPs with Table = auto) installs wg-quick's nftables
+// protections. Where it cannot, it stops with one line and removes
+// everything it added, so that names never resolve, nor packets arrive,
+// outside the tunnel unnoticed. `DNSRequired = false` or `FirewallRequired
+// = false` in [Interface] says explicitly to go on instead, with a warning.
+// Both default to true; wg-quick does not know them, so a file that sets
+// them is warren's.
 //
 // # Stored forms
 //

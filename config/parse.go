@@ -85,6 +85,8 @@ const (
 	keySaveConfig
 	keyMode
 	keyMetricsListen
+	keyDNSRequired
+	keyFirewallRequired
 	keyPublicKey
 	keyPresharedKey
 	keyAllowedIPs
@@ -116,6 +118,8 @@ var keys = [numKeys]struct {
 	keySaveConfig:          {"SaveConfig", sectionInterface, false, false},
 	keyMode:                {"Mode", sectionInterface, false, false},
 	keyMetricsListen:       {"MetricsListen", sectionInterface, false, false},
+	keyDNSRequired:         {"DNSRequired", sectionInterface, false, false},
+	keyFirewallRequired:    {"FirewallRequired", sectionInterface, false, false},
 	keyPublicKey:           {"PublicKey", sectionPeer, false, false},
 	keyPresharedKey:        {"PresharedKey", sectionPeer, false, false},
 	keyAllowedIPs:          {"AllowedIPs", sectionPeer, true, true},
@@ -384,6 +388,19 @@ func (p *parser) set(k key, value string) error {
 			ifc.Mode = ModeTAP
 		default:
 			return errMode
+		}
+	case keyDNSRequired, keyFirewallRequired:
+		var required bool
+		switch {
+		case equalFold(value, "true"):
+			required = true
+		case !equalFold(value, "false"):
+			return errBool
+		}
+		if k == keyDNSRequired {
+			ifc.DNSOptional = !required
+		} else {
+			ifc.FirewallOptional = !required
 		}
 	case keyMetricsListen:
 		ap, err := netip.ParseAddrPort(value)

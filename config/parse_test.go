@@ -102,23 +102,27 @@ var goodFiles = []struct {
 		"PostDown =\r\n" +
 		"SaveConfig = False\r\n" +
 		"Mode = TAP\r\n" +
-		"metricslisten = [::1]:9586\r\n",
+		"metricslisten = [::1]:9586\r\n" +
+		"DNSRequired = false\r\n" +
+		"firewallrequired = FALSE\r\n",
 	want: func() *Config {
 		return &Config{Name: "wg0", Interface: Interface{
-			PrivateKey:    mustPriv(privA),
-			ListenPort:    51820,
-			FwMark:        0xca6c,
-			Addresses:     prefixes("198.18.0.1/24", "fd00:7761::1/64", "198.18.1.1/32"),
-			MTU:           1380,
-			Table:         1234,
-			DNS:           []string{"198.18.0.53", "fd00:7761::53"},
-			DNSSearch:     []string{"example.com", "corp.example."},
-			PreUp:         []string{"echo pre up"},
-			PostUp:        []string{"iptables -A FORWARD -i %i -j ACCEPT", "echo second"},
-			PreDown:       []string{"echo pre down"},
-			PostDown:      []string{"echo post down"},
-			Mode:          ModeTAP,
-			MetricsListen: netip.MustParseAddrPort("[::1]:9586"),
+			PrivateKey:       mustPriv(privA),
+			ListenPort:       51820,
+			FwMark:           0xca6c,
+			Addresses:        prefixes("198.18.0.1/24", "fd00:7761::1/64", "198.18.1.1/32"),
+			MTU:              1380,
+			Table:            1234,
+			DNS:              []string{"198.18.0.53", "fd00:7761::53"},
+			DNSSearch:        []string{"example.com", "corp.example."},
+			PreUp:            []string{"echo pre up"},
+			PostUp:           []string{"iptables -A FORWARD -i %i -j ACCEPT", "echo second"},
+			PreDown:          []string{"echo pre down"},
+			PostDown:         []string{"echo post down"},
+			Mode:             ModeTAP,
+			MetricsListen:    netip.MustParseAddrPort("[::1]:9586"),
+			DNSOptional:      true,
+			FirewallOptional: true,
 		}}
 	},
 }, {
@@ -354,6 +358,8 @@ var badFiles = []struct {
 		`wg0.conf:3: SaveConfig: "yes": want true or false`, nil},
 	{"mode", minimal + "Mode = tan\n",
 		`wg0.conf:3: Mode: "tan": invalid mode: want tun or tap`, nil},
+	{"DNSRequired not a bool", minimal + "DNSRequired = no\n",
+		`wg0.conf:3: DNSRequired: "no": want true or false`, nil},
 	{"metrics host name", minimal + "MetricsListen = localhost:9586\n",
 		`wg0.conf:3: MetricsListen: "localhost:9586": invalid metrics address: want IP:port, such as 127.0.0.1:9586 or [::1]:9586`, nil},
 	{"metrics without port", minimal + "MetricsListen = 127.0.0.1\n",

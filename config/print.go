@@ -38,6 +38,12 @@ func (c *Config) String() string {
 	if ifc.Mode != ModeTUN {
 		writeKey(&b, "Mode", ifc.Mode.String())
 	}
+	if ifc.DNSOptional {
+		writeKey(&b, "DNSRequired", "false")
+	}
+	if ifc.FirewallOptional {
+		writeKey(&b, "FirewallRequired", "false")
+	}
 	if ifc.MetricsListen.IsValid() {
 		writeKey(&b, "MetricsListen", ifc.MetricsListen.String())
 	}
