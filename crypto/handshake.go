@@ -60,8 +60,12 @@ type Handshake struct {
 	mu             sync.Mutex
 	id             *Identity
 	psk            PresharedKey
-	staticStatic   [hashSize]byte // DH(our static, remote static)
-	staticStaticOK bool           // false for a low-order remote key
+	// staticStatic is DH(our static, remote static), computed at the
+	// first handshake that needs it rather than at construction, so that
+	// adding a peer costs no X25519 (100,000 peers in one set).
+	staticStatic    [hashSize]byte
+	staticStaticSet bool // staticStatic and staticStaticOK are computed
+	staticStaticOK  bool // false for a low-order remote key
 
 	state           handshakeState
 	hash            [hashSize]byte
@@ -112,11 +116,40 @@ func (h *Handshake) SetIdentity(id *Identity) {
 	h.mu.Unlock()
 }
 
-// setIdentityLocked sets id and the static-static secret. h.mu must be held
-// (or h not yet shared).
+// setIdentityLocked sets id and forgets the static-static secret of the
+// previous one. h.mu must be held (or h not yet shared).
 func (h *Handshake) setIdentityLocked(id *Identity) {
 	h.id = id
-	h.staticStatic, h.staticStaticOK = sharedSecret(id.private, &h.remoteStatic)
+	clear(h.staticStatic[:])
+	h.staticStaticSet, h.staticStaticOK = false, false
+}
+
+// staticStaticLocked computes the static-static secret if it is not yet
+// and reports whether it is usable. h.mu must be held.
+func (h *Handshake) staticStaticLocked() bool {
+	if !h.staticStaticSet {
+		h.staticStatic, h.staticStaticOK = sharedSecret(h.id.private, &h.remoteStatic)
+		h.staticStaticSet = true
+	}
+	return h.staticStaticOK
+}
+
+// Wipe zeroes every secret h holds (the static-static secret, the
+// preshared key, the handshake in flight and any cookie) and leaves h
+// unable to complete a handshake until SetIdentity. The engine calls it when
+// the peer is removed or the engine closed. Go gives no guarantee that no
+// copy of them survives elsewhere (RELIABILITY "Secrets in memory").
+func (h *Handshake) Wipe() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.clearLocked()
+	clear(h.staticStatic[:])
+	h.staticStaticSet, h.staticStaticOK = true, false
+	clear(h.psk[:])
+	clear(h.cookie[:])
+	h.hasCookie = false
+	clear(h.lastMAC1[:])
+	h.hasLastMAC1 = false
 }
 
 // Clear wipes the ephemeral state of a handshake in flight. The replay
@@ -148,7 +181,7 @@ func (h *Handshake) CreateInitiation(dst []byte, now time.Time, rand io.Reader, 
 	msg := dst[:InitiationSize]
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if !h.staticStaticOK {
+	if !h.staticStaticLocked() {
 		return ErrInvalidPublicKey
 	}
 	eph, ephPub, err := newEphemeral(rand)
@@ -236,7 +269,7 @@ func (id *Identity) ConsumeInitiation(msg []byte, now time.Time, lookup func(Pub
 	if h.id != id {
 		return nil, ErrUnknownPeer
 	}
-	if !h.staticStaticOK {
+	if !h.staticStaticLocked() {
 		return nil, ErrInvalidPublicKey
 	}
 	kdf2(&chainKey, &key, chainKey[:], h.staticStatic[:])

@@ -74,14 +74,14 @@ func (e *Engine) SetConfig(c Config) error {
 	}
 	e.local.fwMark = c.FwMark
 	e.local.Unlock()
+	var gone []*peer
 	for _, p := range e.peerList() {
 		if !seen[p.publicKey] {
-			e.removePeerLocked(p)
+			gone = append(gone, p)
 		}
 	}
-	for i := range c.Peers {
-		e.upsertPeerLocked(&c.Peers[i], true)
-	}
+	e.removePeersLocked(gone)
+	e.upsertPeersLocked(c.Peers)
 	return nil
 }
 
@@ -99,7 +99,7 @@ func (e *Engine) AddPeer(pc PeerConfig) error {
 	if e.state.closed {
 		return ErrClosed
 	}
-	e.upsertPeerLocked(&pc, true)
+	e.upsertPeersLocked([]PeerConfig{pc})
 	return nil
 }
 
@@ -112,7 +112,7 @@ func (e *Engine) RemovePeer(pk crypto.PublicKey) bool {
 	if p == nil {
 		return false
 	}
-	e.removePeerLocked(p)
+	e.removePeersLocked([]*peer{p})
 	return true
 }
 
@@ -168,7 +168,7 @@ func (e *Engine) setPrivateKeyLocked(k crypto.PrivateKey) {
 
 	for _, p := range e.peerList() {
 		if p.publicKey == pub {
-			e.removePeerLocked(p)
+			e.removePeersLocked([]*peer{p})
 			continue
 		}
 		p.setIdentity(id)
@@ -200,31 +200,44 @@ func (p *peer) setIdentity(id *crypto.Identity) {
 	p.mu.Unlock()
 }
 
-// upsertPeerLocked adds or updates a peer; with replaceIPs its allowed IPs
-// become exactly pc.AllowedIPs, otherwise they are added. A peer with our
-// own public key is ignored (C6) and nil returned. e.state must be held.
-func (e *Engine) upsertPeerLocked(pc *PeerConfig, replaceIPs bool) *peer {
-	p := e.peerForUpdateLocked(pc.PublicKey, true)
-	if p == nil {
-		return nil
-	}
-	p.setPresharedKey(pc.PresharedKey)
-	if pc.Endpoint.IsValid() {
-		p.setEndpoint(pc.Endpoint)
-	}
-	turnedOn := p.setKeepalive(pc.PersistentKeepalive)
-	e.routes.Update(func(b *allowedips.Batch[*peer]) {
-		if replaceIPs {
-			b.RemoveValue(p)
+// upsertPeersLocked adds or updates the peers of pcs; the allowed IPs of
+// each become exactly its AllowedIPs, in one update of the table for all of
+// them. A peer with our own public key is ignored (C6). e.state must be
+// held.
+func (e *Engine) upsertPeersLocked(pcs []PeerConfig) {
+	ps := make([]*peer, len(pcs))
+	var keepalives []*peer
+	for i := range pcs {
+		pc := &pcs[i]
+		p := e.peerForUpdateLocked(pc.PublicKey, true)
+		if p == nil {
+			continue
 		}
-		for _, prefix := range pc.AllowedIPs {
-			b.Insert(prefix, p)
+		ps[i] = p
+		p.setPresharedKey(pc.PresharedKey)
+		if pc.Endpoint.IsValid() {
+			p.setEndpoint(pc.Endpoint)
+		}
+		if p.setKeepalive(pc.PersistentKeepalive) {
+			keepalives = append(keepalives, p)
+		}
+	}
+	e.routes.Update(func(b *allowedips.Batch[*peer]) {
+		for i, p := range ps {
+			if p == nil {
+				continue
+			}
+			b.RemoveValue(p)
+			for _, prefix := range pcs[i].AllowedIPs {
+				b.Insert(prefix, p)
+			}
 		}
 	})
-	if turnedOn && e.up.Load() {
-		p.sendKeepalive()
+	if e.up.Load() {
+		for _, p := range keepalives {
+			p.sendKeepalive()
+		}
 	}
-	return p
 }
 
 // peerForUpdateLocked returns the peer with key pk, creating it if create
@@ -247,7 +260,9 @@ func (e *Engine) peerForUpdateLocked(pk crypto.PublicKey, create bool) *peer {
 	p.setIdentity(id)
 	e.peers.Lock()
 	e.peers.byKey[p.publicKey] = p
-	e.peers.list = append(slices.Clip(e.peers.list), p)
+	// Appending in place is safe for readers of the old slice: they see
+	// only its first len elements, which no one changes.
+	e.peers.list = append(e.peers.list, p)
 	e.peers.Unlock()
 	return p
 }
@@ -281,22 +296,40 @@ func (p *peer) setKeepalive(d time.Duration) bool {
 	return turnedOn
 }
 
-// removePeerLocked removes p with its routes, sessions and staged packets.
-// e.state must be held.
-func (e *Engine) removePeerLocked(p *peer) {
+// removePeersLocked removes the peers ps with their routes, sessions and
+// staged packets and wipes their secrets, with one copy of the peer list and
+// one update of the table for all of them. e.state must be held.
+func (e *Engine) removePeersLocked(ps []*peer) {
+	if len(ps) == 0 {
+		return
+	}
+	gone := make(map[*peer]bool, len(ps))
+	for _, p := range ps {
+		gone[p] = true
+	}
 	e.peers.Lock()
-	delete(e.peers.byKey, p.publicKey)
-	e.peers.list = slices.DeleteFunc(slices.Clone(e.peers.list), func(q *peer) bool { return q == p })
+	for _, p := range ps {
+		delete(e.peers.byKey, p.publicKey)
+	}
+	// A new array: readers of the old slice keep what they saw.
+	e.peers.list = slices.DeleteFunc(slices.Clone(e.peers.list), func(q *peer) bool { return gone[q] })
 	e.peers.Unlock()
-	e.routes.RemoveValue(p)
-	p.handshake.Lock()
-	p.mu.Lock()
-	p.removed = true
-	p.wipeLocked()
-	p.purgeStagedLocked()
-	p.timersStopLocked()
-	p.mu.Unlock()
-	p.handshake.Unlock()
+	e.routes.Update(func(b *allowedips.Batch[*peer]) {
+		for _, p := range ps {
+			b.RemoveValue(p)
+		}
+	})
+	for _, p := range ps {
+		p.handshake.Lock()
+		p.mu.Lock()
+		p.removed = true
+		p.wipeLocked()
+		p.purgeStagedLocked()
+		p.timersStopLocked()
+		p.wipeSecretsLocked()
+		p.mu.Unlock()
+		p.handshake.Unlock()
+	}
 }
 
 // peerByKey returns the peer with public key pk, or nil.

@@ -160,6 +160,18 @@ func (p *peer) abandonInitiationLocked() {
 	}
 }
 
+// wipeSecretsLocked zeroes the secrets p holds: its preshared key and its
+// handshakes' static-static secrets, preshared keys and cookies. p is
+// removed or its engine closed: it never handshakes again. p.handshake and
+// p.mu must be held.
+func (p *peer) wipeSecretsLocked() {
+	clear(p.psk[:])
+	if p.initiator != nil {
+		p.initiator.Wipe()
+		p.responder.Wipe()
+	}
+}
+
 // purgeStagedLocked drops every staged packet and counts them. p.mu must be
 // held.
 func (p *peer) purgeStagedLocked() {

@@ -3,48 +3,77 @@ package tunnel
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/warrenvpn/warren/crypto"
 )
 
 // packetBuffer is one pooled packet with headroom: the packet lives at
-// b[Offset:Offset+n] before sealing and at b[:n] as a sealed message.
+// b[Offset:Offset+n] before sealing and at b[:n] as a sealed message. b
+// has one of two sizes, so that a staged packet holds about what it needs:
+// smallBufferSize for packets up to a common MTU, bufferSize for the rest.
 type packetBuffer struct {
-	b [bufferSize]byte
+	b []byte
 	n int
 }
+
+// smallBufferSize holds a packet of up to smallPacketSize bytes with its
+// header, padding and tag; a staged 1420-byte packet costs 1.5 KB instead
+// of the 65.6 KB of the largest one.
+const (
+	smallPacketSize = 1500 // bytes
+	smallBufferSize = Offset + smallPacketSize + crypto.TagSize + crypto.PaddingMultiple - 1
+)
 
 // bufferPool hands out packetBuffers and counts the ones out, so that tests
 // can check every buffer came back (RELIABILITY "Leak checks").
 type bufferPool struct {
-	p   sync.Pool
-	out atomic.Int64
+	small, large sync.Pool
+	out          atomic.Int64
 }
 
-func (bp *bufferPool) get() *packetBuffer {
+// get returns a buffer with room for a packet of size bytes.
+func (bp *bufferPool) get(size int) *packetBuffer {
 	bp.out.Add(1)
-	if b, ok := bp.p.Get().(*packetBuffer); ok {
+	pool, n := &bp.small, smallBufferSize
+	if size > smallPacketSize {
+		pool, n = &bp.large, bufferSize
+	}
+	if b, ok := pool.Get().(*packetBuffer); ok {
 		return b
 	}
-	return new(packetBuffer)
+	return &packetBuffer{b: make([]byte, n)}
 }
 
 func (bp *bufferPool) put(b *packetBuffer) {
 	b.n = 0
 	bp.out.Add(-1)
-	bp.p.Put(b)
+	if len(b.b) == smallBufferSize {
+		bp.small.Put(b)
+	} else {
+		bp.large.Put(b)
+	}
 }
 
 // stagedQueue holds a peer's outbound packets while it has no session: at
-// most maxStagedPackets, the oldest dropped first (D9). The owner's lock
-// guards it.
+// most maxStagedPackets, the oldest dropped first (D9). Its ring grows as
+// packets arrive, so that an idle peer holds none. The owner's lock guards
+// it.
 type stagedQueue struct {
-	ring [maxStagedPackets]*packetBuffer
-	head int // index of the oldest packet
+	ring []*packetBuffer // len 0 or a power of two up to maxStagedPackets
+	head int             // index of the oldest packet
 	n    int
 }
 
 // push appends b; when full it returns the oldest packet, which the caller
 // must put back and count.
 func (q *stagedQueue) push(b *packetBuffer) (dropped *packetBuffer) {
+	if q.n == len(q.ring) && len(q.ring) < maxStagedPackets {
+		ring := make([]*packetBuffer, max(4, 2*len(q.ring)))
+		for i := range q.n {
+			ring[i] = q.ring[(q.head+i)%len(q.ring)]
+		}
+		q.ring, q.head = ring, 0
+	}
 	if q.n == len(q.ring) {
 		dropped = q.ring[q.head]
 		q.ring[q.head] = b
@@ -56,7 +85,8 @@ func (q *stagedQueue) push(b *packetBuffer) (dropped *packetBuffer) {
 	return nil
 }
 
-// pop removes and returns the oldest packet, or nil.
+// pop removes and returns the oldest packet, or nil. The emptied ring is
+// released.
 func (q *stagedQueue) pop() *packetBuffer {
 	if q.n == 0 {
 		return nil
@@ -65,6 +95,9 @@ func (q *stagedQueue) pop() *packetBuffer {
 	q.ring[q.head] = nil
 	q.head = (q.head + 1) % len(q.ring)
 	q.n--
+	if q.n == 0 {
+		q.ring, q.head = nil, 0
+	}
 	return b
 }
 

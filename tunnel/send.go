@@ -152,7 +152,7 @@ func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Dura
 				continue
 			}
 			o.peers[j] = nil
-			b := e.pool.get()
+			b := e.pool.get(o.sizes[j])
 			b.n = copy(b.b[Offset:], o.bufs[j][Offset:Offset+o.sizes[j]])
 			p.stageLocked(b)
 		}
@@ -179,7 +179,7 @@ func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Dura
 			// ErrRejectAfterMessages (Seal left the packet intact): keep
 			// it for the next session, which a handshake brings.
 			exhausted = true
-			b := e.pool.get()
+			b := e.pool.get(o.sizes[j])
 			b.n = copy(b.b[Offset:], o.bufs[j][Offset:Offset+o.sizes[j]])
 			p.mu.Lock()
 			p.stageLocked(b)
@@ -255,7 +255,7 @@ func (p *peer) stageLocked(b *packetBuffer) {
 
 // stageKeepaliveLocked stages an empty packet. p.mu must be held.
 func (p *peer) stageKeepaliveLocked() {
-	b := p.e.pool.get()
+	b := p.e.pool.get(0)
 	b.n = 0
 	p.stageLocked(b)
 }
@@ -318,7 +318,7 @@ func (p *peer) flushStaged() {
 	var bytes uint64
 	data, exhausted := false, false
 	for i, b := range staged[:n] {
-		m, err := kp.Seal(b.b[:], b.n, mtu)
+		m, err := kp.Seal(b.b, b.n, mtu)
 		if err != nil {
 			exhausted = true // as in sendPeerBatch: stage again
 			p.mu.Lock()

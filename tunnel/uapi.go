@@ -67,12 +67,24 @@ func (e *Engine) Apply(c *uapi.Change) error {
 		e.setPrivateKeyLocked(*c.PrivateKey)
 	}
 	if c.ReplacePeers {
-		for _, p := range e.peerList() {
-			e.removePeerLocked(p)
-		}
+		e.removePeersLocked(e.peerList())
 	}
-	for i := range c.Peers {
-		e.applyPeerLocked(&c.Peers[i])
+	// Runs of entries between removals update the allowed-IPs table once
+	// each: a set of 100,000 peers is one update, not 100,000.
+	for rest := c.Peers; len(rest) > 0; {
+		if rest[0].Remove {
+			if p := e.peerForUpdateLocked(rest[0].PublicKey, false); p != nil {
+				e.removePeersLocked([]*peer{p})
+			}
+			rest = rest[1:]
+			continue
+		}
+		n := 1
+		for n < len(rest) && !rest[n].Remove {
+			n++
+		}
+		e.applyPeersLocked(rest[:n])
+		rest = rest[n:]
 	}
 	return nil
 }
@@ -122,31 +134,34 @@ func (e *Engine) rebindLocked(port uint16, mark uint32) error {
 	return nil
 }
 
-// applyPeerLocked applies one peer entry of a UAPI change. e.state must be
-// held.
-func (e *Engine) applyPeerLocked(pc *uapi.PeerChange) {
-	if pc.Remove {
-		if p := e.peerForUpdateLocked(pc.PublicKey, false); p != nil {
-			e.removePeerLocked(p)
+// applyPeersLocked applies peer entries of a UAPI change, none of them a
+// removal, with one update of the allowed-IPs table. e.state must be held.
+func (e *Engine) applyPeersLocked(pcs []uapi.PeerChange) {
+	ps := make([]*peer, len(pcs))
+	var keepalives []*peer
+	for i := range pcs {
+		pc := &pcs[i]
+		p := e.peerForUpdateLocked(pc.PublicKey, !pc.UpdateOnly)
+		if p == nil {
+			continue
 		}
-		return
+		ps[i] = p
+		if pc.PresharedKey != nil {
+			p.setPresharedKey(*pc.PresharedKey)
+		}
+		if pc.Endpoint != nil && pc.Endpoint.IsValid() {
+			p.setEndpoint(*pc.Endpoint)
+		}
+		if pc.PersistentKeepalive != nil && p.setKeepalive(time.Duration(*pc.PersistentKeepalive)*time.Second) {
+			keepalives = append(keepalives, p)
+		}
 	}
-	p := e.peerForUpdateLocked(pc.PublicKey, !pc.UpdateOnly)
-	if p == nil {
-		return
-	}
-	if pc.PresharedKey != nil {
-		p.setPresharedKey(*pc.PresharedKey)
-	}
-	if pc.Endpoint != nil && pc.Endpoint.IsValid() {
-		p.setEndpoint(*pc.Endpoint)
-	}
-	turnedOn := false
-	if pc.PersistentKeepalive != nil {
-		turnedOn = p.setKeepalive(time.Duration(*pc.PersistentKeepalive) * time.Second)
-	}
-	if pc.ReplaceAllowedIPs || len(pc.AllowedIPs) > 0 {
-		e.routes.Update(func(b *allowedips.Batch[*peer]) {
+	e.routes.Update(func(b *allowedips.Batch[*peer]) {
+		for i, p := range ps {
+			pc := &pcs[i]
+			if p == nil || !pc.ReplaceAllowedIPs && len(pc.AllowedIPs) == 0 {
+				continue
+			}
 			if pc.ReplaceAllowedIPs {
 				b.RemoveValue(p)
 			}
@@ -157,9 +172,11 @@ func (e *Engine) applyPeerLocked(pc *uapi.PeerChange) {
 					b.Insert(a.Prefix, p)
 				}
 			}
-		})
-	}
-	if turnedOn && e.up.Load() {
-		p.sendKeepalive()
+		}
+	})
+	if e.up.Load() {
+		for _, p := range keepalives {
+			p.sendKeepalive()
+		}
 	}
 }
