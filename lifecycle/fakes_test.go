@@ -7,14 +7,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/warrenvpn/warren/device/firewall"
 	"github.com/warrenvpn/warren/device/host/hosttest"
 	"github.com/warrenvpn/warren/device/tun/tuntest"
 	"github.com/warrenvpn/warren/lifecycle"
@@ -69,11 +72,14 @@ type fakes struct {
 	adapter atomic.Pointer[fakeAdapter]   // the last one opened
 	tr      atomic.Pointer[fakeTransport] // the last one opened
 	ctl     atomic.Pointer[fakeListener]  // the last one opened
+	fw      fakeFirewall
 }
 
 func newFakes(failAt int) *fakes {
+	rec := &recorder{failAt: failAt}
 	return &fakes{
-		rec: &recorder{failAt: failAt},
+		fw:  fakeFirewall{rec: rec},
+		rec: rec,
 		nl:  hosttest.NewFakeNetlink(),
 		net: transporttest.NewNetwork(transporttest.Config{}),
 	}
@@ -129,7 +135,47 @@ func (f *fakes) options(runDir string) lifecycle.Options {
 		Sysctl:   &fakeNetlink{f.nl, f.rec},
 		DNS:      fakeDNS{f.rec},
 		Resolver: fakeResolver{f.rec},
+		Firewall: &f.fw,
 	}
+}
+
+// fakeFirewall holds the nftables tables of the fake host.
+type fakeFirewall struct {
+	rec    *recorder
+	mu     sync.Mutex
+	tables map[string]string // name → the rules, rendered
+}
+
+func (w *fakeFirewall) Apply(r firewall.Rules) error {
+	if err := w.rec.call("firewall apply %s", firewall.TableName(r.Interface)); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.tables == nil {
+		w.tables = make(map[string]string)
+	}
+	w.tables[firewall.TableName(r.Interface)] = r.String()
+	return nil
+}
+
+func (w *fakeFirewall) Remove(table string) error {
+	w.rec.note("firewall remove %s", table)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.tables, table)
+	return nil
+}
+
+// dump renders the tables, in name order.
+func (w *fakeFirewall) dump() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(w.tables)) {
+		b.WriteString(w.tables[name])
+	}
+	return b.String()
 }
 
 // fakeAdapter is an in-memory adapter that deletes its link on Close, as the

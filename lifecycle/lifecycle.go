@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/warrenvpn/warren/config"
+	"github.com/warrenvpn/warren/device/firewall"
 	"github.com/warrenvpn/warren/device/host"
 	"github.com/warrenvpn/warren/metrics"
 	"github.com/warrenvpn/warren/tunnel"
@@ -56,12 +58,13 @@ type Tunnel struct {
 
 	// cur is what Up applied and Reconfigure changes; nil for UpDevice.
 	cur struct {
-		sync.Mutex                // serialises Reconfigure with itself and with Close
-		cfg        *config.Config // the configuration now applied
-		plan       host.RoutePlan // its routes, rules, sysctls and fwmark
-		hm         *host.Manager  // the host state; nil until step 8
-		dns        bool           // whether DNS is set (Unset is due)
-		closed     bool           // Close has begun: Reconfigure refuses
+		sync.Mutex                 // serialises Reconfigure with itself and with Close
+		cfg        *config.Config  // the configuration now applied
+		plan       host.RoutePlan  // its routes, rules, sysctls and fwmark
+		hm         *host.Manager   // the host state; nil until step 8
+		dns        bool            // whether DNS is set (Unset is due)
+		fw         *firewall.Rules // the nftables table installed; nil: none
+		closed     bool            // Close has begun: Reconfigure refuses
 	}
 
 	// undo holds the cleanups of the steps done so far; Close runs them.
@@ -179,6 +182,10 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 		return nil, fmt.Errorf("configure %s: %w", t.name, err)
 	}
 	t.logHost("added", hm.State())
+	t.undo.push(t.removeFirewall)
+	if err := t.applyFirewall(firewallRules(t.name, cfg, plan), ifc.FirewallOptional); err != nil {
+		return nil, err
+	}
 
 	// 9. Engine up.
 	t.opts.Step("step 9")
@@ -246,7 +253,8 @@ func routePlan(cfg *config.Config) host.RoutePlan {
 }
 
 // setDNS hands ifc's DNS servers and search domains to the resolver, the
-// journal first. A failure is only logged, as before.
+// journal first. A failure is an error (fail closed), unless the config
+// says DNSRequired = false: then it is logged.
 func (t *Tunnel) setDNS(ctx context.Context, ifc *config.Interface) error {
 	if len(ifc.DNS)+len(ifc.DNSSearch) == 0 {
 		return nil
@@ -255,8 +263,14 @@ func (t *Tunnel) setDNS(ctx context.Context, ifc *config.Interface) error {
 		return err
 	}
 	if err := t.opts.DNS.Set(ctx, t.name, ifc.DNS, ifc.DNSSearch); err != nil {
-		t.log.Warn("DNS not applied", "err", err)
-		return t.updateJournal(func(j *journal) { j.DNS = false })
+		if jerr := t.updateJournal(func(j *journal) { j.DNS = false }); jerr != nil {
+			return jerr
+		}
+		if ifc.DNSOptional {
+			t.log.Warn("DNS not applied; going on without it (DNSRequired = false)", "interface", t.name, "err", err)
+			return nil
+		}
+		return fmt.Errorf("DNS not applied, names would resolve outside the tunnel (DNSRequired = false in [Interface] goes on without it): %w", err)
 	}
 	t.cur.dns = true
 	t.log.Info("added DNS", "interface", t.name, "servers", ifc.DNS, "search", ifc.DNSSearch)
@@ -274,6 +288,71 @@ func (t *Tunnel) unsetDNS() error {
 	t.cur.dns = false
 	t.log.Info("removed DNS", "interface", t.name)
 	return t.updateJournal(func(j *journal) { j.DNS = false })
+}
+
+// firewallRules are the nftables protections cfg's full tunnel needs: one
+// table per family with a default route through the tunnel (PlanRoutes'
+// fwmark rules), none otherwise.
+func firewallRules(name string, cfg *config.Config, plan host.RoutePlan) firewall.Rules {
+	r := firewall.Rules{Interface: name, Addresses: cfg.Interface.Addresses, FwMark: plan.FwMark}
+	for _, rule := range plan.Rules {
+		if rule.IPv6 {
+			r.IPv6 = true
+		} else {
+			r.IPv4 = true
+		}
+	}
+	return r
+}
+
+// applyFirewall installs r's table (the journal first), replacing the one
+// installed, or removes it if r is empty. If nftables refuses, the error
+// says so, unless optional (FirewallRequired = false): then it is logged.
+func (t *Tunnel) applyFirewall(r firewall.Rules, optional bool) error {
+	if r.IsEmpty() {
+		return t.removeFirewall()
+	}
+	if t.cur.fw != nil && rulesEqual(*t.cur.fw, r) {
+		return nil
+	}
+	table := firewall.TableName(t.name)
+	if err := t.updateJournal(func(j *journal) { j.Firewall = table }); err != nil {
+		return err
+	}
+	if err := t.opts.Firewall.Apply(r); err != nil {
+		if t.cur.fw == nil {
+			if jerr := t.updateJournal(func(j *journal) { j.Firewall = "" }); jerr != nil {
+				return jerr
+			}
+		}
+		if optional {
+			t.log.Warn("nftables unavailable; the full tunnel runs without its protections (FirewallRequired = false)", "interface", t.name, "err", err)
+			return nil
+		}
+		return fmt.Errorf("the full tunnel's nftables protections (CVE-2019-14899) cannot be installed (FirewallRequired = false in [Interface] goes on without them): %w", err)
+	}
+	t.cur.fw = &r
+	t.log.Info("added nft table", "table", table, "ipv4", r.IPv4, "ipv6", r.IPv6, "fwmark", r.FwMark)
+	return nil
+}
+
+// removeFirewall removes warren's table if it installed one.
+func (t *Tunnel) removeFirewall() error {
+	if t.cur.fw == nil {
+		return nil
+	}
+	table := firewall.TableName(t.name)
+	if err := t.opts.Firewall.Remove(table); err != nil {
+		return err
+	}
+	t.cur.fw = nil
+	t.log.Info("removed nft table", "table", table)
+	return t.updateJournal(func(j *journal) { j.Firewall = "" })
+}
+
+func rulesEqual(a, b firewall.Rules) bool {
+	return a.Interface == b.Interface && a.FwMark == b.FwMark && a.IPv4 == b.IPv4 && a.IPv6 == b.IPv6 &&
+		slices.Equal(a.Addresses, b.Addresses)
 }
 
 // logHost logs, at Info, what the host state s holds, which warren has

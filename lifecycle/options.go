@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/warrenvpn/warren/config"
+	"github.com/warrenvpn/warren/device/firewall"
 	"github.com/warrenvpn/warren/device/host"
 	"github.com/warrenvpn/warren/device/tun"
 	"github.com/warrenvpn/warren/transport"
@@ -26,6 +27,7 @@ var (
 	_ uapi.Device      = (*tunnel.Engine)(nil)
 	_ Netlink          = (*netlink.Handle)(nil)
 	_ host.SysctlFS    = host.ProcSys{}
+	_ Firewall         = (*firewall.NFT)(nil)
 )
 
 // DefaultRunDir holds one pid file (for `warren down`) and one crash journal
@@ -70,15 +72,15 @@ type Options struct {
 	RunHook func(ctx context.Context, hook, cmd string) error
 
 	// DNS applies and removes the interface's DNS servers and search
-	// domains. Default: Resolvconf.
+	// domains. Default: SystemDNS (resolvconf or resolvectl).
 	DNS DNS
 
 	// Resolver looks up peer endpoints given by host name; nil means
 	// net.DefaultResolver.
 	Resolver config.Resolver
 
-	// Firewall adds and removes warren's nftables table. Default: none
-	// (TODO(firewall): device/firewall).
+	// Firewall adds and removes warren's nftables table. Default:
+	// firewall.NFT in the calling thread's network namespace.
 	Firewall Firewall
 
 	// Step, if set, is called at the start of each numbered step of Up
@@ -87,14 +89,14 @@ type Options struct {
 	Step func(point string)
 }
 
-// Firewall removes the nftables table a crashed instance left.
+// Firewall installs warren's nftables table for a full tunnel (Apply,
+// which replaces a table of the same name as a whole) and removes it
+// (Remove, which succeeds if the table is not there). *firewall.NFT
+// satisfies it.
 type Firewall interface {
+	Apply(r firewall.Rules) error
 	Remove(table string) error
 }
-
-type noFirewall struct{}
-
-func (noFirewall) Remove(string) error { return nil }
 
 // Netlink is the handle the host state and the crash recovery use.
 // *netlink.Handle satisfies it; tests wrap hosttest.FakeNetlink.
@@ -104,8 +106,9 @@ type Netlink interface {
 }
 
 // DNS sets an interface's DNS configuration, as wg-quick does with
-// resolvconf. Set is called once after the control socket is open; Unset only
-// if Set succeeded.
+// resolvconf. Set is called after the control socket is open (and again
+// by a reload that changes DNS); Unset only after Set succeeded, or when
+// restoring what a crashed instance left, when the interface may be gone.
 type DNS interface {
 	Set(ctx context.Context, iface string, servers, search []string) error
 	Unset(iface string) error
@@ -162,10 +165,10 @@ func (o *Options) setDefaults() {
 		o.RunHook = runBash
 	}
 	if o.DNS == nil {
-		o.DNS = Resolvconf{}
+		o.DNS = SystemDNS{}
 	}
 	if o.Firewall == nil {
-		o.Firewall = noFirewall{}
+		o.Firewall = firewall.New(0)
 	}
 	if o.Step == nil {
 		o.Step = func(string) {}

@@ -11,9 +11,10 @@ package lifecycle
 //     in the Change at all, so they keep their sessions, endpoints (also
 //     after roaming) and timers, and lose no packet (L14);
 //  3. apply the new host state (MTU, addresses, routes, rules, sysctls)
-//     through host.Manager, which diffs it against what it holds, and
-//     rewrite the crash journal; on failure the engine gets the reverse
-//     Change and the Manager has already restored the previous host state;
+//     through host.Manager, which diffs it against what it holds, then
+//     the nftables table the new state needs (or none), and rewrite the
+//     crash journal; on failure the engine gets the reverse Change and the
+//     host its previous state;
 //  4. replace the DNS configuration if it changed.
 //
 // Hooks (PreUp, PostUp, PreDown, PostDown) are not run again, as with `wg
@@ -80,9 +81,16 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("reconfigure %s: %w", t.name, err)
 	}
 
-	// 3. Host state and journal.
+	// 3. Host state, firewall and journal.
 	want := hostState(t.name, cfg, plan)
 	_, herr := t.cur.hm.Apply(want)
+	if herr == nil {
+		if herr = t.applyFirewall(firewallRules(t.name, cfg, plan), cfg.Interface.FirewallOptional); herr != nil {
+			if _, rerr := t.cur.hm.Apply(hostState(t.name, old, oldPlan)); rerr != nil {
+				herr = errors.Join(herr, fmt.Errorf("restore the previous host state: %w", rerr))
+			}
+		}
+	}
 	if jerr := t.updateJournal(func(j *journal) { j.Journal = t.cur.hm.Journal() }); jerr != nil {
 		t.log.Warn("crash journal not shrunk to what is held", "err", jerr)
 	}

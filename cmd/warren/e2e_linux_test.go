@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	wgcrypto "github.com/warrenvpn/warren/crypto"
+	"github.com/warrenvpn/warren/device/firewall"
 	"github.com/warrenvpn/warren/internal/netlab"
 	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 )
@@ -234,8 +235,8 @@ func stableDump(t *testing.T, ns *netlab.Namespace) string {
 	return ""
 }
 
-// hostDump renders the namespace's links, addresses (one per line), routes
-// and rules. It leaves out IPv6 link-local addresses and their routes: the
+// hostDump renders the namespace's links, addresses (one per line), routes,
+// rules, src_valid_mark and nftables tables. It leaves out IPv6 link-local addresses and their routes: the
 // kernel adds them to the lab's veths when their carrier comes up and DAD
 // ends, which may be after a "before" dump, and warren never touches them.
 func hostDump(t *testing.T, ns *netlab.Namespace) string {
@@ -256,7 +257,23 @@ func hostDump(t *testing.T, ns *netlab.Namespace) string {
 	}
 	sv, _ := ns.Command(context.Background(), "sysctl", "-n", "net.ipv4.conf.all.src_valid_mark").CombinedOutput()
 	fmt.Fprintf(&b, "# src_valid_mark\n%s", sv)
+	tables, err := nftables(t, ns).Tables()
+	if err != nil {
+		t.Fatalf("list nftables tables: %v", err)
+	}
+	fmt.Fprintf(&b, "# nft tables\n%s\n", strings.Join(tables, "\n"))
 	return b.String()
+}
+
+// nftables returns warren's nftables maker working in ns.
+func nftables(t testing.TB, ns *netlab.Namespace) *firewall.NFT {
+	t.Helper()
+	f, err := os.Open("/var/run/netns/" + ns.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return firewall.New(int(f.Fd()))
 }
 
 // dropLines removes the lines of s that contain sub.

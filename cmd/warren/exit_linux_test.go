@@ -145,8 +145,8 @@ func TestStopSignals(t *testing.T) {
 				pr = p.startUp(t, 0, defaultRouteConfig(p, 0), nil)
 				pr.waitLog(t, " msg=up ")
 			}
-			if during := hostDump(t, p.lab.A); !strings.Contains(during, "lookup 51820") {
-				t.Fatalf("while up, no fwmark rule: the test proves nothing:\n%s", during)
+			if during := hostDump(t, p.lab.A); !strings.Contains(during, "lookup 51820") || !strings.Contains(during, "ip6 warren-") {
+				t.Fatalf("while up, no fwmark rule or nftables table: the test proves nothing:\n%s", during)
 			}
 			for _, sig := range tc.before {
 				pr.cmd.Process.Signal(sig)
@@ -186,8 +186,8 @@ func TestCrashAtEveryStep(t *testing.T) {
 		points = append(points, fmt.Sprintf("step %d", i))
 	}
 	// Four rules and src_valid_mark, each journalled before it is made,
-	// and the journal of the whole state.
-	for i := 1; i <= 6; i++ {
+	// the journal of the whole state, and the nftables table.
+	for i := 1; i <= 7; i++ {
 		points = append(points, fmt.Sprintf("journal#%d", i))
 	}
 	for _, point := range points {
