@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -24,10 +25,13 @@ func TestL17KernelRekey(t *testing.T) {
 	l := sharedLab(t)
 	cases := []kernelCase{{n: 50, initiate: "kernel"}, {n: 51, initiate: "warren", psk: true}}
 	capture := l.startCapture(t, "udp portrange 52050-52051")
-	t.Run("cases", func(t *testing.T) {
-		for _, c := range cases {
+	// The cases run at once in goroutines rather than as parallel subtests:
+	// they would take both of the -parallel slots on a 2-core machine and
+	// keep TestP4KernelPeer waiting until they are done.
+	var wg sync.WaitGroup
+	for _, c := range cases {
+		wg.Go(func() {
 			t.Run(c.String(), func(t *testing.T) {
-				t.Parallel()
 				ctx, cancel := context.WithTimeout(context.Background(), rekeyRun+time.Minute)
 				defer cancel()
 				k := l.start(t, ctx, c)
@@ -67,8 +71,9 @@ func TestL17KernelRekey(t *testing.T) {
 					t.Errorf("warren side: latest handshake %v; want a renewal past 120 s after %v", wp.LatestHandshake, first)
 				}
 			})
-		}
-	})
+		})
+	}
+	wg.Wait()
 	initiations := map[int]map[string]int{}
 	for _, m := range capture.messages(t, 52050, 52051) {
 		from := "kernel"
