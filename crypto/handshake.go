@@ -138,7 +138,7 @@ func (h *Handshake) staticStaticLocked() bool {
 // preshared key, the handshake in flight and any cookie) and leaves h
 // unable to complete a handshake until SetIdentity. The engine calls it when
 // the peer is removed or the engine closed. Go gives no guarantee that no
-// copy of them survives elsewhere (RELIABILITY "Secrets in memory").
+// copy of them survives elsewhere (RELIABILITY P18).
 func (h *Handshake) Wipe() {
 	h.mu.Lock()
 	defer h.mu.Unlock()

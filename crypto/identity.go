@@ -63,6 +63,17 @@ func macKeys(mac1Key, cookieKey *[hashSize]byte, pub *PublicKey) {
 // PublicKey returns our public key.
 func (id *Identity) PublicKey() PublicKey { return id.public }
 
+// Wipe zeroes the cookie secret; cookies given out no longer validate and
+// the next cookie reply draws a new secret. The private key itself lives in
+// a crypto/ecdh value, which keeps its own copy that cannot be wiped. The
+// engine calls Wipe when it replaces the identity and on Close.
+func (id *Identity) Wipe() {
+	id.mu.Lock()
+	clear(id.secret[:])
+	id.hasSecret = false
+	id.mu.Unlock()
+}
+
 // CheckMAC1 reports whether the handshake message msg (type 1 or 2, already
 // through Parse) carries a valid mac1 for our public key. It costs one
 // BLAKE2s over the message and must come before any Curve25519 work.

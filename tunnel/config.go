@@ -152,6 +152,7 @@ func (e *Engine) setPrivateKeyLocked(k crypto.PrivateKey) {
 		return
 	}
 	e.local.privateKey = k
+	old := e.local.identity
 	var id *crypto.Identity
 	if !k.IsZero() {
 		id = crypto.NewIdentity(k)
@@ -165,6 +166,9 @@ func (e *Engine) setPrivateKeyLocked(k crypto.PrivateKey) {
 	e.id.Store(id)
 	pub := e.local.publicKey
 	e.local.Unlock()
+	if old != nil {
+		old.Wipe() // its cookies no longer validate anyway
+	}
 
 	for _, p := range e.peerList() {
 		if p.publicKey == pub {
@@ -187,6 +191,10 @@ func (p *peer) setIdentity(id *crypto.Identity) {
 	p.mu.Unlock()
 	switch {
 	case id == nil:
+		if ini != nil {
+			ini.Wipe() // P18: no identity, no handshakes
+			res.Wipe()
+		}
 		ini, res = nil, nil
 	case ini == nil:
 		ini = crypto.NewHandshake(id, p.publicKey, psk)

@@ -249,7 +249,8 @@ func (e *Engine) downLocked() {
 func (e *Engine) IsUp() bool { return e.up.Load() }
 
 // Close takes the engine down, closes the transport and the adapter, waits
-// for every goroutine to return and wipes the keys. It is idempotent and
+// for every goroutine to return and wipes the keys: our private key and
+// cookie secret, and each peer's preshared key and handshake secrets. It is idempotent and
 // returns the first fatal error the engine met, if any (a removed adapter
 // is not one).
 func (e *Engine) Close() error {
@@ -269,11 +270,23 @@ func (e *Engine) Close() error {
 		}
 		e.wg.Wait()
 
+		// Wipe what Go lets us wipe (RELIABILITY P18).
+		for _, p := range e.peerList() {
+			p.handshake.Lock()
+			p.mu.Lock()
+			p.wipeSecretsLocked()
+			p.mu.Unlock()
+			p.handshake.Unlock()
+		}
 		e.local.Lock()
 		e.local.privateKey.Zero()
+		id := e.local.identity
 		e.local.identity = nil
 		e.id.Store(nil)
 		e.local.Unlock()
+		if id != nil {
+			id.Wipe()
+		}
 		if err := errors.Join(errs...); err != nil {
 			e.setFatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/uapi"
 	"github.com/warrenvpn/warren/uapi/uapitest"
 )
@@ -258,5 +259,36 @@ func TestC15SetBounded(t *testing.T) {
 	}
 	if got := exchange(t, dev, "get=1\n\n"); got != "errno=0\n\n" {
 		t.Errorf("after an oversized set: %q, want nothing applied", got)
+	}
+}
+
+// keepingDevice is a Device that keeps what it was given and returns a
+// State it keeps too, as a careless engine could.
+type keepingDevice struct {
+	change *uapi.Change
+	state  *uapi.State
+}
+
+func (d *keepingDevice) Apply(c *uapi.Change) error { d.change = c; return nil }
+func (d *keepingDevice) State() (*uapi.State, error) {
+	var err error
+	d.state = &uapi.State{}
+	d.state.PrivateKey, err = crypto.ParsePrivateKeyHex(hexA)
+	return d.state, err
+}
+
+// TestP18ServerWipes covers P18 in the control server: the keys of a set
+// request are zeroed once Apply returned, and those of a get reply once it
+// is written.
+func TestP18ServerWipes(t *testing.T) {
+	d := &keepingDevice{}
+	if got := exchange(t, d, "set=1\nprivate_key="+hexA+"\npublic_key="+hexB+"\npreshared_key="+hexC+"\n\nget=1\n\n"); !strings.HasPrefix(got, "errno=0\n\nprivate_key="+hexA) {
+		t.Fatalf("replies %q", got)
+	}
+	if !d.change.PrivateKey.IsZero() || !d.change.Peers[0].PresharedKey.IsZero() {
+		t.Error("the keys of the set request survive Apply")
+	}
+	if !d.state.PrivateKey.IsZero() {
+		t.Error("the private key of the get reply survives the reply")
 	}
 }

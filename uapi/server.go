@@ -265,7 +265,9 @@ func (s *Server) get(w io.Writer, drops bool) error {
 	if err != nil {
 		return err
 	}
-	if err := writeState(w, st, drops); err != nil {
+	err = writeState(w, st, drops)
+	wipeState(st)
+	if err != nil {
 		return fmt.Errorf("%w: %v", errWrite, err)
 	}
 	return nil
@@ -276,9 +278,31 @@ func (s *Server) set(br *bufio.Reader) error {
 	if err != nil {
 		return err
 	}
+	defer wipeChange(c)
 	s.devMu.Lock()
 	defer s.devMu.Unlock()
 	return s.dev.Apply(c)
+}
+
+// wipeState zeroes the keys of a State once its reply is written. The
+// copies in the connection's write buffer are beyond reach.
+func wipeState(st *State) {
+	st.PrivateKey.Zero()
+	for i := range st.Peers {
+		clear(st.Peers[i].PresharedKey[:])
+	}
+}
+
+// wipeChange zeroes the keys of a Change once it is applied.
+func wipeChange(c *Change) {
+	if c.PrivateKey != nil {
+		c.PrivateKey.Zero()
+	}
+	for i := range c.Peers {
+		if psk := c.Peers[i].PresharedKey; psk != nil {
+			clear(psk[:])
+		}
+	}
 }
 
 // Run serves l until ctx is done, then closes l and returns once every
