@@ -71,3 +71,21 @@ func TestCPIO(t *testing.T) {
 		t.Errorf("archive lacks the data or the trailer: %q", out)
 	}
 }
+
+func TestVersionLess(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"vmlinuz-6.1.0-57-amd64", "vmlinuz-6.1.0-100-amd64", true},
+		{"vmlinuz-6.1.0-100-amd64", "vmlinuz-6.1.0-57-amd64", false},
+		{"vmlinuz-6.1.0-48-amd64", "vmlinuz-6.12.0-1-amd64", true},
+		{"vmlinuz-6.1.0-48-amd64", "vmlinuz-6.1.0-48-amd64", false},
+		{"vmlinuz-6.1.0-48-amd64", "vmlinuz-6.1.0-48-cloud-amd64", true},
+	}
+	for _, tc := range tests {
+		if got := versionLess(tc.a, tc.b); got != tc.want {
+			t.Errorf("versionLess(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}

@@ -20,7 +20,7 @@ type Kernel struct {
 // holds modules.dep, as Debian's linux-image packages install them.
 func FindKernel() (*Kernel, error) {
 	images, _ := filepath.Glob("/boot/vmlinuz-*")
-	sort.Sort(sort.Reverse(sort.StringSlice(images)))
+	sort.Slice(images, func(i, j int) bool { return versionLess(images[j], images[i]) })
 	for _, img := range images {
 		rel := strings.TrimPrefix(filepath.Base(img), "vmlinuz-")
 		mods := filepath.Join("/lib/modules", rel)
@@ -30,6 +30,39 @@ func FindKernel() (*Kernel, error) {
 		return &Kernel{Image: img, Modules: mods, Release: rel}, nil
 	}
 	return nil, errors.New("no /boot/vmlinuz-* with a /lib/modules/*/modules.dep (install linux-image-amd64)")
+}
+
+// versionLess reports whether a sorts before b when runs of digits compare
+// as numbers, so that 6.1.0-100 comes after 6.1.0-57.
+func versionLess(a, b string) bool {
+	for a != "" && b != "" {
+		da, db := digits(a), digits(b)
+		switch {
+		case da > 0 && db > 0:
+			na, nb := strings.TrimLeft(a[:da], "0"), strings.TrimLeft(b[:db], "0")
+			if len(na) != len(nb) {
+				return len(na) < len(nb)
+			}
+			if na != nb {
+				return na < nb
+			}
+			a, b = a[da:], b[db:]
+		case a[0] != b[0]:
+			return a[0] < b[0]
+		default:
+			a, b = a[1:], b[1:]
+		}
+	}
+	return len(a) < len(b)
+}
+
+// digits returns the length of the run of ASCII digits that s starts with.
+func digits(s string) int {
+	n := 0
+	for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+		n++
+	}
+	return n
 }
 
 // ResolveModules returns the module files, absolute and in load order, that
