@@ -7,7 +7,8 @@
 //
 // Up brings an interface up as wg-quick does, in these steps; a failure at
 // any step undoes exactly the steps before it, in reverse (the undo stack):
-//  1. resolve the peers' endpoints;
+//  1. resolve the peers' endpoints (a name that does not resolve is
+//     retried in the background, see endpoints.go);
 //  2. run PreUp;
 //  3. open the netlink handle;
 //  4. refuse a second instance (its pid file names a live process with the

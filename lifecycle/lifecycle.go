@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/config"
+	"github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/device/firewall"
 	"github.com/warrenvpn/warren/device/host"
 	"github.com/warrenvpn/warren/metrics"
@@ -49,6 +50,14 @@ type Tunnel struct {
 	eng        *tunnel.Engine // nil until step 7
 	listenPort uint16
 	postDown   []string // PostDown hooks, run by Close after the undo stack
+
+	// res holds the peers whose endpoint names resolveLoop retries.
+	// Lock order: Tunnel.cur, then res, then the engine's locks.
+	res struct {
+		sync.Mutex
+		pending map[crypto.PublicKey]*pendingEndpoint
+		wake    chan struct{} // a new pending peer; buffered, never closed
+	}
 
 	// jr is the crash journal as last stored; see updateJournal.
 	jr struct {
@@ -148,9 +157,10 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 		return nil, err
 	}
 
-	// 7. Engine.
+	// 7. Engine, and the retries of endpoint names that did not resolve.
 	t.opts.Step("step 7")
 	t.startEngine(adapter, tr)
+	t.startResolver()
 	if err := t.eng.SetConfig(tunnel.Config{
 		PrivateKey: ifc.PrivateKey,
 		ListenPort: t.listenPort,
@@ -407,7 +417,10 @@ func UpDevice(ctx context.Context, name string, opts Options) (_ *Tunnel, err er
 
 func newTunnel(name string, opts Options) *Tunnel {
 	opts.setDefaults()
-	return &Tunnel{name: name, opts: opts, log: opts.Logger}
+	t := &Tunnel{name: name, opts: opts, log: opts.Logger}
+	t.res.pending = make(map[crypto.PublicKey]*pendingEndpoint)
+	t.res.wake = make(chan struct{}, 1)
+	return t
 }
 
 // undoOnError runs the undo stack if *err is set, adding what could not be
@@ -582,13 +595,18 @@ func (t *Tunnel) controlLoop() {
 	t.ctl.err = t.ctl.srv.Serve(t.ctl.ln)
 }
 
-// enginePeers resolves endpoints and converts the config's peers.
+// enginePeers resolves endpoints and converts the config's peers. A name
+// that does not resolve leaves its peer without an endpoint, to be retried
+// in the background (endpoints.go).
 func (t *Tunnel) enginePeers(ctx context.Context, cfg *config.Config) ([]tunnel.PeerConfig, error) {
 	peers := make([]tunnel.PeerConfig, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
 		ep, err := t.resolve(ctx, &p)
 		if err != nil {
-			return nil, err
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			t.resolveLater(&p, err)
 		}
 		peers = append(peers, tunnel.PeerConfig{
 			PublicKey:           p.PublicKey,

@@ -79,6 +79,12 @@ type Options struct {
 	// net.DefaultResolver.
 	Resolver config.Resolver
 
+	// EndpointRetries is how many times a peer's Endpoint name that does
+	// not resolve is tried again in the background (wg's
+	// WG_ENDPOINT_RESOLUTION_RETRIES): 0 means DefaultEndpointRetries,
+	// a negative value none, math.MaxInt without end.
+	EndpointRetries int
+
 	// Firewall adds and removes warren's nftables table. Default:
 	// firewall.NFT in the calling thread's network namespace.
 	Firewall Firewall
@@ -166,6 +172,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.DNS == nil {
 		o.DNS = SystemDNS{}
+	}
+	if o.EndpointRetries == 0 {
+		o.EndpointRetries = DefaultEndpointRetries
 	}
 	if o.Firewall == nil {
 		o.Firewall = firewall.New(0)

@@ -3,8 +3,9 @@ package lifecycle
 // Reconfigure applies a new configuration to a running tunnel as `wg
 // syncconf` and wg-quick's address and route handling would, in steps:
 //  1. check what cannot change while running (the name, the mode) and
-//     resolve the endpoints of new and changed peers; nothing has changed
-//     yet, so a failure here leaves the tunnel as it was;
+//     resolve the endpoints of new and changed peers (a name that does not
+//     resolve is retried in the background once the rest is applied, as
+//     at start); nothing has changed yet;
 //  2. hand the engine the difference as one uapi.Change: peers gone are
 //     removed, new and changed peers set whole, the private key, listen
 //     port and fwmark only if they differ. Peers that did not change are not
@@ -56,7 +57,7 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 	plan := routePlan(cfg)
 
 	// 1. Endpoints of new and changed peers.
-	fwd, err := t.peerChanges(ctx, old, cfg)
+	fwd, unresolved, err := t.peerChanges(ctx, old, cfg)
 	if err != nil {
 		return err
 	}
@@ -111,6 +112,12 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 		}
 	}
 
+	for _, pc := range fwd {
+		t.forgetPending(pc.PublicKey)
+	}
+	for _, u := range unresolved {
+		t.resolveLater(u.peer, u.err)
+	}
 	t.cur.cfg, t.cur.plan = cfg, plan
 	t.postDown = cfg.Interface.PostDown
 	added, removed, changed := countPeers(change, old)
@@ -127,17 +134,25 @@ func (t *Tunnel) Config() *config.Config {
 	return t.cur.cfg
 }
 
+// unresolvedPeer is a peer whose endpoint name did not resolve.
+type unresolvedPeer struct {
+	peer *config.Peer
+	err  error
+}
+
 // peerChanges returns the engine's peer changes from old to cfg: a removal
 // for each peer gone, a whole entry for each peer new or changed; peers
 // that are equal are left out. Endpoints of new peers and of peers whose
-// Endpoint changed are resolved.
-func (t *Tunnel) peerChanges(ctx context.Context, old, cfg *config.Config) ([]uapi.PeerChange, error) {
+// Endpoint changed are resolved; those that do not resolve are returned
+// to be retried.
+func (t *Tunnel) peerChanges(ctx context.Context, old, cfg *config.Config) ([]uapi.PeerChange, []unresolvedPeer, error) {
 	oldPeers := make(map[crypto.PublicKey]*config.Peer, len(old.Peers))
 	for i := range old.Peers {
 		oldPeers[old.Peers[i].PublicKey] = &old.Peers[i]
 	}
 	newPeers := make(map[crypto.PublicKey]bool, len(cfg.Peers))
 	var changes []uapi.PeerChange
+	var unresolved []unresolvedPeer
 	for i := range cfg.Peers {
 		p := &cfg.Peers[i]
 		newPeers[p.PublicKey] = true
@@ -148,10 +163,14 @@ func (t *Tunnel) peerChanges(ctx context.Context, old, cfg *config.Config) ([]ua
 		var ep *netip.AddrPort
 		if p.Endpoint != "" && (o == nil || o.Endpoint != p.Endpoint) {
 			a, err := t.resolve(ctx, p)
-			if err != nil {
-				return nil, err
+			switch {
+			case ctx.Err() != nil:
+				return nil, nil, err
+			case err != nil:
+				unresolved = append(unresolved, unresolvedPeer{p, err})
+			default:
+				ep = &a
 			}
-			ep = &a
 		}
 		changes = append(changes, wholePeer(p, ep))
 	}
@@ -160,7 +179,7 @@ func (t *Tunnel) peerChanges(ctx context.Context, old, cfg *config.Config) ([]ua
 			changes = append(changes, uapi.PeerChange{PublicKey: pk, Remove: true})
 		}
 	}
-	return changes, nil
+	return changes, unresolved, nil
 }
 
 // wholePeer is a change that sets every field of p, with ep its resolved

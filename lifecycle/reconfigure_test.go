@@ -1,7 +1,6 @@
 package lifecycle_test
 
 import (
-	"context"
 	"crypto/rand"
 	"fmt"
 	"net/netip"
@@ -217,29 +216,6 @@ AllowedIPs = 198.19.3.0/24, 198.19.5.0/24
 		}
 		if tun.Config() != before {
 			t.Error("Config() changed by a failed Reconfigure")
-		}
-	})
-
-	t.Run("endpoint unresolvable", func(t *testing.T) {
-		f := newFakes(-1)
-		tun, err := lifecycle.Up(t.Context(), before, f.options(t.TempDir()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer tun.Close()
-		host, peers := f.nl.Dump(), peerSummary(controlState(t, f))
-		bad := parseConfig(t, strings.Replace(after.String(), "198.18.0.4:51820", "peer.test:51820", 1)+"%.0s", "")
-		f.rec.mu.Lock()
-		f.rec.failAt = f.rec.calls // the lookup
-		f.rec.mu.Unlock()
-		if err := tun.Reconfigure(context.Background(), bad); err == nil {
-			t.Fatal("Reconfigure with an unresolvable endpoint = nil, want an error")
-		}
-		if got := f.nl.Dump(); got != host {
-			t.Errorf("host changed (-got +want):\n%s", cmp.Diff(got, host))
-		}
-		if diff := cmp.Diff(peerSummary(controlState(t, f)), peers); diff != "" {
-			t.Errorf("engine peers changed (-got +want):\n%s", diff)
 		}
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -127,4 +128,44 @@ func TestDNSFailClosed(t *testing.T) {
 		}
 		compareHost(t, "after SIGTERM", before, stableDump(t, p.lab.A))
 	})
+}
+
+// TestEndpointResolvesLater: side A's peer endpoint is a name its hosts
+// file (the test's, through ip netns exec's /etc/netns) does not know at
+// start; warren up comes up all the same, the name appears 5 s later, and
+// A's handshake to B completes without a restart. B knows no endpoint for
+// A, so only A can start the handshake.
+func TestEndpointResolvesLater(t *testing.T) {
+	requireTool(t, "ping")
+	p := newTestPair(t)
+	etc := filepath.Join("/etc/netns", p.lab.A.Name())
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(etc) })
+	hosts := filepath.Join(etc, "hosts")
+	if err := os.WriteFile(hosts, []byte("127.0.0.1 localhost\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// No name server: a name not in hosts fails at once.
+	if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := "peer-b.warren.test"
+	confA := strings.Replace(demoConfig(p.keys[0], p.keys[1].PublicKey(), 0, p.underlay(1)),
+		"Endpoint = "+p.underlay(1).String(), "Endpoint = "+name, 1)
+	confB := demoConfig(p.keys[1], p.keys[0].PublicKey(), 1, p.underlay(0))
+	confB = confB[:strings.Index(confB, "Endpoint = ")]
+	p.startUp(t, 1, confB, nil).waitLog(t, " msg=up ")
+	pr := p.startUp(t, 0, confA, nil)
+	pr.waitLog(t, " msg=up ")
+	if !strings.Contains(pr.log.String(), "endpoint does not resolve yet") {
+		t.Errorf("no line about the endpoint that does not resolve:\n%s", pr.log)
+	}
+	time.Sleep(5 * time.Second) // the name appears 5 s after start, as the issue asks
+	if err := os.WriteFile(hosts, fmt.Appendf(nil, "127.0.0.1 localhost\n%s %s\n", p.underlay(1), name), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pr.waitLog(t, `msg="endpoint resolved"`)
+	p.ping(t, 0, demoOverlay[1].v4.Addr(), 1)
 }

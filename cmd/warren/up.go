@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -99,8 +100,33 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	opts := lifecycle.Options{Step: pauseAt(os.Getenv("WARREN_PAUSE_AT"), stderr)}
+	retries, err := endpointRetries(os.Getenv("WG_ENDPOINT_RESOLUTION_RETRIES"))
+	if err != nil {
+		return err
+	}
+	opts := lifecycle.Options{Step: pauseAt(os.Getenv("WARREN_PAUSE_AT"), stderr), EndpointRetries: retries}
 	return upReloading(ctx, cfg, path, hup, log, opts)
+}
+
+// endpointRetries reads WG_ENDPOINT_RESOLUTION_RETRIES as wg does: a
+// number of retries of an endpoint name that does not resolve, or
+// "infinity"; unset means lifecycle.DefaultEndpointRetries (15, about 72 s).
+// warren retries in the background, with the tunnel up.
+func endpointRetries(v string) (int, error) {
+	switch v {
+	case "":
+		return 0, nil
+	case "infinity":
+		return math.MaxInt, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("WG_ENDPOINT_RESOLUTION_RETRIES=%q: want a number of retries or infinity", v)
+	}
+	if n == 0 {
+		return -1, nil // lifecycle: none
+	}
+	return n, nil
 }
 
 // stopSignals returns ctx cancelled also by SIGQUIT (SIGINT and SIGTERM are
