@@ -24,7 +24,7 @@ _warren() {
 	local cmd=${COMP_WORDS[1]} i n=0
 	COMPREPLY=()
 	if ((COMP_CWORD == 1)); then
-		COMPREPLY=($(compgen -W "up down mesh show demo bench link genkey pubkey genpsk userspace completion version help --help --version" -- "$cur"))
+		COMPREPLY=($(compgen -W "up down reload mesh show demo bench link genkey pubkey genpsk userspace completion version help --help --version" -- "$cur"))
 		return
 	fi
 	# n counts the arguments before the word being completed that are not flags.
@@ -86,7 +86,7 @@ _warren() {
 		fi
 		;;
 	help)
-		((n == 0)) && COMPREPLY=($(compgen -W "up down mesh show demo bench link genkey pubkey genpsk userspace completion version help" -- "$cur"))
+		((n == 0)) && COMPREPLY=($(compgen -W "up down reload mesh show demo bench link genkey pubkey genpsk userspace completion version help" -- "$cur"))
 		;;
 	completion)
 		((n == 0)) && COMPREPLY=($(compgen -W "bash" -- "$cur"))

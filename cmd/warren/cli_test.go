@@ -54,6 +54,7 @@ func TestCommands(t *testing.T) {
 	}{
 		"up":         {nil, "up takes one config file"},
 		"down":       {nil, "warren down NAME"},
+		"reload":     {nil, "warren reload NAME"},
 		"mesh":       {nil, "mesh takes one config file"},
 		"show":       {[]string{"wg0", "bogus-view"}, `unknown view "bogus-view"`},
 		"demo":       {[]string{"extra"}, `unexpected argument "extra"`},

@@ -55,7 +55,16 @@ func (p *testPair) startUp(t *testing.T, i int, conf string, stderr io.Writer, e
 		select {
 		case err := <-pr.done:
 			pr.done <- err
+			return
 		default:
+		}
+		// Still running: stop it as a user would, so that it removes
+		// what it added; kill it only if it does not go.
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-pr.done:
+			pr.done <- err
+		case <-time.After(5 * time.Second):
 			cmd.Process.Kill()
 			<-pr.done
 		}

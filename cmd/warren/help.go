@@ -35,6 +35,10 @@ func init() {
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runDown(ctx, args, stdout, stderr)
 			}},
+		{name: "reload", args: "NAME", summary: "re-read a running tunnel's config file and apply the difference", help: reloadHelp, noFlags: true,
+			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+				return runReload(ctx, args, stdout, stderr)
+			}},
 		{name: "mesh", args: "[--log-level L] FILE.conf|NAME", summary: "run a tunnel whose peers come from etcd (docs/MESH.md)", help: meshHelp,
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runMesh(ctx, args, stdout, stderr)
@@ -227,7 +231,9 @@ flags:
 const downHelp = `usage: warren down NAME
 
 Stops the 'warren up' of interface NAME (or of NAME.conf): sends SIGTERM to
-the pid in /run/warren/NAME.pid and waits up to 10 s for it to end.
+the pid in /run/warren/NAME.pid, if that process is still the warren that
+wrote it, and waits up to 10 s for it to end. If it is not running (killed),
+restores what it left behind from its crash journal /run/warren/NAME.host.
 `
 
 const demoHelp = `usage: warren demo [--mb N] [--pings N]

@@ -299,24 +299,3 @@ func runDown(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	return fmt.Errorf("%s (pid %d) did not stop within 10 s", name, pid)
 }
-
-// runReload asks the running instance of NAME to re-read its config file
-// (SIGHUP to the process its pid file names, checked as runDown does). The
-// outcome is in that instance's log.
-func runReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) != 1 {
-		return fmt.Errorf("%w: warren reload NAME", errUsage)
-	}
-	_, name, err := config.PathFor(args[0])
-	if err != nil {
-		return err
-	}
-	pid, ok := lifecycle.Running(lifecycle.DefaultRunDir, name)
-	if !ok {
-		return fmt.Errorf("%s is not up", name)
-	}
-	if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
-		return fmt.Errorf("reload %s (pid %d): %w", name, pid, err)
-	}
-	return nil
-}

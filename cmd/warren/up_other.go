@@ -20,6 +20,12 @@ func runDown(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return errLinuxOnly
 }
 
+func runReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return errLinuxOnly
+}
+
+const reloadHelp = "usage: warren reload NAME\n\nNeeds Linux.\n"
+
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return errLinuxOnly
 }

@@ -13,7 +13,8 @@ package main
 // the command when that variable is set. Without -f (or
 // WG_PROCESS_FOREGROUND=1) it detaches and returns once the socket is ready;
 // the detached process then logs to /run/warren/IFACE.log (emptied at each
-// start), in the foreground to stderr.
+// start, removed after a normal stop, kept after a failure), in the
+// foreground to stderr.
 
 import (
 	"context"
@@ -67,7 +68,11 @@ func runUserspace(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	ctx, stop := stopSignals(ctx)
 	defer stop()
-	return serveUserspace(ctx, name, log, lifecycle.Options{})
+	err = serveUserspace(ctx, name, log, lifecycle.Options{})
+	if f := os.Getenv("WARREN_LOG_FILE"); f != "" && err == nil {
+		os.Remove(f) // a normal stop leaves nothing to read
+	}
+	return err
 }
 
 // detach starts this command again in the foreground in a session of its
@@ -77,14 +82,14 @@ func detach(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(exe, "userspace", "-f", name)
-	cmd.Env = append(os.Environ(), "WG_PROCESS_FOREGROUND=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	logFile, err := openUserspaceLog(name)
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
+	cmd := exec.Command(exe, "userspace", "-f", name)
+	cmd.Env = append(os.Environ(), "WG_PROCESS_FOREGROUND=1", "WARREN_LOG_FILE="+logFile.Name())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		return err
