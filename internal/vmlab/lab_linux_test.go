@@ -249,10 +249,11 @@ func (l *lab) guestShow(t testing.TB, ctx context.Context, dev string) guestPeer
 }
 
 // ping sends count echo requests from the lab namespace to dst and returns
-// how many were answered. The first may wait 6 s for a handshake.
+// how many were answered. The first may wait 12 s: for a handshake and,
+// on a loaded machine where the emulated guest crawls, one retry of it.
 func (l *lab) ping(t testing.TB, dst netip.Addr, count int) int {
 	t.Helper()
-	return l.pingWait(t, dst, count, 6*time.Second)
+	return l.pingWait(t, dst, count, 12*time.Second)
 }
 
 // pingWait is ping with the first request's wait given; the others wait 2 s.

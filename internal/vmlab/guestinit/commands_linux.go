@@ -317,7 +317,7 @@ func cmdWGShow(_ context.Context, args []string) (string, error) {
 }
 
 // cmdPing: ping DST COUNT [INTERVAL_MS], prints how many answered; fails if
-// none did. The first request waits up to 6 s (room for a handshake retry),
+// none did. The first request waits up to 12 s (room for a handshake retry),
 // the others 2 s.
 func cmdPing(ctx context.Context, args []string) (string, error) {
 	if len(args) < 2 {
@@ -390,7 +390,7 @@ func cmdPing(ctx context.Context, args []string) (string, error) {
 		return "", err
 	}
 	answered := 0
-	reply(time.Now().Add(6*time.Second), func(seq int) bool { answered = 1; return seq == 1 })
+	reply(time.Now().Add(12*time.Second), func(seq int) bool { answered = 1; return seq == 1 })
 	if interval == 0 {
 		// One at a time, each waiting up to 2 s.
 		for seq := 2; seq <= count && ctx.Err() == nil; seq++ {
