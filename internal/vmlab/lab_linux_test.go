@@ -292,6 +292,7 @@ func (l *lab) pingWait(t testing.TB, dst netip.Addr, count int, first time.Durat
 		for {
 			n, from, err := c.ReadFrom(buf)
 			if err != nil {
+				t.Logf("ping %v: no answer to request %d within %v", dst, seq, wait)
 				break
 			}
 			m, err := icmp.ParseMessage(proto, buf[:n])
