@@ -8,7 +8,10 @@ package main
 // failure of the engine, and then undoes everything in reverse. SIGHUP
 // (`warren reload`) re-reads the config file and applies the difference.
 // `warren down` signals the pid in the pid file if it is still warren's, and
-// otherwise restores what a dead instance left (its crash journal).
+// otherwise restores what a dead instance left (its crash journal). Under
+// systemd (dist/warren@.service, Type=notify) it sends READY=1 once traffic
+// can flow, RELOADING=1 and READY=1 around a reload, STOPPING=1, and a
+// STATUS= line with each.
 
 import (
 	"context"
@@ -30,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/warrenvpn/warren/config"
+	"github.com/warrenvpn/warren/internal/sdnotify"
 	"github.com/warrenvpn/warren/lifecycle"
 )
 
@@ -195,19 +199,21 @@ func upReloading(ctx context.Context, cfg *config.Config, path string, hup <-cha
 		return err
 	}
 	log.Info("up", "interface", cfg.Name, "listen_port", t.ListenPort(), "peers", len(cfg.Peers), "mtu", cfg.Interface.MTU)
+	sd := sdnotify.New()
+	sd.Ready(upStatus(t))
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	if hup != nil && path != "" {
-		wg.Go(func() { reloadLoop(ctx, t, path, hup, done, log) })
+		wg.Go(func() { reloadLoop(ctx, t, path, hup, done, log, sd) })
 	}
-	err = waitAndClose(ctx, t, log, done)
+	err = waitAndClose(ctx, t, log, done, sd)
 	wg.Wait()
 	return err
 }
 
 // reloadLoop applies the config file at path at each SIGHUP, until done
 // is closed.
-func reloadLoop(ctx context.Context, t *lifecycle.Tunnel, path string, hup <-chan os.Signal, done <-chan struct{}, log *slog.Logger) {
+func reloadLoop(ctx context.Context, t *lifecycle.Tunnel, path string, hup <-chan os.Signal, done <-chan struct{}, log *slog.Logger, sd *sdnotify.Notifier) {
 	for {
 		select {
 		case <-done:
@@ -215,10 +221,23 @@ func reloadLoop(ctx context.Context, t *lifecycle.Tunnel, path string, hup <-cha
 		case <-hup:
 		}
 		log.Info("reloading", "interface", t.Name(), "file", path)
+		sd.Reloading("reloading " + path)
 		if err := reload(ctx, t, path); err != nil {
 			log.Error("reload failed; the tunnel runs on unchanged", "interface", t.Name(), "err", err)
+			sd.Ready(fmt.Sprintf("reload failed, running unchanged: %v", err))
+			continue
 		}
+		sd.Ready(upStatus(t))
 	}
+}
+
+// upStatus is the systemd status line of a running tunnel.
+func upStatus(t *lifecycle.Tunnel) string {
+	peers := 0
+	if c := t.Config(); c != nil {
+		peers = len(c.Peers)
+	}
+	return fmt.Sprintf("%s up: %d peers, UDP port %d", t.Name(), peers, t.ListenPort())
 }
 
 // reload reads the config file at path and applies it to t.
@@ -235,10 +254,15 @@ func reload(ctx context.Context, t *lifecycle.Tunnel, path string) error {
 
 // waitAndClose waits until t stops, says why in one line and closes it. A
 // removed interface needs no line of ours: the engine has logged it.
-func waitAndClose(ctx context.Context, t *lifecycle.Tunnel, log *slog.Logger, done chan<- struct{}) error {
+func waitAndClose(ctx context.Context, t *lifecycle.Tunnel, log *slog.Logger, done chan<- struct{}, sd *sdnotify.Notifier) error {
 	err := t.Wait(ctx)
 	if done != nil {
 		close(done)
+	}
+	if err == nil {
+		sd.Stopping("stopping: asked to")
+	} else {
+		sd.Stopping(fmt.Sprintf("stopping: %v", err))
 	}
 	switch {
 	case err == nil:

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/config"
+	"github.com/warrenvpn/warren/internal/sdnotify"
 	"github.com/warrenvpn/warren/lifecycle"
 )
 
@@ -144,5 +145,7 @@ func serveUserspace(ctx context.Context, name string, log *slog.Logger, opts lif
 		return err
 	}
 	log.Info("userspace device ready", "interface", name, "socket", t.ControlAddr())
-	return waitAndClose(ctx, t, log, nil)
+	sd := sdnotify.New()
+	sd.Ready(name + " ready for wg and ip: " + t.ControlAddr())
+	return waitAndClose(ctx, t, log, nil, sd)
 }
