@@ -32,6 +32,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/warrenvpn/warren/config"
 	wgcrypto "github.com/warrenvpn/warren/crypto"
@@ -95,7 +97,11 @@ type Mesh struct {
 	dirty  bool                         // nodes changed since the cache was written
 
 	kick chan struct{} // capacity 1: nodes changed
-	wg   sync.WaitGroup
+	// settled is closed once the first publication succeeded or failed for
+	// a reason other than a conflict (etcd unreachable): applyLoop waits for
+	// it, so that a node the mesh refuses never takes peers.
+	settled chan struct{}
+	wg      sync.WaitGroup
 }
 
 // New prepares the node described by ifc and c. It detects the advertised
@@ -134,6 +140,13 @@ func New(ifc *config.Config, c *Config, opts Options) (*Mesh, error) {
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
 		Logger:               zap.NewNop(),
+		// gRPC's own reconnect delay grows to 120 s; a node must be back
+		// well within the lease TTL of etcd's return, or its restored
+		// lease expires and every node drops it.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           grpcbackoff.Config{BaseDelay: minBackoff, Multiplier: 1.6, Jitter: 0.2, MaxDelay: leaseRetry(c)},
+			MinConnectTimeout: opTimeout,
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
@@ -150,6 +163,7 @@ func New(ifc *config.Config, c *Config, opts Options) (*Mesh, error) {
 		nodes:   make(map[wgcrypto.PublicKey]*entry),
 		logged:  make(map[wgcrypto.PublicKey]int64),
 		kick:    make(chan struct{}, 1),
+		settled: make(chan struct{}),
 	}, nil
 }
 
@@ -185,34 +199,39 @@ func (m *Mesh) Run(ctx context.Context) error {
 	return err
 }
 
-// publishLoop is step 1 of the flow.
+// publishLoop is step 1 of the flow. When the lease's keep-alive stops
+// (etcd unreachable), it waits for etcd and keeps the same lease if it is
+// still there: etcd restores leases with a fresh TTL when it restarts, so a
+// node that checks back within the TTL keeps its key and nobody drops it.
+// Only a lease that expired is replaced, by publishing again.
 func (m *Mesh) publishLoop(ctx context.Context) error {
-	var b backoff
-	var old clientv3.LeaseID
+	b := backoff{max: leaseRetry(m.cfg)}
+	settle := sync.OnceFunc(func() { close(m.settled) })
+	var lease clientv3.LeaseID // 0: not published
 	for {
-		lease, err := m.publish(ctx)
-		switch {
-		case errors.Is(err, ErrConflict):
-			return err
-		case ctx.Err() != nil:
-			if lease != 0 {
-				m.revoke(ctx, lease)
-			}
-			return nil
-		case err != nil:
-			m.fail("publish", err)
-			if !b.wait(ctx) {
+		if lease == 0 {
+			l, err := m.publish(ctx)
+			switch {
+			case errors.Is(err, ErrConflict):
+				return err
+			case ctx.Err() != nil:
+				if l != 0 {
+					m.revoke(ctx, l)
+				}
 				return nil
+			case err != nil:
+				m.fail("publish", err)
+				settle()
+				if !b.wait(ctx) {
+					return nil
+				}
+				continue
 			}
-			continue
+			lease = l
+			m.log.Info("published", "key", m.key, "lease_ttl", m.cfg.LeaseTTL)
 		}
-		if old != 0 { // a lease given up for lost; the key is on the new one now
-			rctx, cancel := context.WithTimeout(ctx, opTimeout)
-			m.client.Revoke(rctx, old)
-			cancel()
-		}
-		m.log.Info("published", "key", m.key, "lease_ttl", m.cfg.LeaseTTL)
 		m.setConnected(true)
+		settle()
 		b.reset()
 		ka, err := m.client.KeepAlive(ctx, lease)
 		if err == nil {
@@ -225,10 +244,24 @@ func (m *Mesh) publishLoop(ctx context.Context) error {
 			return nil
 		}
 		m.setConnected(false)
-		m.fail("lease", fmt.Errorf("lease %x lost, publishing again", int64(lease)))
-		old = lease
-		if !b.wait(ctx) {
-			return nil
+		m.fail("lease", fmt.Errorf("keep-alive of lease %x stopped", int64(lease)))
+		for {
+			if !b.wait(ctx) {
+				m.revoke(ctx, lease)
+				return nil
+			}
+			octx, cancel := context.WithTimeout(ctx, leaseRetry(m.cfg))
+			r, err := m.client.TimeToLive(octx, lease)
+			cancel()
+			if err != nil {
+				m.fail("lease", err)
+				continue
+			}
+			if r.TTL <= 0 {
+				m.log.Info("lease expired, publishing again", "lease", fmt.Sprintf("%x", int64(lease)))
+				lease = 0
+			}
+			break
 		}
 	}
 }
@@ -445,6 +478,11 @@ func (m *Mesh) applyLoop(ctx context.Context) {
 	retry.Stop()
 	var b backoff
 	var lastCache time.Time
+	select {
+	case <-ctx.Done():
+		return
+	case <-m.settled:
+	}
 	defer m.writeCache()
 	for {
 		select {
@@ -531,13 +569,25 @@ func (m *Mesh) setConnected(ok bool) {
 	m.mu.Unlock()
 }
 
+// leaseRetry is the longest wait between two attempts to reach etcd about
+// the lease: a third of the TTL, so that a node finds its lease restored by
+// a restarted etcd before it expires, and at most maxBackoff.
+func leaseRetry(c *Config) time.Duration { return min(maxBackoff, c.LeaseTTL/3) }
+
 // backoff is an exponential retry delay with jitter.
-type backoff struct{ d time.Duration }
+type backoff struct {
+	d   time.Duration
+	max time.Duration // 0: maxBackoff
+}
 
 func (b *backoff) reset() { b.d = 0 }
 
 func (b *backoff) next() time.Duration {
-	b.d = min(max(2*b.d, minBackoff), maxBackoff)
+	limit := b.max
+	if limit <= 0 {
+		limit = maxBackoff
+	}
+	b.d = min(max(2*b.d, minBackoff), limit)
 	return b.d/2 + rand.N(b.d/2+1)
 }
 

@@ -14,6 +14,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/netip"
@@ -47,6 +48,11 @@ type Options struct {
 	// exec.Command. Tests that run etcd in a namespace pass one that
 	// enters it.
 	Command func(name string, args ...string) *exec.Cmd
+	// Dial connects to the server's client address from wherever the
+	// server runs (a namespace's Do, for one in a namespace). When set,
+	// the test's own clients (Client, and the readiness check) go through
+	// a proxy on 127.0.0.1 that dials with it.
+	Dial func(network, addr string) (net.Conn, error)
 }
 
 // Etcd is a running etcd server. The test's cleanup kills it and removes its
@@ -58,6 +64,8 @@ type Etcd struct {
 	// CA, Cert and Key are the files of the test CA and of a client
 	// certificate it signed; "" without TLS.
 	CA, Cert, Key string
+
+	proxy string // the test clients' endpoint: Endpoint, or the proxy's URL
 
 	mu  sync.Mutex
 	cmd *exec.Cmd     // nil when stopped
@@ -100,6 +108,12 @@ func Start(t testing.TB, opts Options) *Etcd {
 		e.makeCerts(t)
 	}
 	e.Endpoint = scheme + "://" + net.JoinHostPort(opts.Addr.String(), strconv.Itoa(opts.Port))
+	e.proxy = e.Endpoint
+	if opts.Dial != nil {
+		e.proxy = scheme + "://" + startProxy(t, func() (net.Conn, error) {
+			return opts.Dial("tcp", net.JoinHostPort(opts.Addr.String(), strconv.Itoa(opts.Port)))
+		})
+	}
 	t.Cleanup(func() {
 		e.Kill()
 		if t.Failed() {
@@ -155,7 +169,6 @@ func (e *Etcd) Restart() error {
 	}
 	cmd := e.opts.Command("etcd", args...)
 	cmd.Stdout, cmd.Stderr = e.out, e.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start etcd: %w", err)
 	}
@@ -213,7 +226,7 @@ func (e *Etcd) Client(t testing.TB) *clientv3.Client {
 }
 
 func (e *Etcd) clientLocked() (*clientv3.Client, error) {
-	cfg := clientv3.Config{Endpoints: []string{e.Endpoint}, Logger: zap.NewNop()}
+	cfg := clientv3.Config{Endpoints: []string{e.proxy}, Logger: zap.NewNop(), DialTimeout: 5 * time.Second}
 	if e.opts.TLS {
 		cert, err := tls.LoadX509KeyPair(e.Cert, e.Key)
 		if err != nil {
@@ -276,7 +289,7 @@ func (e *Etcd) makeCerts(t testing.TB) {
 			NotAfter:     now.Add(24 * time.Hour),
 			KeyUsage:     x509.KeyUsageDigitalSignature,
 			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-			IPAddresses:  []net.IP{e.opts.Addr.AsSlice()},
+			IPAddresses:  []net.IP{e.opts.Addr.AsSlice(), net.IPv4(127, 0, 0, 1)}, // the proxy's too
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		if err != nil {
@@ -299,6 +312,46 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startProxy listens on 127.0.0.1 and connects every connection it
+// accepts through dial; it stops in t's cleanup. It returns its address.
+func startProxy(t testing.TB, dial func() (net.Conn, error)) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := dial()
+			if err != nil {
+				in.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
+			wg.Go(func() { io.Copy(out, in); out.Close() })
+			wg.Go(func() { io.Copy(in, out); in.Close() })
+		}
+	})
+	return l.Addr().String()
 }
 
 // freePort returns a TCP port free on addr now.
