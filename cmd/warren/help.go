@@ -206,13 +206,15 @@ const upHelp = `usage: warren up [--log-level L] FILE.conf|NAME
 
 Runs a tunnel in the foreground from a wg-quick config file. NAME reads
 /etc/wireguard/NAME.conf; the interface is named after the file. warren
-adds the addresses, routes, rules and sysctls the file asks for, and
-removes all of them when it stops: on SIGINT or SIGTERM ('warren down'
-sends SIGTERM), when the interface or its control socket is deleted from
-outside, or on a failure.
+adds the addresses, routes, rules, sysctls, nftables table and DNS the file
+asks for (and logs each), and removes all of them when it stops: on SIGINT,
+SIGTERM or SIGQUIT ('warren down' sends SIGTERM), when the interface or its
+control socket is deleted from outside, or on a failure. SIGHUP ('warren
+reload') re-reads the file and applies the difference.
 
 flags:
-  --log-level L   debug, info, warn or error (default info)
+  --log-level L    debug, info, warn or error (default info)
+  --log-format F   text or json (default text)
 `
 
 const meshHelp = `usage: warren mesh [--log-level L] FILE.conf|NAME
@@ -273,11 +275,13 @@ warren:
     WG_QUICK_USERSPACE_IMPLEMENTATION=warren wg-quick up wg0
 
 wg-quick starts it as 'warren wg0'. Without -f (or WG_PROCESS_FOREGROUND=1)
-it detaches and returns once the control socket answers.
+it detaches and returns once the control socket answers, and logs to
+/run/warren/IFACE.log (removed after a normal stop).
 
 flags:
   -f, --foreground   stay in the foreground
   --log-level L      debug, info, warn or error (default info)
+  --log-format F     text or json (default text)
 `
 
 const completionHelp = `usage: warren completion bash
