@@ -12,6 +12,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +40,7 @@ import (
 	wgcrypto "github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/internal/netlab"
 	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
+	"github.com/warrenvpn/warren/mesh"
 	"github.com/warrenvpn/warren/mesh/meshtest"
 	"github.com/warrenvpn/warren/uapi"
 )
@@ -522,4 +525,107 @@ func mustRead(t testing.TB, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestMeshScale is the engine side of 1,000 nodes: their documents are
+// written straight into etcd, and one real node lists, applies and then
+// follows one more change. It reports the time to apply all of them, the
+// node's memory, and the cost of one change at 1,000 peers.
+func TestMeshScale(t *testing.T) {
+	const simulated = 1000
+	l := newMeshLab(t, false)
+	cli := l.etcd.Client(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	put := func(i int) {
+		k, err := wgcrypto.NewPrivateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := mesh.Node{
+			Name:       fmt.Sprintf("sim%d", i),
+			PublicKey:  k.PublicKey(),
+			Endpoints:  []netip.AddrPort{netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 1, byte(i)}), uint16(20000+i))},
+			AllowedIPs: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), 32)},
+			UpdatedAt:  time.Now(),
+		}
+		doc, err := n.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.Put(ctx, "/warren/lab/nodes/"+base64.URLEncoding.EncodeToString(n.PublicKey[:]), string(doc)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < simulated; i += 8 {
+				put(i)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d documents written in %v", simulated, time.Since(start).Round(time.Millisecond))
+
+	n := l.addNode(0, "")
+	start = time.Now()
+	l.start(n)
+	waitPeerCount(t, n, simulated)
+	applyAll := time.Since(start)
+	rss := vmRSS(t, n.pid)
+
+	var costs []time.Duration
+	for i := range 5 {
+		start := time.Now()
+		put(simulated + i)
+		waitPeerCount(t, n, simulated+i+1)
+		costs = append(costs, time.Since(start))
+	}
+	slices.Sort(costs)
+	t.Logf("one node, %d simulated peers: listed and applied in %v (process start included); VmRSS %d MiB; one more node at %d peers: median %v, max %v from put to the engine (5 changes)",
+		simulated, applyAll.Round(time.Millisecond), rss>>10, simulated, costs[2].Round(time.Millisecond), costs[4].Round(time.Millisecond))
+	for _, line := range strings.Split(n.log.String(), "\n") {
+		if strings.Contains(line, `msg="mesh peers applied"`) {
+			_, took, _ := strings.Cut(line, "took=")
+			_, set, _ := strings.Cut(line, " set=")
+			set, _, _ = strings.Cut(set, " ")
+			t.Logf("node's own figure: Reconfigure with %s peers set took %s", set, took)
+		}
+	}
+	if err := n.stop(t); err != nil {
+		t.Errorf("clean stop: %v", err)
+	}
+}
+
+// waitPeerCount waits until n has want peers.
+func waitPeerCount(t *testing.T, n *meshNode, want int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got, err := n.peers()
+		if err == nil && len(got) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d peers (err %v), want %d", n.name, len(got), err, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// vmRSS returns the resident set of process pid in KiB.
+func vmRSS(t *testing.T, pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kib, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return kib
+		}
+	}
+	return 0
 }
