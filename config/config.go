@@ -32,8 +32,13 @@ type Interface struct {
 	// Addresses are the interface's addresses with their on-link prefix
 	// length, host bits kept (10.0.0.1/24); a bare address is a /32 or /128.
 	Addresses []netip.Prefix
-	MTU       int    // bytes; DefaultMTU when the file has no MTU
-	Table     Table  // routing table for the peers' allowed IPs
+	MTU       int   // bytes; DefaultMTU when the file has no MTU
+	Table     Table // routing table for the peers' allowed IPs
+	// TableName is a Table given by a name other than auto, off, main,
+	// local or default: a name from /etc/iproute2/rt_tables, which Parse
+	// does not read. Table is then TableAuto until the caller looks the
+	// name up (LookupTable) and sets it.
+	TableName string
 	FwMark    uint32 // 0 = off
 	// DNS holds the DNS server addresses in canonical text form, and
 	// DNSSearch the search domains, both in file order. wg-quick puts every
@@ -41,6 +46,10 @@ type Interface struct {
 	// other entry in the second.
 	DNS       []string
 	DNSSearch []string
+	// SaveConfig asks, as in wg-quick, that the running configuration
+	// (with peers added or changed at run time by `wg set`) be written
+	// back to the file when the interface goes down.
+	SaveConfig bool
 	// Hook commands for the shell, in file order; each line is one command.
 	PreUp, PostUp, PreDown, PostDown []string
 	Mode                             Mode // warren's own key; ModeTUN by default

@@ -34,13 +34,21 @@
 //   - ListenPort and the Endpoint port are numbers (no service names from
 //     /etc/services); an Endpoint port must not be 0; an IPv6 Endpoint
 //     needs brackets; a host name must be a syntactically valid DNS name.
-//   - Table takes auto, off, main (254), local (255), default (253) or a
-//     number 1-4294967295 in decimal or 0x hex, not other names from
-//     /etc/iproute2/rt_tables, nor 0 or octal.
+//   - Table takes auto, off, main (254), local (255), default (253), a
+//     number 1-4294967295 in decimal or 0x hex (not 0 or octal), or another
+//     name, which Parse keeps in TableName for the caller to look up in
+//     /etc/iproute2/rt_tables (LookupTable; `warren up` does, and a name
+//     not there stops it).
 //   - MTU is 68-65535, and at least 1280 when there is an IPv6 address.
-//   - SaveConfig = true is an error (not supported); SaveConfig = false is
-//     accepted and not kept.
 //   - Address refuses the unspecified address and multicast addresses.
+//
+// # SaveConfig
+//
+// SaveConfig = true is kept in Interface.SaveConfig: as wg-quick does,
+// `warren up` then writes the running configuration (the peers as they are
+// then, including those added or changed with `wg set`; the listen port in
+// use) back to the file when it goes down, atomically and with mode 0600.
+// Comments and the order of keys in the file are not kept.
 //
 // # Failing closed: DNSRequired and FirewallRequired
 //

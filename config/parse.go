@@ -34,7 +34,7 @@ var (
 	errPort         = errors.New("invalid port: want 0-65535")
 	errFwMark       = errors.New("invalid fwmark: want off, a decimal number or 0x hex, up to 32 bits")
 	errMTU          = fmt.Errorf("invalid MTU: want %d-%d", MinMTU, MaxMTU)
-	errTable        = errors.New("invalid table: want auto, off, main, local, default or a table ID 1-4294967295")
+	errTable        = errors.New("invalid table: want auto, off, main, local, default, a table ID 1-4294967295 or a name from rt_tables")
 	errBool         = errors.New("want true or false")
 	errMode         = errors.New("invalid mode: want tun or tap")
 	errMetrics      = errors.New("invalid metrics address: want IP:port, such as 127.0.0.1:9586 or [::1]:9586")
@@ -46,7 +46,6 @@ var (
 	errEmptyEntry   = errors.New("empty entry in the list")
 	errOwnKey       = errors.New("is the interface's own public key")
 	errLineTooLong  = fmt.Errorf("line longer than %d bytes", maxLineLen)
-	errSaveConfig   = fmt.Errorf("%w: warren never writes the config file", ErrNotSupported)
 	errMTUForIPv6   = fmt.Errorf("below %d with an IPv6 address", MinIPv6MTU)
 	errNoInterface  = fmt.Errorf("%w (no [Interface] section)", ErrMissing)
 	errMissingIface = fmt.Errorf("%w in [Interface] section", ErrMissing)
@@ -360,7 +359,12 @@ func (p *parser) set(k key, value string) error {
 	case keyTable:
 		t, err := parseTable(value)
 		if err != nil {
-			return err
+			if !isTableName(value) {
+				return err
+			}
+			// A name from rt_tables: the caller resolves it (TableName).
+			ifc.TableName, ifc.Table = value, TableAuto
+			return nil
 		}
 		ifc.Table = t
 	case keyDNS:
@@ -376,8 +380,10 @@ func (p *parser) set(k key, value string) error {
 	case keySaveConfig:
 		switch {
 		case equalFold(value, "true"):
-			return errSaveConfig
-		case !equalFold(value, "false"):
+			ifc.SaveConfig = true
+		case equalFold(value, "false"):
+			ifc.SaveConfig = false
+		default:
 			return errBool
 		}
 	case keyMode:

@@ -126,6 +126,14 @@ var goodFiles = []struct {
 		}}
 	},
 }, {
+	name: "SaveConfig and a table name",
+	text: minimal + "SaveConfig = true\nTable = vpn_1\n",
+	want: func() *Config {
+		i := iface()
+		i.SaveConfig, i.TableName = true, "vpn_1"
+		return &Config{Name: "wg0", Interface: i}
+	},
+}, {
 	name: "peers",
 	text: "[Peer]\n" + // a peer may come first
 		"PublicKey = " + pubB + "\n" +
@@ -343,17 +351,15 @@ var badFiles = []struct {
 	{"MTU too small for IPv6", minimal + "MTU = 1279\nAddress = 198.18.0.1/24\nAddress = fd00:7761::1/64\n",
 		`wg0.conf:3: MTU: "1279": below 1280 with an IPv6 address`, nil},
 	{"table zero", minimal + "Table = 0\n",
-		`wg0.conf:3: Table: "0": invalid table: want auto, off, main, local, default or a table ID 1-4294967295`, nil},
-	{"table name", minimal + "Table = vpn\n",
-		`wg0.conf:3: Table: "vpn": invalid table: want auto, off, main, local, default or a table ID 1-4294967295`, nil},
+		`wg0.conf:3: Table: "0": invalid table: want auto, off, main, local, default, a table ID 1-4294967295 or a name from rt_tables`, nil},
+	{"table name", minimal + "Table = 1vpn\n",
+		`wg0.conf:3: Table: "1vpn": invalid table: want auto, off, main, local, default, a table ID 1-4294967295 or a name from rt_tables`, nil},
 	{"DNS server", minimal + "DNS = 198.18.0.53, 1.2.3\n",
 		`wg0.conf:3: DNS: "1.2.3": invalid DNS server address`, nil},
 	{"DNS IPv6 server", minimal + "DNS = fd00::53::1\n",
 		`wg0.conf:3: DNS: "fd00::53::1": invalid DNS server address`, nil},
 	{"DNS search domain", minimal + "DNS = ~.\n",
 		`wg0.conf:3: DNS: "~.": invalid DNS search domain`, nil},
-	{"save config", minimal + "SaveConfig = true\n",
-		`wg0.conf:3: SaveConfig: "true": not supported: warren never writes the config file`, ErrNotSupported},
 	{"save config not a bool", minimal + "SaveConfig = yes\n",
 		`wg0.conf:3: SaveConfig: "yes": want true or false`, nil},
 	{"mode", minimal + "Mode = tan\n",

@@ -29,7 +29,10 @@ func (c *Config) String() string {
 	}
 	writePrefixes(&b, "Address", ifc.Addresses)
 	writeKey(&b, "MTU", strconv.Itoa(ifc.MTU))
-	if ifc.Table != TableAuto {
+	switch {
+	case ifc.TableName != "":
+		writeKey(&b, "Table", ifc.TableName)
+	case ifc.Table != TableAuto:
 		writeKey(&b, "Table", ifc.Table.String())
 	}
 	if len(ifc.DNS)+len(ifc.DNSSearch) > 0 {
@@ -37,6 +40,9 @@ func (c *Config) String() string {
 	}
 	if ifc.Mode != ModeTUN {
 		writeKey(&b, "Mode", ifc.Mode.String())
+	}
+	if ifc.SaveConfig {
+		writeKey(&b, "SaveConfig", "true")
 	}
 	if ifc.DNSOptional {
 		writeKey(&b, "DNSRequired", "false")

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"math"
 	"net/netip"
 	"strconv"
@@ -79,6 +81,44 @@ func parseTable(s string) (Table, error) {
 		return 0, errTable
 	}
 	return Table(n), nil
+}
+
+// isTableName reports whether s can be a table name of rt_tables: a letter
+// or '_' followed by letters, digits, '_', '-' or '.' (what iproute2 reads
+// back from the file).
+func isTableName(s string) bool {
+	if s == "" || !(isLetter(s[0]) || s[0] == '_') {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !(isLetter(c) || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// LookupTable finds the table ID of name in an rt_tables file (lines "ID
+// NAME", '#' comments), as `ip route ... table NAME` does; ok is false if
+// the file does not name it.
+func LookupTable(rtTables io.Reader, name string) (id Table, ok bool, err error) {
+	sc := bufio.NewScanner(rtTables)
+	for sc.Scan() {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		f := strings.Fields(line)
+		if len(f) < 2 || f[1] != name {
+			continue
+		}
+		t, err := parseTable(f[0])
+		if err != nil || t <= 0 {
+			continue
+		}
+		return t, true, nil
+	}
+	return 0, false, sc.Err()
 }
 
 // parsePrefix parses "addr/bits" or a bare address (a /32 or /128), as

@@ -109,6 +109,9 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 	}
 	t := newTunnel(cfg.Name, opts)
 	defer t.undoOnError(&err)
+	if cfg, err = t.withTable(cfg); err != nil {
+		return nil, err
+	}
 	ifc := &cfg.Interface
 
 	// 1. Endpoints.

@@ -79,6 +79,10 @@ type Options struct {
 	// net.DefaultResolver.
 	Resolver config.Resolver
 
+	// RTTables are the rt_tables files a Table name is looked up in.
+	// Default: DefaultRTTables.
+	RTTables []string
+
 	// EndpointRetries is how many times a peer's Endpoint name that does
 	// not resolve is tried again in the background (wg's
 	// WG_ENDPOINT_RESOLUTION_RETRIES): 0 means DefaultEndpointRetries,
@@ -172,6 +176,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.DNS == nil {
 		o.DNS = SystemDNS{}
+	}
+	if o.RTTables == nil {
+		o.RTTables = DefaultRTTables
 	}
 	if o.EndpointRetries == 0 {
 		o.EndpointRetries = DefaultEndpointRetries

@@ -54,6 +54,10 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("reconfigure: Mode cannot change while %s is up (%s → %s)", t.name, t.cur.cfg.Interface.Mode, cfg.Interface.Mode)
 	}
 	old, oldPlan := t.cur.cfg, t.cur.plan
+	cfg, err := t.withTable(cfg)
+	if err != nil {
+		return err
+	}
 	plan := routePlan(cfg)
 
 	// 1. Endpoints of new and changed peers.

@@ -23,6 +23,7 @@ import (
 	"math"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -95,6 +96,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	warnWorldAccessible(path, stderr)
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err
@@ -131,6 +133,23 @@ func endpointRetries(v string) (int, error) {
 		return -1, nil // lifecycle: none
 	}
 	return n, nil
+}
+
+// warnWorldAccessible prints wg-quick's warning when others may read the
+// file (others' bits set on it and on its directory): it holds the private
+// key.
+func warnWorldAccessible(path string, w io.Writer) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return
+	}
+	di, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		return
+	}
+	if fi.Mode().Perm()&di.Mode().Perm()&0o007 != 0 {
+		fmt.Fprintf(w, "Warning: `%s' is world accessible\n", path)
+	}
 }
 
 // stopSignals returns ctx cancelled also by SIGQUIT (SIGINT and SIGTERM are
@@ -206,9 +225,17 @@ func upReloading(ctx context.Context, cfg *config.Config, path string, hup <-cha
 	if hup != nil && path != "" {
 		wg.Go(func() { reloadLoop(ctx, t, path, hup, done, log, sd) })
 	}
-	err = waitAndClose(ctx, t, log, done, sd)
+	var saveErr error
+	save := func() {
+		if c := t.Config(); c != nil && c.Interface.SaveConfig && path != "" {
+			if saveErr = t.SaveConfig(path); saveErr != nil {
+				log.Error("running configuration not saved", "interface", t.Name(), "err", saveErr)
+			}
+		}
+	}
+	err = waitAndClose(ctx, t, log, done, sd, save)
 	wg.Wait()
-	return err
+	return errors.Join(err, saveErr)
 }
 
 // reloadLoop applies the config file at path at each SIGHUP, until done
@@ -254,10 +281,13 @@ func reload(ctx context.Context, t *lifecycle.Tunnel, path string) error {
 
 // waitAndClose waits until t stops, says why in one line and closes it. A
 // removed interface needs no line of ours: the engine has logged it.
-func waitAndClose(ctx context.Context, t *lifecycle.Tunnel, log *slog.Logger, done chan<- struct{}, sd *sdnotify.Notifier) error {
+func waitAndClose(ctx context.Context, t *lifecycle.Tunnel, log *slog.Logger, done chan<- struct{}, sd *sdnotify.Notifier, beforeClose func()) error {
 	err := t.Wait(ctx)
 	if done != nil {
 		close(done)
+	}
+	if beforeClose != nil {
+		beforeClose() // SaveConfig: before anything is taken down, as wg-quick
 	}
 	if err == nil {
 		sd.Stopping("stopping: asked to")

@@ -147,5 +147,5 @@ func serveUserspace(ctx context.Context, name string, log *slog.Logger, opts lif
 	log.Info("userspace device ready", "interface", name, "socket", t.ControlAddr())
 	sd := sdnotify.New()
 	sd.Ready(name + " ready for wg and ip: " + t.ControlAddr())
-	return waitAndClose(ctx, t, log, nil, sd)
+	return waitAndClose(ctx, t, log, nil, sd, nil)
 }
