@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -69,6 +70,7 @@ func runUserspace(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	ctx, stop := stopSignals(ctx)
 	defer stop()
+	signal.Ignore(syscall.SIGHUP) // nothing to reload; never die without cleanup
 	err = serveUserspace(ctx, name, log, lifecycle.Options{})
 	if f := os.Getenv("WARREN_LOG_FILE"); f != "" && err == nil {
 		os.Remove(f) // a normal stop leaves nothing to read
