@@ -56,7 +56,7 @@ func endpointOf(t *testing.T, f *fakes, pk string) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// TestEndpointRetries: a peer whose endpoint name does not resolve at Up
+// TestEndpointRetries (L25): a peer whose endpoint name does not resolve at Up
 // does not stop the tunnel; the name is retried in the background (1 s,
 // then a fifth more each time) and the peer gets its endpoint once the name
 // resolves; with a retry limit the retries stop after it. The same holds

@@ -9,7 +9,7 @@ import (
 	"github.com/warrenvpn/warren/lifecycle"
 )
 
-// TestFailOpenWhenAsked: DNS or the full tunnel's nftables table that
+// TestFailOpenWhenAsked (C17): DNS or the full tunnel's nftables table that
 // cannot be applied stops Up (TestFailAtEveryStep) unless the config says
 // DNSRequired = false or FirewallRequired = false; then Up goes on, and
 // Close leaves the host as found without removing what was never applied.

@@ -92,7 +92,7 @@ func peerSummary(s *uapi.State) []string {
 	return out
 }
 
-// TestReconfigure (L14): Reconfigure applies the difference between two
+// TestReconfigure (L14, L23): Reconfigure applies the difference between two
 // configurations. Peers removed, added and changed reach the engine;
 // routes, addresses and the MTU reach the host, which ends up as Up with the
 // new configuration leaves it; a peer that did not change is not touched

@@ -15,7 +15,7 @@ import (
 	"github.com/warrenvpn/warren/uapi"
 )
 
-// TestSaveConfig: with SaveConfig = true, a peer added at run time (as by
+// TestSaveConfig (C18): with SaveConfig = true, a peer added at run time (as by
 // `wg set`) is in the file SaveConfig writes, with the file's [Interface]
 // keys, mode 0600; the file parses back.
 func TestSaveConfig(t *testing.T) {
@@ -67,7 +67,7 @@ func TestSaveConfig(t *testing.T) {
 	}
 }
 
-// TestTableName: Table = NAME is looked up in the rt_tables files of
+// TestTableName (C18): Table = NAME is looked up in the rt_tables files of
 // Options.RTTables; the routes go to that table; a name not there stops Up
 // before it does anything.
 func TestTableName(t *testing.T) {

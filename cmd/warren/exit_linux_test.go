@@ -110,7 +110,7 @@ func compareHost(t *testing.T, what, before, after string) {
 	}
 }
 
-// TestStopSignals (L6): a full tunnel (fwmark rules, table 51820,
+// TestStopSignals (L6, L24): a full tunnel (fwmark rules, table 51820,
 // src_valid_mark) stopped by SIGINT, SIGTERM or SIGQUIT, after a SIGHUP
 // reload, or with its stderr a pipe nobody reads any more (SIGPIPE) exits
 // 0 and leaves links, addresses, routes, rules and the sysctl as found.
@@ -181,7 +181,7 @@ func TestStopSignals(t *testing.T) {
 	}
 }
 
-// TestCrashAtEveryStep (L6, issue 14's crash window): warren up of a full
+// TestCrashAtEveryStep (L6, L22: issue 14's crash window): warren up of a full
 // tunnel is paused at each step of its start-up and after each store of
 // its crash journal, and killed there with SIGKILL; `warren down` then
 // restores the host exactly as found, and leaves no pid file or journal.
@@ -218,7 +218,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 	}
 }
 
-// TestDownStranger (issue 14): a pid file left by a killed warren whose
+// TestDownStranger (L22, issue 14): a pid file left by a killed warren whose
 // pid now belongs to another process: `warren down` does not signal it.
 func TestDownStranger(t *testing.T) {
 	netlabtest.RequireRoot(t)

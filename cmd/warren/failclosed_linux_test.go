@@ -20,7 +20,7 @@ import (
 	"github.com/warrenvpn/warren/device/firewall"
 )
 
-// TestFullTunnelCVE201914899: with warren up as a full tunnel in A, a ping
+// TestFullTunnelCVE201914899 (N13): with warren up as a full tunnel in A, a ping
 // from B over the underlay to A's tunnel address gets no answer; with
 // warren's table removed (warren still up) it does, so the table is what
 // stops it. SIGTERM then removes everything (the host dump includes the
@@ -65,7 +65,7 @@ func hostNet(a netip.Addr) *net.IPNet {
 	return &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(a.BitLen(), a.BitLen())}
 }
 
-// TestDNSFailClosed: without resolvconf and resolvectl, warren up with DNS
+// TestDNSFailClosed (C17): without resolvconf and resolvectl, warren up with DNS
 // exits 1 with one "warren:" line naming the way out and leaves the host as
 // found; with DNSRequired = false it comes up; with a resolvconf (a stub
 // that records its calls) DNS is applied and removed at exit.
@@ -130,7 +130,7 @@ func TestDNSFailClosed(t *testing.T) {
 	})
 }
 
-// TestEndpointResolvesLater: side A's peer endpoint is a name its hosts
+// TestEndpointResolvesLater (L25): side A's peer endpoint is a name its hosts
 // file (the test's, through ip netns exec's /etc/netns) does not know at
 // start; warren up comes up all the same, the name appears 5 s later, and
 // A's handshake to B completes without a restart. B knows no endpoint for

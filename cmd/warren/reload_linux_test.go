@@ -35,7 +35,7 @@ func lastHandshake(t *testing.T, p *testPair, i int) time.Time {
 	return s.Peers[0].LastHandshake
 }
 
-// TestReloadUnderTraffic (L14): A pings B 100 times a second while A's
+// TestReloadUnderTraffic (L14, L23): A pings B 100 times a second while A's
 // config file gains a peer C with an address and a new MTU (SIGHUP), C's
 // allowed IPs change (warren reload's SIGHUP), C goes again (SIGHUP), and
 // a broken file is loaded (SIGHUP): no ping is lost, B's session is never

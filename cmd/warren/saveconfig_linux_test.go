@@ -14,7 +14,7 @@ import (
 	wgcrypto "github.com/warrenvpn/warren/crypto"
 )
 
-// TestSaveConfigRoundTrip: with SaveConfig = true, a peer added at run
+// TestSaveConfigRoundTrip (C18): with SaveConfig = true, a peer added at run
 // time with `wg set` is in the file when warren up goes down, which is
 // rewritten with mode 0600 and parses back with the file's own keys.
 func TestSaveConfigRoundTrip(t *testing.T) {
@@ -53,7 +53,7 @@ func TestSaveConfigRoundTrip(t *testing.T) {
 	}
 }
 
-// TestWorldAccessibleWarning: wg-quick's warning when others may read the
+// TestWorldAccessibleWarning (C18): wg-quick's warning when others may read the
 // config file (through its directory too), and none otherwise.
 func TestWorldAccessibleWarning(t *testing.T) {
 	for _, tc := range []struct {

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// TestSystemdNotify: warren up under a NOTIFY_SOCKET the test listens on,
+// TestSystemdNotify (L26): warren up under a NOTIFY_SOCKET the test listens on,
 // as systemd's would be, says READY=1 once up, RELOADING=1 (with
 // MONOTONIC_USEC) then READY=1 around a SIGHUP reload, and STOPPING=1 on
 // SIGTERM, each with a STATUS= line, in that order and nothing else.
@@ -60,7 +60,7 @@ func TestSystemdNotify(t *testing.T) {
 	}
 }
 
-// TestServiceUnit: dist/warren@.service is a Type=notify unit whose reload
+// TestServiceUnit (L26): dist/warren@.service is a Type=notify unit whose reload
 // sends SIGHUP, and systemd-analyze verify accepts it (with the binary's
 // path replaced by one that exists here).
 func TestServiceUnit(t *testing.T) {

@@ -40,7 +40,7 @@ func pingOnce(t *testing.T, ns *netlab.Namespace, dst netip.Addr) bool {
 	return ns.Command(context.Background(), "ping", "-n", "-q", "-c", "1", "-W", "2", dst.String()).Run() == nil
 }
 
-// TestCVE201914899Probe: a host with a tunnel address (here on a veth
+// TestCVE201914899Probe (N13): a host with a tunnel address (here on a veth
 // link, as the test needs no tunnel) answers a ping for it sent over the
 // underlay by a neighbour; with warren's table it does not, and once the
 // table is removed it does again. The table and the tunnel address are in

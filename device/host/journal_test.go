@@ -84,7 +84,7 @@ func (c *crashingNetlink) WriteSysctl(k, v string) error {
 	return c.FakeNetlink.WriteSysctl(k, v)
 }
 
-// TestJournalBeforeEveryChange (L6, issue 14's crash window): the Manager
+// TestJournalBeforeEveryChange (L6, L22: issue 14's crash window): the Manager
 // applies a default-route state and is killed before each of its mutating
 // calls in turn; the journal written so far restores the host as found,
 // every time. The journal is written before the change it covers, so no

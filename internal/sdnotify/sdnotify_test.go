@@ -40,7 +40,7 @@ func listen(t *testing.T, abstract bool) (string, func() string) {
 	}
 }
 
-// TestNotify: the messages of a service's life arrive whole and in order,
+// TestNotify (L26): the messages of a service's life arrive whole and in order,
 // on a path and on an abstract socket.
 func TestNotify(t *testing.T) {
 	for _, abstract := range []bool{false, true} {
