@@ -32,7 +32,7 @@ const (
 var baseModules = []string{"virtio_pci", "virtio_net", "virtio_console"}
 
 // guestMAC is the guest NIC's address (locally administered, qemu's OUI).
-var guestMAC = "52:54:00:77:61:01"
+const guestMAC = "52:54:00:77:61:01"
 
 // QEMU is the emulator Boot runs.
 const QEMU = "qemu-system-x86_64"
