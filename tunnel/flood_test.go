@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -56,13 +57,47 @@ func (f *flooder) floodFrom(net *stepNet, dst netip.AddrPort, n int, src func(i 
 // attackerPort is one source address with many ports: a flood from one
 // machine.
 func attackerPort(i int) netip.AddrPort {
-	return netip.AddrPortFrom(netip.MustParseAddr("198.18.9.9"), uint16(1024+i%256))
+	return netip.AddrPortFrom(attacker, uint16(1024+i%256))
 }
+
+var attacker = netip.MustParseAddr("198.18.9.9")
 
 // spoofed is a source address per message: a flood from many machines, or
 // with forged sources.
 func spoofed(i int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 128 | byte(i>>8)&127, byte(i)}), uint16(i))
+}
+
+// garbageMessages is the audit's garbage mix: a third random, a third
+// starting as an initiation (half of those 148 bytes), a third data with a
+// random receiver index.
+func garbageMessages(n int) [][]byte {
+	r := rand.New(rand.NewPCG(1, 2))
+	out := make([][]byte, n)
+	for i := range out {
+		size := 1 + r.IntN(1500)
+		switch i % 3 {
+		case 1:
+			if i%2 == 0 {
+				size = crypto.InitiationSize
+			}
+			size = max(size, 4)
+		case 2:
+			size = max(size, 32)
+		}
+		b := make([]byte, size)
+		for j := range b {
+			b[j] = byte(r.Uint32())
+		}
+		switch i % 3 {
+		case 1:
+			copy(b, []byte{1, 0, 0, 0})
+		case 2:
+			copy(b, []byte{4, 0, 0, 0})
+		}
+		out[i] = b
+	}
+	return out
 }
 
 // receiveAll runs n's receive path over everything waiting for it without

@@ -83,7 +83,9 @@ func (e *Engine) admitHandshake(msg []byte, src netip.AddrPort, now time.Duratio
 		e.queueHandshake(e.handshakes, msg, src, false)
 		return
 	}
-	if id.CheckMAC2(msg, src, cryptoTime(now)) {
+	// An initiator without a cookie sends mac2 as zeros (whitepaper
+	// 5.4.4): that needs no BLAKE2s to tell.
+	if hasMAC2(msg) && id.CheckMAC2(msg, src, cryptoTime(now)) {
 		if !e.limiter.allow(src.Addr(), now) {
 			e.drops.add(DropRateLimited, 1)
 			return
@@ -96,6 +98,17 @@ func (e *Engine) admitHandshake(msg []byte, src netip.AddrPort, now time.Duratio
 		return
 	}
 	e.queueHandshake(e.handshakes, msg, src, false)
+}
+
+// hasMAC2 reports whether the handshake message msg carries a mac2 other
+// than zeros. It is a filter, not a secret: its time may vary.
+func hasMAC2(msg []byte) bool {
+	for _, b := range msg[len(msg)-16:] { // mac2 is the last 16 bytes
+		if b != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // queueHandshake copies msg from src onto q, or drops it when q is full.
@@ -228,7 +241,7 @@ func (e *Engine) handleHandshake(w *handshakeWork) {
 		if !w.mac2 && e.load.isUnderLoad(now) {
 			// Admitted without a valid mac2: asked to send a cookie, or
 			// admitted before the load was measured.
-			if !id.CheckMAC2(msg, w.src, cryptoTime(now)) {
+			if !hasMAC2(msg) || !id.CheckMAC2(msg, w.src, cryptoTime(now)) {
 				var reply [crypto.CookieReplySize]byte
 				if err := id.CreateCookieReply(reply[:], msg, w.src, cryptoTime(now), e.randReader()); err != nil {
 					e.warn.warn("cookie", "cannot create cookie reply", "err", err)

@@ -28,7 +28,7 @@ type rateLimiter struct {
 	allowWhenFull bool
 
 	mu      sync.Mutex // guards the fields below
-	buckets map[rateKey]*bucket
+	buckets map[rateKey]bucket // values, not pointers: a new source allocates nothing but map room
 	lastGC  time.Duration
 }
 
@@ -68,20 +68,21 @@ func (r *rateLimiter) allow(src netip.Addr, now time.Duration) bool {
 			return r.allowWhenFull
 		}
 		if r.buckets == nil {
-			r.buckets = make(map[rateKey]*bucket)
+			r.buckets = make(map[rateKey]bucket)
 		}
-		r.buckets[k] = &bucket{tokens: rateLimitMaxTokens - rateLimitCost, last: now}
+		r.buckets[k] = bucket{tokens: rateLimitMaxTokens - rateLimitCost, last: now}
 		return true
 	}
 	if now > b.last {
 		b.tokens = min(b.tokens+now-b.last, rateLimitMaxTokens)
 		b.last = now
 	}
-	if b.tokens >= rateLimitCost {
+	allowed := b.tokens >= rateLimitCost
+	if allowed {
 		b.tokens -= rateLimitCost
-		return true
 	}
-	return false
+	r.buckets[k] = b
+	return allowed
 }
 
 // collect forgets sources idle for rateLimitIdle, at most once a second.
