@@ -251,8 +251,9 @@ func TestPersistentKeepalive(t *testing.T) {
 }
 
 // FuzzInbound feeds arbitrary datagrams to an engine with one established
-// peer: nothing may panic, and the peer's session and endpoint stay put
-// unless the datagram authenticated (it cannot without the keys).
+// peer: nothing may panic, the peer's session stays put, and its endpoint
+// moves only to the source of a datagram that authenticated (RO4, M6: only
+// the sealed seed can, once).
 func FuzzInbound(f *testing.F) {
 	p := established(f, pairOptions{})
 	f.Add(p.a.sealed(f, ping(innerA, innerB, "seed")))
@@ -262,11 +263,20 @@ func FuzzInbound(f *testing.F) {
 	f.Add([]byte{4, 0, 0, 0})
 	f.Add([]byte{})
 	cur, _, _ := p.b.keypairs()
+	src := netip.MustParseAddrPort("198.18.0.3:3")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		p.net.inject(netip.MustParseAddrPort("127.0.0.3:3"), outerB, data)
+		before := p.b.peer().stats()
+		p.net.inject(src, outerB, data)
 		p.b.step()
 		if now, _, _ := p.b.keypairs(); now != cur {
 			t.Fatal("session changed")
+		}
+		after := p.b.peer().stats()
+		switch {
+		case after.RxBytes == before.RxBytes && after.Endpoint != before.Endpoint:
+			t.Fatalf("endpoint moved from %v to %v on a datagram that did not authenticate", before.Endpoint, after.Endpoint)
+		case after.RxBytes != before.RxBytes && after.Endpoint != src:
+			t.Fatalf("endpoint %v after an authenticated datagram from %v", after.Endpoint, src)
 		}
 		p.b.ad.written()
 	})
