@@ -14,7 +14,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -28,18 +27,12 @@ import (
 )
 
 func runMesh(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("mesh", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // main prints the error, once
+	fs := newFlagSet("mesh")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: warren mesh [--log-level L] FILE.conf|NAME")
-		fmt.Fprintln(stderr, "  FILE.conf has [Interface] and a [Mesh] section (docs/MESH.md)")
-	}
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
 		return fmt.Errorf("%w: mesh takes one config file or interface name", errUsage)
 	}
 	log, err := newLogger(stderr, *level)
