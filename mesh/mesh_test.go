@@ -19,6 +19,7 @@ import (
 
 	"github.com/warrenvpn/warren/config"
 	wgcrypto "github.com/warrenvpn/warren/crypto"
+	"github.com/warrenvpn/warren/internal/leakcheck"
 	"github.com/warrenvpn/warren/mesh/meshtest"
 )
 
@@ -162,6 +163,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // foreign one are ignored, a conflicting name or prefix is refused, an
 // expired lease drops its node, and a restart of etcd loses nothing.
 func TestMeshEtcd(t *testing.T) {
+	leakcheck.Check(t)
 	e := meshtest.Start(t, meshtest.Options{TLS: true})
 	top := t // nodes that outlive a subtest
 	dir := t.TempDir()
@@ -221,12 +223,33 @@ func TestMeshEtcd(t *testing.T) {
 		cli.Delete(ctx, "/warren/t/nodes/"+keyElement(junkKey))
 	})
 
+	t.Run("failed apply retried", func(t *testing.T) {
+		a.app.mu.Lock()
+		a.app.fail = errors.New("injected")
+		a.app.mu.Unlock()
+		before := a.m.Status().Errors
+		k := newKey(t)
+		startNode(top, nodeFile(k, e, "g", "198.18.100.7", ""), k, filepath.Join(dir, "g.mesh"))
+		b.app.waitPrefixes(t, "b", "198.18.100.1/32", "198.18.100.3/32", "198.18.120.0/24", "198.18.100.4/32", "198.18.100.7/32")
+		deadline := time.Now().Add(waitTimeout)
+		for a.m.Status().Errors == before {
+			if time.Now().After(deadline) {
+				t.Fatal("a's failing Applier was not reported")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		a.app.mu.Lock()
+		a.app.fail = nil
+		a.app.mu.Unlock()
+		a.app.waitPrefixes(t, "a after the Applier recovered", "198.18.100.2/32", "198.18.100.3/32", "198.18.120.0/24", "198.18.100.4/32", "198.18.100.7/32")
+	})
+
 	t.Run("clean stop removes", func(t *testing.T) {
 		if err := c.close(t); err != nil {
 			t.Fatalf("c: Run = %v", err)
 		}
-		a.app.waitPrefixes(t, "a", "198.18.100.2/32", "198.18.100.4/32")
-		b.app.waitPrefixes(t, "b", "198.18.100.1/32", "198.18.100.4/32")
+		a.app.waitPrefixes(t, "a", "198.18.100.2/32", "198.18.100.4/32", "198.18.100.7/32")
+		b.app.waitPrefixes(t, "b", "198.18.100.1/32", "198.18.100.4/32", "198.18.100.7/32")
 	})
 
 	t.Run("lease expiry removes", func(t *testing.T) {
@@ -240,9 +263,9 @@ func TestMeshEtcd(t *testing.T) {
 		if _, err := cli.Put(ctx, "/warren/t/nodes/"+keyElement(k), string(doc), clientv3.WithLease(lease.ID)); err != nil {
 			t.Fatal(err)
 		}
-		a.app.waitPrefixes(t, "a", "198.18.100.2/32", "198.18.100.4/32", "198.18.100.66/32")
+		a.app.waitPrefixes(t, "a", "198.18.100.2/32", "198.18.100.4/32", "198.18.100.7/32", "198.18.100.66/32")
 		start := time.Now()
-		a.app.waitPrefixes(t, "a", "198.18.100.2/32", "198.18.100.4/32")
+		a.app.waitPrefixes(t, "a", "198.18.100.2/32", "198.18.100.4/32", "198.18.100.7/32")
 		t.Logf("an unrenewed node with a 2 s lease dropped after %v", time.Since(start).Round(10*time.Millisecond))
 	})
 
@@ -252,7 +275,7 @@ func TestMeshEtcd(t *testing.T) {
 		if s := a.m.Status(); s.Connected {
 			t.Errorf("a's status with etcd down = %+v, want not connected", s)
 		}
-		if got := a.app.prefixes(); len(got) != 2 {
+		if got := a.app.prefixes(); len(got) != 3 {
 			t.Errorf("a lost peers while etcd was down: %v", got)
 		}
 		if err := e.Restart(); err != nil {
@@ -260,8 +283,8 @@ func TestMeshEtcd(t *testing.T) {
 		}
 		k := newKey(t)
 		startNode(top, nodeFile(k, e, "f", "198.18.100.6", ""), k, filepath.Join(dir, "f.mesh"))
-		a.app.waitPrefixes(t, "a", "198.18.100.2/32", "198.18.100.4/32", "198.18.100.6/32")
-		b.app.waitPrefixes(t, "b", "198.18.100.1/32", "198.18.100.4/32", "198.18.100.6/32")
+		a.app.waitPrefixes(t, "a", "198.18.100.2/32", "198.18.100.4/32", "198.18.100.7/32", "198.18.100.6/32")
+		b.app.waitPrefixes(t, "b", "198.18.100.1/32", "198.18.100.4/32", "198.18.100.7/32", "198.18.100.6/32")
 	})
 
 	t.Run("offline start from cache", func(t *testing.T) {
@@ -277,6 +300,6 @@ func TestMeshEtcd(t *testing.T) {
 		}
 		e.Kill()
 		a2 := startNode(t, nodeFile(keys[0], e, "a", "198.18.100.1", ""), keys[0], filepath.Join(dir, "a.mesh"))
-		a2.app.waitPrefixes(t, "a restarted offline", "198.18.100.2/32", "198.18.100.4/32", "198.18.100.6/32")
+		a2.app.waitPrefixes(t, "a restarted offline", "198.18.100.2/32", "198.18.100.4/32", "198.18.100.7/32", "198.18.100.6/32")
 	})
 }
