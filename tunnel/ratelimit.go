@@ -27,7 +27,7 @@ type rateLimiter struct {
 	// cookie; the queue still bounds the work.
 	allowWhenFull bool
 
-	mu      sync.Mutex // guards the fields below
+	mu      sync.Mutex         // guards the fields below
 	buckets map[rateKey]bucket // values, not pointers: a new source allocates nothing but map room
 	lastGC  time.Duration
 }

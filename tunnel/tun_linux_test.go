@@ -35,7 +35,14 @@ type tunSide struct {
 // one in each namespace of a lab, tunnelled over its veth (root).
 func newTUNPair(tb testing.TB) (a, b *tunSide) {
 	tb.Helper()
-	lab := netlabtest.NewLab(tb, 0)
+	_, a, b = newTUNLab(tb)
+	return a, b
+}
+
+// newTUNLab is newTUNPair that also returns the lab.
+func newTUNLab(tb testing.TB) (lab *netlab.Lab, a, b *tunSide) {
+	tb.Helper()
+	lab = netlabtest.NewLab(tb, 0)
 	mk := func(ns *netlab.Namespace, inner string) *tunSide {
 		s := &tunSide{ns: ns, inner: netip.MustParsePrefix(inner)}
 		s.key, _ = crypto.NewPrivateKey(rand.Reader)
@@ -93,7 +100,7 @@ func newTUNPair(tb testing.TB) (a, b *tunSide) {
 			tb.Fatal(err)
 		}
 	}
-	return a, b
+	return lab, a, b
 }
 
 func prefixNet(p netip.Prefix) *net.IPNet {

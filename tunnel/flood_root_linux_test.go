@@ -1,0 +1,167 @@
+package tunnel
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// TestD5FloodRoot (root) covers D5 on real sockets, TUN devices and
+// namespaces, as issue 14 asks: a third machine (another address on a's
+// link) floods b with valid-mac1 initiations from 256 source ports as fast
+// as two goroutines can; 3 s in, a restarts (it forgets b and is configured
+// again) and pings b. The first ping must arrive within 10 s:
+// the initiation that gets a cookie, and the retry 5 s later that carries
+// mac2 and goes to its own queue.
+func TestD5FloodRoot(t *testing.T) {
+	lab, a, b := newTUNLab(t)
+	flooder := netip.MustParsePrefix("198.18.0.3/24")
+	h := lab.A.Handle()
+	link, err := h.LinkByName(lab.LinkA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(flooder)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.A.WaitLocal(flooder.Addr()); err != nil {
+		t.Fatal(err)
+	}
+
+	// b's host listens on its tunnel address; a's host pings it.
+	dst := netip.AddrPortFrom(b.inner.Addr(), 7)
+	var got atomic.Int64
+	arrived := make(chan struct{}, 1)
+	var ln *net.UDPConn
+	if err := b.ns.Do(func() (err error) {
+		ln, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(dst))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	t.Cleanup(func() { ln.Close() })
+	wg.Go(func() {
+		buf := make([]byte, 64)
+		for {
+			if _, err := ln.Read(buf); err != nil {
+				return
+			}
+			got.Add(1)
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+		}
+	})
+	var pinger *net.UDPConn
+	if err := a.ns.Do(func() (err error) {
+		pinger, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(dst))
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pinger.Close() })
+	// ping sends a datagram every 100 ms until one arrives, or limit.
+	ping := func(limit time.Duration) (time.Duration, bool) {
+		for len(arrived) > 0 {
+			<-arrived
+		}
+		start := time.Now()
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for time.Since(start) < limit {
+			pinger.Write([]byte("ping"))
+			select {
+			case <-arrived:
+				return time.Since(start), true
+			case <-tick.C:
+			}
+		}
+		return time.Since(start), false
+	}
+	if _, ok := ping(10 * time.Second); !ok {
+		t.Fatal("no ping through the tunnel before the flood")
+	}
+
+	// The flood: precomputed initiations to b from 256 ports of the third
+	// address.
+	f := newFlooder(t, b.key.PublicKey())
+	msgs := make([][]byte, 4096)
+	for i := range msgs {
+		msgs[i] = f.initiation()
+	}
+	to := net.UDPAddrFromAddrPort(netip.AddrPortFrom(lab.AddrB.Addr(), b.port))
+	var conns []*net.UDPConn
+	if err := lab.A.Do(func() error {
+		for range 256 {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: flooder.Addr().AsSlice()})
+			if err != nil {
+				return err
+			}
+			conns = append(conns, c)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var sent atomic.Int64
+	var flood sync.WaitGroup
+	for g := range 2 {
+		flood.Go(func() {
+			for i := g; ; i += 2 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := conns[i%len(conns)].WriteToUDP(msgs[i%len(msgs)], to); err == nil {
+					sent.Add(1)
+				}
+			}
+		})
+	}
+	stopFlood := sync.OnceFunc(func() {
+		close(stop)
+		flood.Wait()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	t.Cleanup(stopFlood)
+
+	time.Sleep(3 * time.Second) // the flood under way, as in the issue
+	if !b.e.load.isUnderLoad(b.e.clock.Now()) {
+		t.Errorf("b not under load after 3 s of %d initiations", sent.Load())
+	}
+	// a restarts: it forgets b (sessions, handshakes, timers) and is
+	// configured again, as a new process would be.
+	cfg := a.e.Config()
+	if err := a.e.SetConfig(Config{PrivateKey: a.key}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.e.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	took, ok := ping(15 * time.Second)
+	floodRate := float64(sent.Load()) / (3 + took.Seconds())
+	stopFlood()
+	var ru unix.Rusage
+	unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	t.Logf("first ping after the restart: %v; flood %.0f initiations/s; b's drops %v; a's drops %v; process max RSS %d MiB",
+		took.Round(time.Millisecond), floodRate, b.e.DropCounts(), a.e.DropCounts(), ru.Maxrss>>10)
+	if !ok || took > 10*time.Second {
+		t.Errorf("first ping after the restart took %v (arrived %v), want at most 10 s", took, ok)
+	}
+	if b.e.Drops(DropCookieReply) == 0 {
+		t.Error("b sent no cookie reply")
+	}
+}
