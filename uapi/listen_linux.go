@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -34,6 +35,7 @@ func ListenDir(dir, iface string) (*Listener, error) {
 		return nil, fmt.Errorf("create socket directory: %w", err)
 	}
 	path := SocketPath(dir, iface)
+	removeStaleTemp(dir, iface, time.Now())
 
 	tmp, err := os.MkdirTemp(dir, "."+iface+"-")
 	if err != nil {
@@ -184,4 +186,37 @@ func (l *Listener) close() error {
 		err = nil // closed by the watcher already
 	}
 	return cmp.Or(err, rerr)
+}
+
+// staleTempAge is the age past which a temporary directory of ListenDir is
+// left over: one lives for the few system calls of binding a socket.
+const staleTempAge = time.Minute
+
+// removeStaleTemp removes the temporary directories of ListenDir for iface
+// in dir that a daemon killed while binding its socket left behind (older
+// than staleTempAge, so that another daemon's directory in use is left
+// alone). Failures are ignored: the directories are empty and harmless.
+func removeStaleTemp(dir, iface string, now time.Time) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, ent := range entries {
+		rest, ok := strings.CutPrefix(ent.Name(), "."+iface+"-")
+		if !ok || !ent.IsDir() || !isDigits(rest) {
+			continue
+		}
+		if fi, err := ent.Info(); err == nil && now.Sub(fi.ModTime()) > staleTempAge {
+			os.RemoveAll(filepath.Join(dir, ent.Name()))
+		}
+	}
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }

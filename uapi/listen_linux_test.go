@@ -303,3 +303,35 @@ func TestDialChild(t *testing.T) {
 	c.Close()
 	t.Log("dial: ok")
 }
+
+// TestListenStaleTempDirs covers C9's leftovers: the empty temporary
+// directories a daemon killed while binding its socket left are removed by
+// the next ListenDir once a minute old; a fresh one (another daemon binding
+// now) and other names are left alone.
+func TestListenStaleTempDirs(t *testing.T) {
+	dir := t.TempDir()
+	old := time.Now().Add(-time.Hour)
+	for _, name := range []string{".wg-tmp-2402353577", ".wg-tmp-204125378", ".wg-tmp-fresh1", ".wg-tmpx-1", ".wg-tmp-99"} {
+		if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if name != ".wg-tmp-99" {
+			if err := os.Chtimes(filepath.Join(dir, name), old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	l, err := uapi.ListenDir(dir, "wg-tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	var left []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if got, want := strings.Join(left, " "), ".wg-tmp-99 .wg-tmp-fresh1 .wg-tmpx-1"; got != want {
+		t.Errorf("left in the directory: %q, want %q", got, want)
+	}
+}
