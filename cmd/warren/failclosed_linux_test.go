@@ -41,7 +41,7 @@ func TestFullTunnelCVE201914899(t *testing.T) {
 		t.Errorf("warren up does not log the nftables table it added:\n%s", pr.log)
 	}
 	probe := func() bool {
-		return p.lab.B.Command(context.Background(), "ping", "-n", "-q", "-c", "1", "-W", "2", tunAddr.String()).Run() == nil
+		return p.lab.B.Command(context.Background(), "ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", "2", tunAddr.String()).Run() == nil
 	}
 	if probe() {
 		t.Errorf("with warren's full tunnel up, a ping from the underlay to its tunnel address %s is answered (CVE-2019-14899)", tunAddr)
