@@ -19,12 +19,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/warrenvpn/warren/device/host"
+	"github.com/warrenvpn/warren/uapi"
 )
 
 // PIDFile is the path of the pid file of interface name in dir: `warren down`
@@ -140,10 +143,12 @@ func (t *Tunnel) restore(nl host.Netlink, j *journal) error {
 
 // Recover restores what a dead instance of interface name left behind, as
 // its crash journal in opts.RunDir records it (rules, sysctls, the nftables
-// table, DNS), and removes its journal and pid file: `warren down` of an
-// instance that was killed. It reports whether there was anything to
+// table, DNS), and removes its journal, pid file and (with the default
+// control socket) the socket it left: `warren down` of an instance that
+// was killed. It reports whether there was anything to
 // restore, and refuses while an instance is running.
 func Recover(name string, opts Options) (bool, error) {
+	defaultSocket := opts.ListenControl == nil
 	t := newTunnel(name, opts)
 	if pid, ok := Running(t.opts.RunDir, name); ok {
 		return false, fmt.Errorf("%s is running (pid %d)", name, pid)
@@ -170,7 +175,24 @@ func Recover(name string, opts Options) (bool, error) {
 	if err := os.Remove(t.pidFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return false, err
 	}
+	if defaultSocket {
+		removeStaleSocket(uapi.SocketPath(uapi.DefaultDir, name))
+	}
 	return j != nil || perr == nil, nil
+}
+
+// removeStaleSocket removes the control socket at path if nothing listens
+// on it any more (its daemon was killed), so that `wg show` no longer
+// lists the interface.
+func removeStaleSocket(path string) {
+	c, err := net.Dial("unix", path)
+	if err == nil {
+		c.Close()
+		return
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		os.Remove(path)
+	}
 }
 
 // updateJournal changes the journal with f and stores it durably before it

@@ -22,6 +22,7 @@ import (
 
 	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 	"github.com/warrenvpn/warren/lifecycle"
+	"github.com/warrenvpn/warren/uapi"
 )
 
 // upProc is a `warren up` child whose log the test reads while it runs.
@@ -184,7 +185,8 @@ func TestStopSignals(t *testing.T) {
 // TestCrashAtEveryStep (L6, L22: issue 14's crash window): warren up of a full
 // tunnel is paused at each step of its start-up and after each store of
 // its crash journal, and killed there with SIGKILL; `warren down` then
-// restores the host exactly as found, and leaves no pid file or journal.
+// restores the host exactly as found, and leaves no pid file, journal or
+// control socket.
 func TestCrashAtEveryStep(t *testing.T) {
 	p := newTestPair(t)
 	p.lab.A.Command(context.Background(), "sysctl", "-qw", "net.ipv4.conf.all.src_valid_mark=0").Run()
@@ -210,7 +212,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 			t.Errorf("killed at %s: warren down: %v\n%s", point, err, out)
 		}
 		compareHost(t, "after a kill at "+point+" and warren down", before, stableDump(t, p.lab.A))
-		checkGone(t, pidPath(name), lifecycle.JournalFile(lifecycle.DefaultRunDir, name))
+		checkGone(t, pidPath(name), lifecycle.JournalFile(lifecycle.DefaultRunDir, name), uapi.SocketPath(uapi.DefaultDir, name))
 		if t.Failed() {
 			t.Logf("warren up's log:\n%s\nwarren down's output:\n%s", pr.log, out)
 			return
