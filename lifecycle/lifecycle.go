@@ -49,6 +49,7 @@ type Tunnel struct {
 	log        *slog.Logger
 	eng        *tunnel.Engine // nil until step 7
 	listenPort uint16
+	preDown    []string // PreDown hooks, run by the undo stack (Reconfigure may change them)
 	postDown   []string // PostDown hooks, run by Close after the undo stack
 
 	// res holds the peers whose endpoint names resolveLoop retries.
@@ -230,9 +231,8 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 
 	// 12. PostUp; from here on a failure or Close runs PreDown.
 	t.opts.Step("step 12")
-	if len(ifc.PreDown) > 0 {
-		t.undo.push(func() error { return t.runHooks(context.Background(), "PreDown", ifc.PreDown) })
-	}
+	t.preDown = ifc.PreDown
+	t.undo.push(func() error { return t.runHooks(context.Background(), "PreDown", t.preDown) })
 	if err := t.runHooks(ctx, "PostUp", ifc.PostUp); err != nil {
 		return nil, err
 	}

@@ -19,7 +19,7 @@ package lifecycle
 //  4. replace the DNS configuration if it changed.
 //
 // Hooks (PreUp, PostUp, PreDown, PostDown) are not run again, as with `wg
-// syncconf`; the new PostDown runs at Close.
+// syncconf`; the new PreDown and PostDown run at Close.
 
 import (
 	"context"
@@ -123,7 +123,7 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 		t.resolveLater(u.peer, u.err)
 	}
 	t.cur.cfg, t.cur.plan = cfg, plan
-	t.postDown = cfg.Interface.PostDown
+	t.preDown, t.postDown = cfg.Interface.PreDown, cfg.Interface.PostDown
 	added, removed, changed := countPeers(change, old)
 	t.log.Info("reconfigured", "interface", t.name, "peers_added", added, "peers_removed", removed, "peers_changed", changed)
 	return nil
