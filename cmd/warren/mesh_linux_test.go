@@ -470,6 +470,59 @@ func TestMesh(t *testing.T) {
 		nodes = now
 	})
 
+	// A node cut off from etcd (and from everyone) long enough for its
+	// lease to expire and its gRPC connection to be given up: the others
+	// drop it; meanwhile a node leaves and the store is compacted. Back on
+	// the network, it finds its watch revision compacted, lists again,
+	// publishes itself again and everyone converges.
+	t.Run("partition and compaction", func(t *testing.T) {
+		victim, leaver := nodes[4], nodes[5]
+		link, err := victim.ns.Handle().LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := victim.ns.Handle().LinkSetDown(link); err != nil {
+			t.Fatal(err)
+		}
+		cut := time.Now()
+		rest := slices.DeleteFunc(slices.Clone(nodes), func(n *meshNode) bool { return n == victim || n == leaver })
+		if err := leaver.stop(t); err != nil {
+			t.Errorf("%s: clean stop: %v", leaver.name, err)
+		}
+		l.waitPeers(rest, rest)
+		cli := l.etcd.Client(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for range 3 { // revisions the victim never saw
+			if _, err := cli.Put(ctx, "/warren/lab/other", "x"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r, err := cli.Get(ctx, "/warren/lab/other")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cli.Compact(ctx, r.Header.Revision); err != nil {
+			t.Fatal(err)
+		}
+		cli.Delete(ctx, "/warren/lab/other")
+		// gRPC gives a silent connection up after its keep-alive (5 s)
+		// and timeout (3 s): only then does the watch start again, from a
+		// revision that is gone.
+		time.Sleep(10*time.Second - time.Since(cut))
+		if err := victim.ns.Handle().LinkSetUp(link); err != nil {
+			t.Fatal(err)
+		}
+		back := time.Now()
+		nodes = append(rest, victim)
+		l.waitPeers(nodes, nodes)
+		t.Logf("partitioned node back in everyone's peers %v after its link came up", time.Since(back).Round(time.Millisecond))
+		if !strings.Contains(victim.log.String(), "mesh watch compacted, listing again") {
+			t.Errorf("%s did not report the compacted watch", victim.name)
+		}
+		l.allReach(nodes)
+	})
+
 	// A node killed with SIGKILL cannot delete its key: its lease expires
 	// after the TTL and every other node drops it; restarted with the same
 	// key it comes back at once.
