@@ -2,9 +2,11 @@ package mesh
 
 // A running node does three things at once, each on its own goroutine:
 //  1. publishLoop (the caller of Run) publishes this node's document under
-//     a lease and keeps the lease alive; when the lease is lost (etcd
-//     unreachable for longer than the TTL) it publishes again, with
-//     backoff. On a clean stop it revokes the lease, which deletes the key.
+//     a lease and keeps the lease alive; when the keep-alive stops (etcd
+//     unreachable for longer than the TTL) it waits for etcd with backoff,
+//     keeps the lease if etcd still has it and publishes again only if it
+//     expired. On a clean stop it revokes the lease, deleting the key.
+//     applyLoop starts only once the first publication was not refused.
 //  2. watchLoop lists the network's nodes, then watches from the next
 //     revision; on compaction, a cancelled watch or a failed list it lists
 //     again. Each response updates Mesh.nodes under Mesh.mu and kicks
@@ -12,8 +14,9 @@ package mesh
 //  3. applyLoop computes the peers from Mesh.nodes, hands the difference
 //     from what it applied last to the Applier, and writes the cache.
 // While etcd is unreachable nothing changes: the tunnel keeps the peers it
-// has, and the client library reconnects on its own; the watch resumes at
-// the revision it had reached.
+// has, and the client library reconnects on its own (gRPC's delay bounded
+// by leaseRetry); the watch resumes at the revision it had reached, or
+// lists again if that revision was compacted meanwhile.
 
 import (
 	"context"
