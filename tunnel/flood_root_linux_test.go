@@ -18,7 +18,8 @@ import (
 // as two goroutines can; 3 s in, a restarts (it forgets b and is configured
 // again) and pings b. The first ping must arrive within 10 s:
 // the initiation that gets a cookie, and the retry 5 s later that carries
-// mac2 and goes to its own queue.
+// mac2 and goes to its own queue. Under the race detector only recovery
+// after the flood is checked.
 func TestD5FloodRoot(t *testing.T) {
 	lab, a, b := newTUNLab(t)
 	flooder := netip.MustParsePrefix("198.18.0.3/24")
@@ -158,7 +159,18 @@ func TestD5FloodRoot(t *testing.T) {
 	unix.Getrusage(unix.RUSAGE_SELF, &ru)
 	t.Logf("first ping after the restart: %v; flood %.0f initiations/s; b's drops %v; a's drops %v; process max RSS %d MiB",
 		took.Round(time.Millisecond), floodRate, b.e.DropCounts(), a.e.DropCounts(), ru.Maxrss>>10)
-	if !ok || took > 10*time.Second {
+	switch {
+	case raceEnabled:
+		// The race detector slows b's receive loop below the flood's
+		// rate, so the kernel drops at b's socket what it likes, a's
+		// handshake too: no timing goal, only that the tunnel recovers
+		// once the flood is over.
+		if !ok {
+			if _, ok := ping(30 * time.Second); !ok {
+				t.Error("no ping through the tunnel after the flood (race detector on)")
+			}
+		}
+	case !ok || took > 10*time.Second:
 		t.Errorf("first ping after the restart took %v (arrived %v), want at most 10 s", took, ok)
 	}
 	if b.e.Drops(DropCookieReply) == 0 {
