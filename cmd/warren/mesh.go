@@ -18,7 +18,10 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"os"
+	"os/signal"
 	"slices"
+	"syscall"
 
 	"github.com/warrenvpn/warren/config"
 	wgcrypto "github.com/warrenvpn/warren/crypto"
@@ -47,6 +50,26 @@ func runMesh(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	ctx, stop := stopSignals(ctx)
+	defer stop()
+	// The mesh's peers follow the store; re-reading the file is not built
+	// yet. SIGHUP (warren reload, systemd's ExecReload) must not kill the
+	// node without cleanup, so it is caught and answered with a warning.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				log.Warn("reload is not supported by warren mesh: peers follow the store; restart to apply [Interface] or [Mesh] changes")
+			case <-done:
+				return
+			}
+		}
+	}()
 	return runMeshNode(ctx, ifc, mc, log, lifecycle.Options{})
 }
 

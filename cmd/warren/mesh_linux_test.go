@@ -523,6 +523,27 @@ func TestMesh(t *testing.T) {
 		l.allReach(nodes)
 	})
 
+	// SIGHUP (warren reload, systemd's ExecReload) neither kills a node nor
+	// disturbs it: the mesh answers it with a warning.
+	t.Run("SIGHUP", func(t *testing.T) {
+		n := nodes[0]
+		syscall.Kill(n.pid, syscall.SIGHUP)
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(n.log.String(), "reload is not supported by warren mesh") {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not answer SIGHUP:\n%s", n.name, n.log.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		select {
+		case err := <-n.done:
+			n.done <- err
+			t.Fatalf("%s exited on SIGHUP: %v", n.name, err)
+		default:
+		}
+		l.allReach(nodes)
+	})
+
 	// A node killed with SIGKILL cannot delete its key: its lease expires
 	// after the TTL and every other node drops it; restarted with the same
 	// key it comes back at once.
