@@ -3,6 +3,9 @@ package tunnel
 import (
 	"net"
 	"net/netip"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -10,6 +13,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/warrenvpn/warren/internal/netlab"
 )
 
 // TestD5FloodRoot (root) covers D5 on real sockets, TUN devices and
@@ -18,8 +23,10 @@ import (
 // as two goroutines can; 3 s in, a restarts (it forgets b and is configured
 // again) and pings b. The first ping must arrive within 10 s:
 // the initiation that gets a cookie, and the retry 5 s later that carries
-// mac2 and goes to its own queue. Under the race detector only recovery
-// after the flood is checked.
+// mac2 and goes to its own queue. The flood overflows b's socket at times,
+// and the kernel drops there what it likes: when it dropped any, a second
+// retry is allowed too. Under the race detector only recovery after the
+// flood is checked.
 func TestD5FloodRoot(t *testing.T) {
 	lab, a, b := newTUNLab(t)
 	flooder := netip.MustParsePrefix("198.18.0.3/24")
@@ -152,13 +159,15 @@ func TestD5FloodRoot(t *testing.T) {
 	if err := a.e.SetConfig(cfg); err != nil {
 		t.Fatal(err)
 	}
+	dropsBefore := rcvbufErrors(t, b.ns)
 	took, ok := ping(15 * time.Second)
+	kernelDrops := rcvbufErrors(t, b.ns) - dropsBefore
 	floodRate := float64(sent.Load()) / (3 + took.Seconds())
 	stopFlood()
 	var ru unix.Rusage
 	unix.Getrusage(unix.RUSAGE_SELF, &ru)
-	t.Logf("first ping after the restart: %v; flood %.0f initiations/s; b's drops %v; a's drops %v; process max RSS %d MiB",
-		took.Round(time.Millisecond), floodRate, b.e.DropCounts(), a.e.DropCounts(), ru.Maxrss>>10)
+	t.Logf("first ping after the restart: %v; flood %.0f initiations/s; b's drops %v; a's drops %v; dropped at b's socket by the kernel %d; process max RSS %d MiB",
+		took.Round(time.Millisecond), floodRate, b.e.DropCounts(), a.e.DropCounts(), kernelDrops, ru.Maxrss>>10)
 	switch {
 	case raceEnabled:
 		// The race detector slows b's receive loop below the flood's
@@ -170,10 +179,49 @@ func TestD5FloodRoot(t *testing.T) {
 				t.Error("no ping through the tunnel after the flood (race detector on)")
 			}
 		}
-	case !ok || took > 10*time.Second:
+	case ok && took <= 10*time.Second:
+	case kernelDrops > 0 && ok && took <= 2*(RekeyTimeout+RekeyTimeoutJitter):
+		// The machine was too busy for b to drain its socket, and the
+		// kernel dropped datagrams there, perhaps a's: its next retry
+		// is as good as the first.
+		t.Logf("the kernel dropped %d datagrams at b's socket; a's handshake took a second retry", kernelDrops)
+	default:
 		t.Errorf("first ping after the restart took %v (arrived %v), want at most 10 s", took, ok)
 	}
 	if b.e.Drops(DropCookieReply) == 0 {
 		t.Error("b sent no cookie reply")
 	}
+}
+
+// rcvbufErrors returns the UDP datagrams the kernel of ns dropped for a
+// full socket receive buffer (RcvbufErrors in its /proc/net/snmp).
+func rcvbufErrors(t testing.TB, ns *netlab.Namespace) int64 {
+	t.Helper()
+	var b []byte
+	if err := ns.Do(func() (err error) {
+		// The calling thread's namespace: /proc/net follows the process's.
+		b, err = os.ReadFile("/proc/thread-self/net/snmp")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Udp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		for i, name := range names {
+			if name == "RcvbufErrors" && i < len(f) {
+				n, _ := strconv.ParseInt(f[i], 10, 64)
+				return n
+			}
+		}
+	}
+	t.Fatal("no RcvbufErrors in /proc/thread-self/net/snmp")
+	return 0
 }
