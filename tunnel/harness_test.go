@@ -16,9 +16,9 @@ import (
 
 // fakeClock is a Clock that moves only when told to.
 type fakeClock struct {
-	mu   sync.Mutex // guards now
+	mu   sync.Mutex // guards now and wall
 	now  time.Duration
-	wall time.Time
+	wall time.Time // Wall is wall + now
 }
 
 func newFakeClock() *fakeClock {
@@ -36,6 +36,14 @@ func (c *fakeClock) Wall() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.wall.Add(c.now)
+}
+
+// stepWall steps the wall clock by d, as an administrator or NTP would;
+// Now, the boot time, does not move.
+func (c *fakeClock) stepWall(d time.Duration) {
+	c.mu.Lock()
+	c.wall = c.wall.Add(d)
+	c.mu.Unlock()
 }
 
 func (c *fakeClock) advance(d time.Duration) {
