@@ -57,9 +57,9 @@ type Handshake struct {
 	remoteCookieKey [hashSize]byte // decrypts the peer's cookie replies
 
 	// mu guards everything below.
-	mu             sync.Mutex
-	id             *Identity
-	psk            PresharedKey
+	mu  sync.Mutex
+	id  *Identity
+	psk PresharedKey
 	// staticStatic is DH(our static, remote static), computed at the
 	// first handshake that needs it rather than at construction, so that
 	// adding a peer costs no X25519 (100,000 peers in one set).
