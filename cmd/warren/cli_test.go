@@ -206,7 +206,9 @@ func TestVersionOfBinary(t *testing.T) {
 		t.Skipf("not in a git checkout: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "warren")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	// -buildvcs=true: a GOFLAGS of -buildvcs=false (set on some machines)
+	// would leave the commit out.
+	if out, err := exec.Command("go", "build", "-buildvcs=true", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	out, err := exec.Command(bin, "--version").Output()

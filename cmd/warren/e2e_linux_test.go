@@ -625,14 +625,30 @@ func TestDemoInterrupted(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the demo's TCP transfer", func() bool { return strings.Contains(out.String(), "ping IPv6") })
-	cmd.Process.Signal(os.Interrupt)
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	// A test that fails before its Ctrl-C still stops the demo it started
+	// (a 100 GB transfer would otherwise outlive it).
+	t.Cleanup(func() {
+		select {
+		case err := <-done:
+			done <- err
+		default:
+			cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
+		}
+	})
+	waitFor(t, "the demo's TCP transfer", func() bool { return strings.Contains(out.String(), "ping IPv6") })
+	cmd.Process.Signal(os.Interrupt)
 	select {
-	case <-done:
+	case err := <-done:
+		done <- err
 	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
 		t.Fatalf("demo still running 10 s after Ctrl-C:\n%s", out.String())
 	}
 	if !strings.Contains(out.String(), "removed the namespaces") {
