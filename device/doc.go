@@ -7,6 +7,8 @@
 //   - device/host: desired host state (addresses, MTU, link state, routes,
 //     rules, sysctls) applied through netlink with undo, and the crash
 //     journal;
+//   - device/firewall: the nftables table of a full tunnel (wg-quick's
+//     CVE-2019-14899 drop and conntrack mark save/restore);
 //   - device/link: the `warren link` toolkit (list and classify interfaces,
 //     create and delete virtual links).
 //

@@ -36,8 +36,9 @@
 // Design: run to completion. One goroutine reads a batch from the adapter,
 // routes, seals in place and sends it per peer (send.go); one receives a
 // batch from the transport, opens in place and writes it to the adapter
-// (receive.go); one consumes handshake messages from a bounded queue and
-// the initiations the other two request (handshake.go); one drives the
+// (receive.go); one consumes handshake messages from two bounded queues
+// (those with a valid mac2 first, so that a flood cannot crowd them out)
+// and the initiations the other two request (handshake.go); one drives the
 // timers (timers.go). A handshake's X25519 runs under the peer's handshake
 // lock, never under the peer lock the data path takes, so one peer's
 // handshake does not hold up anyone's packets (see Engine for the lock

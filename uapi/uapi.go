@@ -16,6 +16,16 @@
 //
 // Keys are lowercase hex (64 characters), numbers decimal.
 //
+// Listen makes the interface's owner-only socket (replacing a stale one a
+// dead daemon left) and notices when its file is deleted. A Server cannot
+// be wedged by its clients: it holds no lock while it reads a request or
+// writes a reply (C12), closes a connection idle 30 s in a read or write or
+// open 5 min, serves at most 64 connections at once (C13), retries a
+// temporary Accept error with a backoff (C14), refuses a set body over
+// MaxSetSize (C15), and zeroes the keys of a set once applied and of a get
+// reply once written (P18). Dial, Get, GetWarren and Set are the client
+// side, for `warren show`.
+//
 // # Warren's extension
 //
 // The engine's drop counters (State.Drops) are not part of WireGuard's
