@@ -358,7 +358,7 @@ func (e *Engine) consumeResponse(msg []byte, src netip.AddrPort, now time.Durati
 	p.handshake.Unlock()
 	if ok {
 		p.rxBytes.Add(uint64(len(msg)))
-		e.log.Debug("handshake complete", "peer", p.publicKey.String(), "endpoint", src, "role", "initiator")
+		e.log.Info("handshake complete", "peer", shortKey(p.publicKey), "endpoint", src, "role", "initiator")
 		p.flushStaged()
 	}
 }
@@ -397,14 +397,17 @@ func (e *Engine) completeLocked(p *peer, idx uint32, msg []byte, src netip.AddrP
 	p.initiatorIndex = 0
 	p.installInitiatorKeypairLocked(kp)
 	p.endpoint = src
+	p.loggedEndpoint = src // consumeResponse logs it with the handshake
 	p.timersTraversalLocked(now)
 	p.timersAnyReceivedLocked()
 	p.timersHandshakeCompleteLocked()
+	p.responderDone = false // our own handshake: consumeResponse logs it
 	p.timersSessionDerivedLocked(now)
 	if p.staged.len() == 0 {
 		// Key confirmation (P9): the initiator speaks first under the
 		// new keys; with nothing staged, a keepalive.
 		p.stageKeepaliveLocked()
+		p.keepalives.Add(1)
 	}
 	p.mu.Unlock()
 	return true

@@ -14,6 +14,11 @@ type peer struct {
 	e         *Engine
 	publicKey crypto.PublicKey
 
+	// Layer 2 mode (switch.go).
+	allowedIPs   atomic.Pointer[[]netip.Prefix] // as configured, checked against senders inside frames
+	restrictMACs atomic.Bool                    // AllowedMACs is set: other source MACs are spoofed
+	mismatch     atomic.Bool                    // the mode mismatch with this peer was logged (T3)
+
 	// handshake serialises this peer's handshake steps (creating an
 	// initiation, answering one, consuming a response, timers that wipe,
 	// configuration changes of the handshakes) so that each sees the state
@@ -47,9 +52,23 @@ type peer struct {
 	staged         stagedQueue
 	lastHandshake  time.Time // wall clock, for statistics
 	removed        bool
+	// loggedEndpoint is the endpoint Tick last saw or configuration set;
+	// Tick logs a roam when p.endpoint differs from it, so that the
+	// receive path, which updates the endpoint, never logs.
+	loggedEndpoint netip.AddrPort
+	// responderDone says that a handshake we answered was confirmed and
+	// awaits its log line, which Tick writes with no lock held.
+	responderDone bool
 
 	txBytes atomic.Uint64
 	rxBytes atomic.Uint64
+
+	// Counters for metrics (see Engine.PeerCounters).
+	handshakes atomic.Uint64 // completed handshakes, either role
+	keepalives atomic.Uint64 // keepalives sent: timer, persistent and key confirmation
+
+	// Per-peer limits of the Info lines a flapping peer could repeat.
+	failLog, roamLog logLimit
 }
 
 // keypair is one transport session of a peer.
@@ -186,6 +205,7 @@ func (p *peer) purgeStagedLocked() {
 func (p *peer) setEndpoint(ep netip.AddrPort) {
 	p.mu.Lock()
 	p.endpoint = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
+	p.loggedEndpoint = p.endpoint // configured, not roamed
 	p.mu.Unlock()
 }
 

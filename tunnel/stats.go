@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"encoding/base64"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -39,6 +40,13 @@ const (
 	DropAdapterMalformed                     // the adapter read a malformed packet and discarded it
 	DropCookieReply                          // under load, a handshake message without a valid mac2, answered with a cookie reply (D5)
 	DropCookieRateLimited                    // under load, a handshake message without a valid mac2 over its source's cookie limit (D1)
+	DropModeMismatch                         // layer 2 mode: an IP packet from a peer in TUN mode (T3)
+	DropFrameSize                            // layer 2 mode: a frame read from the TAP shorter than an Ethernet header or longer than the MTU allows (T4)
+	DropEtherType                            // layer 2 mode: a frame from a peer with an EtherType other than IPv4, IPv6 and ARP (T5)
+	DropSpoofedMAC                           // layer 2 mode: a source MAC outside the peer's AllowedMACs, listed in another peer's, or a group address (T1)
+	DropMACTableFull                         // layer 2 mode: the source MAC could not be learned, the MAC table or the peer's share of it being full
+	DropSplitHorizon                         // layer 2 mode: a frame from a peer for a MAC behind another peer, without Forward
+	DropLocalDestination                     // layer 2 mode: a frame read from the TAP for a MAC on this side
 	numDropReasons
 )
 
@@ -47,7 +55,8 @@ var dropNames = [numDropReasons]string{
 	"short", "unknown_type", "unknown_index", "auth_failed", "replay", "expired",
 	"frame_error", "length_error", "source_check", "handshake_queue_full", "bad_mac",
 	"handshake_invalid", "write_error", "rate_limited", "adapter_malformed",
-	"cookie_reply", "cookie_rate_limited",
+	"cookie_reply", "cookie_rate_limited", "mode_mismatch", "frame_size", "ethertype",
+	"spoofed_mac", "mac_table_full", "split_horizon", "local_destination",
 }
 
 // String returns the reason as a snake_case word.
@@ -92,4 +101,32 @@ func (r *rateLimitedLog) warn(key, msg string, args ...any) {
 	r.last[key] = now
 	r.mu.Unlock()
 	r.log.Warn(msg, args...)
+}
+
+// logLimit lets one log line of a kind through per logEvery, for one peer;
+// the zero value is ready. It is lock-free so that it costs nothing where
+// it is never reached.
+type logLimit struct {
+	last atomic.Int64 // Clock.Now of the last line let through, plus 1; 0: none yet
+}
+
+// allow reports whether a line may be logged at now, and if so records it.
+func (l *logLimit) allow(now time.Duration) bool {
+	for {
+		last := l.last.Load()
+		if last != 0 && now-time.Duration(last-1) < logEvery {
+			return false
+		}
+		if l.last.CompareAndSwap(last, int64(now)+1) {
+			return true
+		}
+	}
+}
+
+// shortKey is pk as wireguard-go abbreviates it in logs: the first and
+// last four characters of its base64 form.
+func shortKey(pk crypto.PublicKey) string {
+	var b [44]byte
+	base64.StdEncoding.Encode(b[:], pk[:])
+	return string(b[:4]) + "…" + string(b[39:43])
 }

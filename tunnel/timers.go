@@ -15,6 +15,7 @@ package tunnel
 // All times are Clock.Now values, so a fake clock drives everything.
 
 import (
+	"net/netip"
 	"time"
 )
 
@@ -79,6 +80,10 @@ func (p *peer) timersHandshakeCompleteLocked() {
 	p.timers.attempts = 0
 	p.timers.lastMinuteHandshake = false
 	p.lastHandshake = p.e.clock.Wall()
+	p.handshakes.Add(1)
+	// The initiator's completion is logged by consumeResponse, which
+	// clears this; a responder's, confirmed on the receive path, by Tick.
+	p.responderDone = true
 }
 
 func (p *peer) timersSessionDerivedLocked(now time.Duration) {
@@ -162,8 +167,12 @@ func (e *Engine) Tick() {
 		if a&actZeroKeys != 0 {
 			p.wipeLocked()
 		}
+		ev := p.logEventsLocked()
 		p.mu.Unlock()
 		p.handshake.Unlock()
+		if ev.any() {
+			e.logPeerEvents(p, ev, now)
+		}
 		if a == 0 {
 			continue
 		}
@@ -174,10 +183,12 @@ func (e *Engine) Tick() {
 			p.sendInitiation(false)
 		}
 		if a&(actKeepalive|actPersistentKeepalive) != 0 {
+			p.keepalives.Add(1)
 			p.sendKeepalive()
 		}
-		if a&actGiveUp != 0 {
-			e.log.Debug("handshake gave up", "peer", p.publicKey.String(), "attempts", maxRetransmits+2)
+		if a&actGiveUp != 0 && p.failLog.allow(now) {
+			e.log.Info("handshake failed: no response, giving up until there is traffic",
+				"peer", shortKey(p.publicKey), "endpoint", p.currentEndpoint(), "attempts", maxRetransmits+2)
 		}
 	}
 }
@@ -200,4 +211,48 @@ func (e *Engine) timerLoop() {
 			}
 		}
 	}
+}
+
+// peerEvents is what Tick found to log about a peer, collected under
+// peer.mu and logged after it is released.
+type peerEvents struct {
+	responderDone bool
+	roamedFrom    netip.AddrPort // valid: the endpoint changed from this
+	endpoint      netip.AddrPort
+}
+
+func (ev peerEvents) any() bool { return ev.responderDone || ev.roamedFrom.IsValid() }
+
+// logEventsLocked collects and clears what Tick should log about p: a
+// confirmed responder handshake, and an endpoint that changed since the
+// last Tick (roaming; a first endpoint, learnt from the peer, is not one).
+// p.mu must be held.
+func (p *peer) logEventsLocked() peerEvents {
+	ev := peerEvents{responderDone: p.responderDone, endpoint: p.endpoint}
+	p.responderDone = false
+	if p.endpoint != p.loggedEndpoint {
+		if p.loggedEndpoint.IsValid() && p.endpoint.IsValid() {
+			ev.roamedFrom = p.loggedEndpoint
+		}
+		p.loggedEndpoint = p.endpoint
+	}
+	return ev
+}
+
+// logPeerEvents logs ev at Info: a completed handshake always, a roam at
+// most once per logEvery per peer. No lock is held.
+func (e *Engine) logPeerEvents(p *peer, ev peerEvents, now time.Duration) {
+	if ev.responderDone {
+		e.log.Info("handshake complete", "peer", shortKey(p.publicKey), "endpoint", ev.endpoint, "role", "responder")
+	}
+	if ev.roamedFrom.IsValid() && p.roamLog.allow(now) {
+		e.log.Info("peer endpoint changed", "peer", shortKey(p.publicKey), "from", ev.roamedFrom, "endpoint", ev.endpoint)
+	}
+}
+
+// currentEndpoint returns p's endpoint.
+func (p *peer) currentEndpoint() netip.AddrPort {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.endpoint
 }
