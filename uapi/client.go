@@ -153,6 +153,10 @@ func stateLine(s *State, p *PeerState, k, v string, sec, nsec *int64) error {
 		case "fwmark":
 			s.FwMark, err = parseUint[uint32](v, 32)
 		default:
+			if e := (Extra{Key: k, Value: v}); isExtra(e) {
+				s.Extras = append(s.Extras, e)
+				return nil
+			}
 			reason, ok := strings.CutPrefix(k, dropPrefix)
 			if !ok || !isReason(reason) {
 				return errors.New("unknown device key")
@@ -189,6 +193,10 @@ func stateLine(s *State, p *PeerState, k, v string, sec, nsec *int64) error {
 		prefix, err = netip.ParsePrefix(v)
 		p.AllowedIPs = append(p.AllowedIPs, prefix)
 	default:
+		if e := (Extra{Key: k, Value: v}); isExtra(e) {
+			p.Extras = append(p.Extras, e)
+			return nil
+		}
 		err = errors.New("unknown peer key")
 	}
 	return err

@@ -13,13 +13,13 @@ const flushAt = 32 << 10
 const dropPrefix = "warren_drop_"
 
 // WriteState writes the body of a "get=1" reply for s (every key=value line,
-// without the errno line), in wireguard-go's order and format. s.Drops is
-// not part of it.
+// without the errno line), in wireguard-go's order and format. s.Drops and
+// the Extras are not part of it.
 func WriteState(w io.Writer, s *State) error { return writeState(w, s, false) }
 
-// writeState is WriteState, with s.Drops when drops is set (a "get=warren"
-// reply).
-func writeState(w io.Writer, s *State, drops bool) error {
+// writeState is WriteState, with s.Drops and the Extras when warren is set
+// (a "get=warren" reply).
+func writeState(w io.Writer, s *State, warren bool) error {
 	b := make([]byte, 0, flushAt+512)
 	flush := func() error {
 		_, err := w.Write(b)
@@ -35,10 +35,13 @@ func writeState(w io.Writer, s *State, drops bool) error {
 	if s.FwMark != 0 {
 		b = appendUint(b, "fwmark", uint64(s.FwMark))
 	}
-	for _, d := range s.Drops {
-		if drops && d.Count != 0 && isReason(d.Reason) {
-			b = appendUint(b, dropPrefix+d.Reason, d.Count)
+	if warren {
+		for _, d := range s.Drops {
+			if d.Count != 0 && isReason(d.Reason) {
+				b = appendUint(b, dropPrefix+d.Reason, d.Count)
+			}
 		}
+		b = appendExtras(b, s.Extras)
 	}
 	for i := range s.Peers {
 		p := &s.Peers[i]
@@ -70,6 +73,9 @@ func writeState(w io.Writer, s *State, drops bool) error {
 				}
 			}
 		}
+		if warren {
+			b = appendExtras(b, p.Extras)
+		}
 		if len(b) >= flushAt {
 			if err := flush(); err != nil {
 				return err
@@ -77,6 +83,19 @@ func writeState(w io.Writer, s *State, drops bool) error {
 		}
 	}
 	return flush()
+}
+
+// appendExtras appends the valid extras of es as key=value lines.
+func appendExtras(b []byte, es []Extra) []byte {
+	for _, e := range es {
+		if isExtra(e) {
+			b = append(b, e.Key...)
+			b = append(b, '=')
+			b = append(b, e.Value...)
+			b = append(b, '\n')
+		}
+	}
+	return b
 }
 
 func appendKey[K ~[32]byte](b []byte, name string, k K) []byte {

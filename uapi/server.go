@@ -56,6 +56,13 @@ type Server struct {
 	// MaxConns is the most connections Serve serves at once; 0 means
 	// DefaultMaxConns.
 	MaxConns int
+	// Extras, if set, adds the process's warren_* lines to each
+	// "get=warren" reply (never to "get=1"): it is called with the
+	// snapshot just read from the Device and may append to s.Extras and to
+	// its peers' Extras. It must not keep s. It runs with no lock of the
+	// Server held, possibly concurrently with itself; lines that are not
+	// valid Extras are left out of the reply.
+	Extras func(s *State)
 
 	dev Device
 	log *slog.Logger
@@ -255,17 +262,20 @@ func (s *Server) ServeConn(rw io.ReadWriter) error {
 
 var errWrite = errors.New("write reply")
 
-// get writes the reply to get=1, or with drops to get=warren. The state is
+// get writes the reply to get=1, or with drops and extras to get=warren. The state is
 // taken under devMu and written after it is released: a client that does
 // not read holds up only itself.
-func (s *Server) get(w io.Writer, drops bool) error {
+func (s *Server) get(w io.Writer, warren bool) error {
 	s.devMu.RLock()
 	st, err := s.dev.State()
 	s.devMu.RUnlock()
 	if err != nil {
 		return err
 	}
-	err = writeState(w, st, drops)
+	if warren && s.Extras != nil {
+		s.Extras(st)
+	}
+	err = writeState(w, st, warren)
 	wipeState(st)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errWrite, err)

@@ -39,6 +39,13 @@
 //
 //	warren_drop_<reason>=<count>     for example warren_drop_no_route=3
 //
+// After them come the device's extra lines, and each peer's section ends
+// with that peer's extra lines: warren_<word>=<value> lines that the
+// process adds through Server.Extras (the mesh's state, for example):
+//
+//	warren_mesh_connected=1
+//	warren_mesh_revision=42
+//
 // A separate operation keeps the extension out of the replies of every
 // other client, and needs no second socket or request format.
 package uapi
@@ -47,6 +54,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/warrenvpn/warren/crypto"
@@ -120,6 +128,30 @@ type State struct {
 	FwMark     uint32            // 0: omitted
 	Peers      []PeerState       // in the order to report
 	Drops      []Drop            // warren only, never in a "get=1" reply; zero counts are omitted
+	Extras     []Extra           // warren only, never in a "get=1" reply (see Server.Extras)
+}
+
+// Extra is one line of warren's extension that the process, not the
+// engine, supplies (see the package doc and Server.Extras): a key of the
+// form warren_[a-z0-9_]+ that is not a drop counter's, and a value of
+// printable characters. A reply leaves out an Extra that breaks this.
+type Extra struct {
+	Key   string
+	Value string
+}
+
+// isExtra reports whether e can go on the wire as an extra line.
+func isExtra(e Extra) bool {
+	name, ok := strings.CutPrefix(e.Key, "warren_")
+	if !ok || !isReason(name) || strings.HasPrefix(e.Key, dropPrefix) {
+		return false
+	}
+	for _, c := range []byte(e.Value) {
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // Drop is one of the engine's drop counters (warren's extension, see the
@@ -152,6 +184,7 @@ type PeerState struct {
 	RxBytes             uint64              // bytes received, including WireGuard overhead
 	PersistentKeepalive uint16              // seconds; 0: off
 	AllowedIPs          []netip.Prefix      // in the order to report (as inserted)
+	Extras              []Extra             // warren only, never in a "get=1" reply (see Server.Extras)
 }
 
 // Change is a parsed "set=1" request: what to change, in request order. The
