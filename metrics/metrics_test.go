@@ -21,7 +21,10 @@ import (
 	"github.com/warrenvpn/warren/uapi/uapitest"
 )
 
-var _ Source = (*tunnel.Engine)(nil)
+var (
+	_ Source        = (*tunnel.Engine)(nil)
+	_ CounterSource = (*tunnel.Engine)(nil)
+)
 
 // fakeSource is a Source with a fixed state, counting its reads.
 type fakeSource struct {
@@ -30,6 +33,21 @@ type fakeSource struct {
 	drops map[string]uint64
 	err   error
 	reads int
+
+	counters []tunnel.PeerCounters
+	batches  tunnel.BatchCounts
+}
+
+func (f *fakeSource) PeerCounters() []tunnel.PeerCounters {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.counters
+}
+
+func (f *fakeSource) BatchCounts() tunnel.BatchCounts {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.batches
 }
 
 func (f *fakeSource) State() (*uapi.State, error) {
@@ -59,8 +77,19 @@ func testSource(t testing.TB) (*fakeSource, crypto.PublicKey) {
 			{PublicKey: pubB, Endpoint: netip.MustParseAddrPort("198.18.0.2:51821"),
 				LastHandshake: time.Unix(1796216400, 500e6), TxBytes: 17808052, RxBytes: 1372, PersistentKeepalive: 25},
 			{PublicKey: pubC},
+		}, Extras: []uapi.Extra{
+			{Key: "warren_mesh_connected", Value: "1"},
+			{Key: "warren_mesh_peers", Value: "2"},
+			{Key: "warren_mesh_events_total", Value: "7"},
+			{Key: "warren_mesh_errors_total", Value: "1"},
+			{Key: "warren_mesh_last_error", Value: "etcd: context deadline exceeded"}, // not a number: no metric
+			{Key: "warren_mesh_peers", Value: "3"},                                    // a second time: left out
+			{Key: "warren_device_peers", Value: "9"},                                  // the Collector's own: left out
 		}},
-		drops: map[string]uint64{"no_route": 3, "replay": 1},
+		drops:    map[string]uint64{"no_route": 3, "replay": 1},
+		counters: []tunnel.PeerCounters{{PublicKey: pubB, Handshakes: 4, Keepalives: 11}, {PublicKey: pubC}},
+		batches: tunnel.BatchCounts{AdapterRead: tunnel.BatchCount{Calls: 10, Items: 640},
+			TransportReceive: tunnel.BatchCount{Calls: 5, Items: 80}},
 	}, pubB
 }
 
@@ -117,12 +146,30 @@ func TestScrape(t *testing.T) {
 		`wireguard_peer_last_handshake_seconds{device="wg0",public_key="` + B + `"} 1.7962164005e+09`,
 		`wireguard_peer_last_handshake_seconds{device="wg0",public_key="` + C + `"} 0`,
 		`warren_peer_persistent_keepalive_seconds{device="wg0",public_key="` + B + `"} 25`,
+		`warren_peer_handshakes_total{device="wg0",public_key="` + B + `"} 4`,
+		`warren_peer_handshakes_total{device="wg0",public_key="` + C + `"} 0`,
+		`warren_peer_keepalives_sent_total{device="wg0",public_key="` + B + `"} 11`,
+		`warren_device_batch_calls_total{device="wg0",step="adapter_read"} 10`,
+		`warren_device_batch_items_total{device="wg0",step="adapter_read"} 640`,
+		`warren_device_batch_items_total{device="wg0",step="transport_receive"} 80`,
+		`warren_device_batch_calls_total{device="wg0",step="transport_send"} 0`,
+		`warren_mesh_connected{device="wg0"} 1`,
+		`warren_mesh_peers{device="wg0"} 2`,
+		`warren_mesh_events_total{device="wg0"} 7`,
+		`warren_mesh_errors_total{device="wg0"} 1`,
+		`# TYPE warren_mesh_events_total counter`,
+		`# TYPE warren_mesh_connected gauge`,
 		`# TYPE wireguard_peer_receive_bytes_total counter`,
 		`# TYPE wireguard_peer_last_handshake_seconds gauge`,
 		`go_goroutines `,
 	} {
 		if !strings.Contains(body, want+"\n") && !strings.Contains(body, want) {
 			t.Errorf("scrape lacks %q", want)
+		}
+	}
+	for _, bad := range []string{"warren_mesh_last_error", `warren_mesh_peers{device="wg0"} 3`, `warren_device_peers{device="wg0"} 9`} {
+		if strings.Contains(body, bad) {
+			t.Errorf("scrape has %q, want it left out", bad)
 		}
 	}
 	if src.reads != 1 {
