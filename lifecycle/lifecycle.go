@@ -214,7 +214,7 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 		return nil, err
 	}
 	if addr := ifc.MetricsListen; addr.IsValid() {
-		m, err := metrics.Serve(addr, t.name, t.eng, t.log)
+		m, err := metrics.Serve(addr, t.name, t.metricsSource(), t.log)
 		if err != nil {
 			return nil, err
 		}
@@ -575,6 +575,7 @@ func (t *Tunnel) serveControl() error {
 	}
 	t.ctl.ln = ln
 	t.ctl.srv = uapi.NewServer(t.eng, t.log)
+	t.ctl.srv.Extras = t.opts.Extras
 	t.ctl.done = make(chan struct{})
 	t.wg.Go(t.controlLoop)
 	t.undo.push(func() error {

@@ -93,6 +93,12 @@ type Options struct {
 	// firewall.NFT in the calling thread's network namespace.
 	Firewall Firewall
 
+	// Extras, if set, adds the process's warren_* lines to the control
+	// socket's "get=warren" replies (uapi.Server.Extras, which says what it
+	// may do) and their numeric values to the metrics. warren mesh passes
+	// the mesh's state this way.
+	Extras func(st *uapi.State)
+
 	// Step, if set, is called at the start of each numbered step of Up
 	// ("step 4") and after each store of the crash journal ("journal"),
 	// from the goroutine making the change. Tests stop start-up there.

@@ -1,0 +1,34 @@
+package lifecycle
+
+import (
+	"github.com/warrenvpn/warren/metrics"
+	"github.com/warrenvpn/warren/tunnel"
+	"github.com/warrenvpn/warren/uapi"
+)
+
+// withExtras is the engine as the metrics read it, with the process's
+// extras (Options.Extras) added to each state.
+type withExtras struct {
+	*tunnel.Engine
+	extras func(st *uapi.State)
+}
+
+var _ metrics.CounterSource = withExtras{}
+
+// State returns the engine's state with the extras added.
+func (w withExtras) State() (*uapi.State, error) {
+	st, err := w.Engine.State()
+	if err == nil {
+		w.extras(st)
+	}
+	return st, err
+}
+
+// metricsSource returns what the metrics server reads: the engine, with
+// Options.Extras if set.
+func (t *Tunnel) metricsSource() metrics.Source {
+	if t.opts.Extras == nil {
+		return t.eng
+	}
+	return withExtras{Engine: t.eng, extras: t.opts.Extras}
+}
