@@ -31,7 +31,9 @@
 // Observability: Engine.Stats (per peer bytes, last handshake, endpoint),
 // Engine.DropCounts (drops by DropReason, each lost packet counted once:
 // a transport or adapter that takes part of a batch reports how many, and
-// only the rest count), Engine.State (UAPI view).
+// only the rest count), Engine.PeerCounters (handshakes completed and
+// keepalives sent per peer), Engine.BatchCounts (calls and items of each
+// data-path step, for average batch sizes), Engine.State (UAPI view).
 //
 // Design: run to completion. One goroutine reads a batch from the adapter,
 // routes, seals in place and sends it per peer (send.go); one receives a
