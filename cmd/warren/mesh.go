@@ -21,12 +21,14 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/warrenvpn/warren/config"
 	wgcrypto "github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/lifecycle"
 	"github.com/warrenvpn/warren/mesh"
+	"github.com/warrenvpn/warren/uapi"
 )
 
 func runMesh(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -78,6 +80,14 @@ func runMesh(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // node, then unpublishes it and takes the interface down.
 func runMeshNode(ctx context.Context, ifc *config.Config, mc *mesh.Config, log *slog.Logger, opts lifecycle.Options) error {
 	opts.Logger = log
+	// The mesh needs the tunnel's port, so it is made after Up; until then
+	// warren show and the metrics have no mesh lines.
+	var node atomic.Pointer[mesh.Mesh]
+	opts.Extras = func(st *uapi.State) {
+		if m := node.Load(); m != nil {
+			m.Annotate(st)
+		}
+	}
 	t, err := lifecycle.Up(ctx, ifc, opts)
 	if err != nil {
 		return err
@@ -87,6 +97,7 @@ func runMeshNode(ctx context.Context, ifc *config.Config, mc *mesh.Config, log *
 	if err != nil {
 		return errors.Join(err, t.Close())
 	}
+	node.Store(m)
 	self := m.Self()
 	log.Info("mesh up", "interface", t.Name(), "network", mc.Network, "node", mc.Name,
 		"public_key", self.PublicKey.String(), "endpoints", fmt.Sprint(self.Endpoints), "allowed_ips", fmt.Sprint(self.AllowedIPs))

@@ -201,8 +201,12 @@ func printShow(w io.Writer, t shownTunnel, now time.Time) {
 	} else {
 		fmt.Fprintf(w, "  dropped packets: (not reported by this daemon)\n")
 	}
+	printExtras(w, st.Extras)
 	for _, p := range byLatestHandshake(st.Peers) {
 		fmt.Fprintf(w, "\npeer: %s\n", p.PublicKey)
+		if node := extra(p.Extras, "warren_mesh_node"); node != "" {
+			fmt.Fprintf(w, "  mesh node: %s\n", node)
+		}
 		if !p.PresharedKey.IsZero() {
 			fmt.Fprintf(w, "  preshared key: (hidden)\n")
 		}
@@ -220,6 +224,48 @@ func printShow(w io.Writer, t shownTunnel, now time.Time) {
 			fmt.Fprintf(w, "  persistent keepalive: every %s\n", humanDuration(uint64(p.PersistentKeepalive)))
 		}
 	}
+}
+
+// extra returns the value of the extra line key in es, "" if absent.
+func extra(es []uapi.Extra, key string) string {
+	for _, e := range es {
+		if e.Key == key {
+			return e.Value
+		}
+	}
+	return ""
+}
+
+// printExtras prints the interface's extra lines (get=warren): the mesh's
+// state in words, any other line as its key without warren_ and its value.
+func printExtras(w io.Writer, es []uapi.Extra) {
+	if net := extra(es, "warren_mesh_network"); net != "" {
+		state := "not connected to the store"
+		if extra(es, "warren_mesh_connected") == "1" {
+			state = "connected to the store"
+		}
+		fmt.Fprintf(w, "  mesh: network %s, %s, revision %s\n", net, state, extra(es, "warren_mesh_revision"))
+		fmt.Fprintf(w, "    nodes: %s, peers: %s, events: %s, errors: %s\n", extra(es, "warren_mesh_nodes"),
+			extra(es, "warren_mesh_peers"), extra(es, "warren_mesh_events_total"), extra(es, "warren_mesh_errors_total"))
+		if e := extra(es, "warren_mesh_last_error"); e != "" {
+			fmt.Fprintf(w, "    last error: %s\n", e)
+		}
+	}
+	for _, e := range es {
+		if strings.HasPrefix(e.Key, "warren_mesh_") {
+			continue
+		}
+		fmt.Fprintf(w, "  %s: %s\n", strings.ReplaceAll(strings.TrimPrefix(e.Key, "warren_"), "_", " "), e.Value)
+	}
+}
+
+// extrasJSON returns es as a JSON object, keys as on the wire.
+func extrasJSON(es []uapi.Extra) map[string]string {
+	m := make(map[string]string, len(es))
+	for _, e := range es {
+		m[e.Key] = e.Value
+	}
+	return m
 }
 
 // byLatestHandshake returns the peers sorted as wg show sorts them: the
@@ -402,6 +448,10 @@ type (
 		FwMark     uint32            `json:"fwmark"`      // 0: none
 		Peers      []peerJSON        `json:"peers"`
 		Drops      map[string]uint64 `json:"drops"` // by reason, non-zero ones; null when the daemon does not report them
+		// Extras are the process's warren_* lines, such as the mesh's
+		// state (warren_mesh_connected and so on); null when the daemon
+		// does not report them.
+		Extras map[string]string `json:"extras"`
 	}
 	peerJSON struct {
 		PublicKey           string     `json:"public_key"`
@@ -412,6 +462,7 @@ type (
 		RxBytes             uint64     `json:"rx_bytes"`
 		TxBytes             uint64     `json:"tx_bytes"`
 		PersistentKeepalive uint16     `json:"persistent_keepalive"` // seconds; 0: off
+		MeshNode            string     `json:"mesh_node"`            // the mesh node's name; "" if not a mesh peer
 	}
 )
 
@@ -429,6 +480,7 @@ func printShowJSON(w io.Writer, tunnels []shownTunnel) error {
 			for _, d := range st.Drops {
 				ij.Drops[d.Reason] += d.Count
 			}
+			ij.Extras = extrasJSON(st.Extras)
 		}
 		for _, p := range st.Peers {
 			pj := peerJSON{
@@ -438,6 +490,7 @@ func printShowJSON(w io.Writer, tunnels []shownTunnel) error {
 				RxBytes:             p.RxBytes,
 				TxBytes:             p.TxBytes,
 				PersistentKeepalive: p.PersistentKeepalive,
+				MeshNode:            extra(p.Extras, "warren_mesh_node"),
 			}
 			if p.Endpoint.IsValid() {
 				pj.Endpoint = p.Endpoint.String()

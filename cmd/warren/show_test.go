@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,16 +47,34 @@ func TestPrintShow(t *testing.T) {
 		"  allowed ips: 198.19.0.2/32, fd00:7761:1::2/128\n  latest handshake: 1 minute, 30 seconds ago\n" +
 		"  transfer: 1.34 KiB received, 1.43 KiB sent\n  persistent keepalive: every 25 seconds\n" +
 		"\npeer: " + pubC.String() + "\n  allowed ips: (none)\n"
+	meshExtras := []uapi.Extra{
+		{Key: "warren_mesh_network", Value: "lab"}, {Key: "warren_mesh_connected", Value: "1"},
+		{Key: "warren_mesh_revision", Value: "42"}, {Key: "warren_mesh_nodes", Value: "3"},
+		{Key: "warren_mesh_peers", Value: "1"}, {Key: "warren_mesh_events_total", Value: "17"},
+		{Key: "warren_mesh_errors_total", Value: "2"}, {Key: "warren_mesh_last_error", Value: "watch: etcd down"},
+		{Key: "warren_other_thing", Value: "x"},
+	}
+	meshPeers := strings.Replace(peers, "\npeer: "+pubB.String()+"\n", "\npeer: "+pubB.String()+"\n  mesh node: site-b\n", 1)
 	tests := []struct {
-		name   string
-		drops  []uapi.Drop
-		warren bool
-		want   string
+		name       string
+		drops      []uapi.Drop
+		extras     []uapi.Extra
+		peerExtras []uapi.Extra // of the peer with every field set
+		warren     bool
+		want       string
 	}{
-		{"drops by reason", []uapi.Drop{{Reason: "no_route", Count: 3}, {Reason: "send_error", Count: 2}}, true,
+		{"drops by reason", []uapi.Drop{{Reason: "no_route", Count: 3}, {Reason: "send_error", Count: 2}}, nil, nil, true,
 			head + "  dropped packets: 5\n    no_route: 3\n    send_error: 2\n" + peers},
-		{"no drops", nil, true, head + "  dropped packets: 0\n" + peers},
-		{"not warren", nil, false, head + "  dropped packets: (not reported by this daemon)\n" + peers},
+		{"no drops", nil, nil, nil, true, head + "  dropped packets: 0\n" + peers},
+		{"not warren", nil, nil, nil, false, head + "  dropped packets: (not reported by this daemon)\n" + peers},
+		{"mesh", nil, meshExtras, []uapi.Extra{{Key: "warren_mesh_node", Value: "site-b"}}, true,
+			head + "  dropped packets: 0\n  mesh: network lab, connected to the store, revision 42\n" +
+				"    nodes: 3, peers: 1, events: 17, errors: 2\n    last error: watch: etcd down\n  other thing: x\n" + meshPeers},
+		{"mesh disconnected", nil, []uapi.Extra{{Key: "warren_mesh_network", Value: "lab"}, {Key: "warren_mesh_connected", Value: "0"},
+			{Key: "warren_mesh_revision", Value: "0"}, {Key: "warren_mesh_nodes", Value: "0"}, {Key: "warren_mesh_peers", Value: "0"},
+			{Key: "warren_mesh_events_total", Value: "0"}, {Key: "warren_mesh_errors_total", Value: "0"}}, nil, true,
+			head + "  dropped packets: 0\n  mesh: network lab, not connected to the store, revision 0\n" +
+				"    nodes: 0, peers: 0, events: 0, errors: 0\n" + peers},
 	}
 	now := st.Peers[0].LastHandshake.Add(90*time.Second + 400*time.Millisecond)
 	// wg show lists the latest handshake first, whatever the daemon's order.
@@ -64,6 +83,9 @@ func TestPrintShow(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := *st
 			s.Drops = tc.drops
+			s.Extras = tc.extras
+			s.Peers = slices.Clone(st.Peers)
+			s.Peers[1].Extras = tc.peerExtras
 			var b strings.Builder
 			printShow(&b, shownTunnel{name: "wg0", state: &s, drops: tc.warren}, now)
 			if diff := cmp.Diff(b.String(), tc.want); diff != "" {
@@ -76,6 +98,8 @@ func TestPrintShow(t *testing.T) {
 func TestPrintShowJSON(t *testing.T) {
 	st := showFixture(t)
 	st.Drops = []uapi.Drop{{Reason: "no_route", Count: 3}, {Reason: "send_error", Count: 2}}
+	st.Extras = []uapi.Extra{{Key: "warren_mesh_connected", Value: "1"}, {Key: "warren_mesh_revision", Value: "42"}}
+	st.Peers[0].Extras = []uapi.Extra{{Key: "warren_mesh_node", Value: "site-b"}}
 	priv, _ := crypto.ParsePrivateKeyHex(uapitest.KeyA)
 	pubB, _ := crypto.ParsePublicKeyHex(uapitest.KeyB)
 	pubC, _ := crypto.ParsePublicKeyHex(uapitest.KeyC)
@@ -106,7 +130,8 @@ func TestPrintShowJSON(t *testing.T) {
           "latest_handshake": "2026-12-02T13:00:00Z",
           "rx_bytes": 1372,
           "tx_bytes": 1460,
-          "persistent_keepalive": 25
+          "persistent_keepalive": 25,
+          "mesh_node": "site-b"
         },
         {
           "public_key": "` + pubC.String() + `",
@@ -116,12 +141,17 @@ func TestPrintShowJSON(t *testing.T) {
           "latest_handshake": null,
           "rx_bytes": 0,
           "tx_bytes": 0,
-          "persistent_keepalive": 0
+          "persistent_keepalive": 0,
+          "mesh_node": ""
         }
       ],
       "drops": {
         "no_route": 3,
         "send_error": 2
+      },
+      "extras": {
+        "warren_mesh_connected": "1",
+        "warren_mesh_revision": "42"
       }
     },
     {
@@ -130,7 +160,8 @@ func TestPrintShowJSON(t *testing.T) {
       "listen_port": 0,
       "fwmark": 0,
       "peers": [],
-      "drops": null
+      "drops": null,
+      "extras": null
     }
   ]
 }
