@@ -9,6 +9,7 @@ import (
 
 	"github.com/warrenvpn/warren/allowedips"
 	"github.com/warrenvpn/warren/crypto"
+	"github.com/warrenvpn/warren/mactable"
 )
 
 // Config is the whole configuration of an Engine, as `wg syncconf` sees
@@ -27,6 +28,9 @@ type PeerConfig struct {
 	Endpoint            netip.AddrPort      // zero: unknown until the peer reaches us
 	AllowedIPs          []netip.Prefix
 	PersistentKeepalive time.Duration // 0 disables; whole seconds up to 65535 s
+	// AllowedMACs, in layer 2 mode, are the only source MACs the peer may
+	// send from, and they stay bound to it (T1); empty allows any.
+	AllowedMACs []mactable.MAC
 }
 
 // ErrInvalidConfig is wrapped by the errors of SetConfig and AddPeer.
@@ -126,6 +130,7 @@ func (e *Engine) Config() Config {
 		p.mu.Lock()
 		pc := PeerConfig{PublicKey: p.publicKey, PresharedKey: p.psk, Endpoint: p.endpoint, PersistentKeepalive: p.keepalive}
 		p.mu.Unlock()
+		pc.AllowedMACs = e.allowedMACsOf(p)
 		pc.AllowedIPs = e.routes.Entries(p)
 		c.Peers = append(c.Peers, pc)
 	}
@@ -229,7 +234,10 @@ func (e *Engine) upsertPeersLocked(pcs []PeerConfig) {
 		if p.setKeepalive(pc.PersistentKeepalive) {
 			keepalives = append(keepalives, p)
 		}
+		ips := slices.Clone(pc.AllowedIPs)
+		p.allowedIPs.Store(&ips)
 	}
+	e.setAllowedMACsLocked(ps, pcs)
 	e.routes.Update(func(b *allowedips.Batch[*peer]) {
 		for i, p := range ps {
 			if p == nil {
@@ -327,6 +335,12 @@ func (e *Engine) removePeersLocked(ps []*peer) {
 			b.RemoveValue(p)
 		}
 	})
+	if e.l2 != nil {
+		for _, p := range ps {
+			e.l2.macs.RemovePort(p)
+		}
+		e.setAllowedMACsLocked(nil, nil)
+	}
 	for _, p := range ps {
 		p.handshake.Lock()
 		p.mu.Lock()

@@ -53,6 +53,24 @@ type Options struct {
 	// fwmark when a UAPI set asks for one (the caller owns the socket).
 	// Without it such a request fails with ErrnoPortInUse.
 	Rebind func(port uint16, fwMark uint32) (Transport, error)
+	// Layer2, if set, makes the engine carry Ethernet frames between a TAP
+	// and its peers (Mode = tap, switch.go) instead of IP packets.
+	Layer2 *Layer2
+}
+
+// Layer2 configures the engine's layer 2 mode.
+type Layer2 struct {
+	// Forward lets a frame received from one peer go on to others (a hub
+	// of a star). Without it a peer's frames go only to the TAP (split
+	// horizon), which keeps a full mesh free of loops.
+	Forward bool
+	// MACAgeing is how long a MAC table entry lives unseen; 0 means
+	// mactable.DefaultAgeing (300 s).
+	MACAgeing time.Duration
+	// MaxMACs and MaxMACsPerPeer bound the MAC table in total and per
+	// peer (the local side counts as one peer); 0 means the mactable
+	// defaults.
+	MaxMACs, MaxMACsPerPeer int
 }
 
 // Engine is a WireGuard device in user space: it moves packets between an
@@ -133,6 +151,9 @@ type Engine struct {
 	adapterBatch   int                // most packets per Adapter.Write
 	retryDelay     time.Duration      // wait after a failed read (readRetryDelay; tests shorten it)
 
+	// l2 is the layer 2 state; nil in TUN mode.
+	l2 *layer2
+
 	pool    bufferPool
 	drops   dropCounters
 	batches batchStats
@@ -198,6 +219,9 @@ func newEngine(adapter Adapter, tr Transport, opts Options) *Engine {
 	e.warn = rateLimitedLog{log: e.log, clock: e.clock, last: make(map[string]time.Duration)}
 	e.peers.byKey = make(map[crypto.PublicKey]*peer)
 	e.indices.init()
+	if opts.Layer2 != nil {
+		e.l2 = newLayer2(opts.Layer2)
+	}
 	e.adapterBatch = batchSize(adapter.BatchSize())
 	e.retryDelay = readRetryDelay
 	return e

@@ -154,9 +154,18 @@ func (e *Engine) processInbound(in *inbound, n int) {
 			continue // keepalive (M10)
 		}
 		seen[s].data = true
+		if e.l2 != nil {
+			if size, ok := e.inboundFrame(kp.peer, pt, now); ok {
+				write = append(write, msg[:Offset+size])
+			}
+			continue
+		}
 		size, reason, ok := innerPacket(pt)
 		if !ok {
 			e.drops.add(reason, 1)
+			if isFrame(pt) {
+				e.logModeMismatch(kp.peer, "peer sends Ethernet frames: it runs in TAP mode; set Mode = tun in its [Interface], or Mode = tap here")
+			}
 			continue
 		}
 		if src, ok := e.routes.LookupPacketSrc(pt); !ok || src != kp.peer {
@@ -175,7 +184,7 @@ func (e *Engine) processInbound(in *inbound, n int) {
 		rest = rest[len(chunk):]
 		e.batches.adapterWrite.add(len(chunk))
 		// Only the packets the adapter did not take are lost.
-		w, err := e.adapter.Write(chunk, Offset)
+		w, err := e.adapter.Write(chunk, e.adapterOffset())
 		if w = min(max(w, 0), len(chunk)); w < len(chunk) {
 			e.drops.add(DropWriteError, uint64(len(chunk)-w))
 		}

@@ -63,7 +63,7 @@ func (e *Engine) readLoop() {
 	o := newOutbound(batchSize(e.adapter.BatchSize()))
 	failures := 0
 	for {
-		n, err := e.adapter.Read(o.bufs, o.sizes, Offset)
+		n, err := e.adapter.Read(o.bufs, o.sizes, e.adapterOffset())
 		if n > 0 {
 			e.batches.adapterRead.add(n)
 			e.processOutbound(o, n)
@@ -122,6 +122,10 @@ func (e *Engine) sleep(d time.Duration) bool {
 func (e *Engine) processOutbound(o *outbound, n int) {
 	if !e.up.Load() {
 		e.drops.add(DropDown, uint64(n))
+		return
+	}
+	if e.l2 != nil {
+		e.processOutboundL2(o, n)
 		return
 	}
 	for i := range n {

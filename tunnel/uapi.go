@@ -174,6 +174,12 @@ func (e *Engine) applyPeersLocked(pcs []uapi.PeerChange) {
 			}
 		}
 	})
+	for _, p := range ps {
+		if p != nil {
+			ips := e.routes.Entries(p)
+			p.allowedIPs.Store(&ips)
+		}
+	}
 	if e.up.Load() {
 		for _, p := range keepalives {
 			p.sendKeepalive()
