@@ -6,14 +6,20 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/crypto"
+	"github.com/warrenvpn/warren/mactable"
 )
 
 // Defaults and limits of the [Interface] section.
 const (
-	DefaultMTU = 1420  // bytes: 1500 - 32 WireGuard - 8 UDP - 40 IPv6
-	MinMTU     = 68    // bytes: the IPv4 minimum (RFC 791), ETH_MIN_MTU
-	MaxMTU     = 65535 // bytes: the largest MTU a TUN or TAP link takes
-	MinIPv6MTU = 1280  // bytes: RFC 8200; Linux turns IPv6 off below it
+	DefaultMTU = 1420 // bytes: 1500 - 32 WireGuard - 8 UDP - 40 IPv6
+	// DefaultTAPMTU is the TAP's MTU in Mode = tap: what fits in one
+	// 1420-byte payload with the 14-byte Ethernet header and warren's
+	// 4-byte frame header, for untagged frames. A frame with one VLAN tag
+	// needs 4 more, so set MTU = 1398 where VLAN-tagged frames cross.
+	DefaultTAPMTU = DefaultMTU - 14 - 4 // bytes: 1402
+	MinMTU        = 68                  // bytes: the IPv4 minimum (RFC 791), ETH_MIN_MTU
+	MaxMTU        = 65535               // bytes: the largest MTU a TUN or TAP link takes
+	MinIPv6MTU    = 1280                // bytes: RFC 8200; Linux turns IPv6 off below it
 )
 
 // Config is one parsed wg-quick style file.
@@ -64,6 +70,13 @@ type Interface struct {
 	// everything it added.
 	DNSOptional      bool
 	FirewallOptional bool
+	// Layer 2 mode (Mode = tap) only, warren's own keys. Bridge is a
+	// Linux bridge the TAP joins (created if absent); Forward lets frames
+	// from one peer go on to others (a hub); MACAgeing is how long a MAC
+	// table entry lives unseen (0: the engine's default, 300 s).
+	Bridge    string
+	Forward   bool
+	MACAgeing time.Duration
 }
 
 // Peer is one [Peer] section.
@@ -79,6 +92,9 @@ type Peer struct {
 	// ResolveEndpoint turns it into an address.
 	Endpoint            string
 	PersistentKeepalive time.Duration // whole seconds; 0 = off
+	// AllowedMACs (Mode = tap only, warren's own key) are the only source
+	// MACs the peer may send frames from; empty allows any.
+	AllowedMACs []mactable.MAC
 }
 
 // Table is the value of the Table key: where wg-quick puts the routes for

@@ -62,6 +62,21 @@
 // Both default to true; wg-quick does not know them, so a file that sets
 // them is warren's.
 //
+// # Layer 2: Mode = tap
+//
+// With Mode = tap the interface carries Ethernet frames between warren
+// peers (no WireGuard implementation reads them). Its own keys are
+// [Interface] Bridge = NAME (a Linux bridge the TAP joins), Forward = true
+// (a hub: frames from one peer go on to the others), MACAgeing = SECONDS
+// (1 to 1000000; the engine's default is 300) and [Peer] AllowedMACs =
+// MAC, MAC, ... (unicast MACs, any of the forms net.ParseMAC reads for six
+// octets, printed as 02:00:00:00:00:01). Any of them without Mode = tap is
+// an error naming its line. Without an MTU key the MTU is DefaultTAPMTU
+// (1402: 1420 - 14 for the Ethernet header - 4 for warren's frame header,
+// untagged frames; MTU = 1398 leaves room for one VLAN tag). AllowedIPs
+// then filter the senders inside frames, so several peers may list the
+// same prefix (a subnet spread over sites), which in TUN mode is an error.
+//
 // # Stored forms
 //
 // AllowedIPs are stored masked: wg sends 10.0.0.7/24 to the kernel as

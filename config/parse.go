@@ -86,11 +86,15 @@ const (
 	keyMetricsListen
 	keyDNSRequired
 	keyFirewallRequired
+	keyBridge
+	keyForward
+	keyMACAgeing
 	keyPublicKey
 	keyPresharedKey
 	keyAllowedIPs
 	keyEndpoint
 	keyPersistentKeepalive
+	keyAllowedMACs
 	numKeys
 )
 
@@ -124,6 +128,10 @@ var keys = [numKeys]struct {
 	keyAllowedIPs:          {"AllowedIPs", sectionPeer, true, true},
 	keyEndpoint:            {"Endpoint", sectionPeer, false, false},
 	keyPersistentKeepalive: {"PersistentKeepalive", sectionPeer, false, false},
+	keyBridge:              {"Bridge", sectionInterface, false, false},
+	keyForward:             {"Forward", sectionInterface, false, false},
+	keyMACAgeing:           {"MACAgeing", sectionInterface, false, false},
+	keyAllowedMACs:         {"AllowedMACs", sectionPeer, true, true},
 }
 
 // lookupKey finds a key by name, ignoring case as wg and wg-quick do.
@@ -199,6 +207,8 @@ type parser struct {
 	interfaceLine  int // line of the [Interface] header; 0 = none yet
 	privateKeyLine int // p.seen forgets it when a [Peer] starts
 	mtuLine        int
+	mtuSet         bool                     // the file sets an MTU (MTU = with a value)
+	layer2Keys     []keyLine                // the layer 2 keys in the file, checked against Mode at the end
 	peers          []peerLines              // one per c.Peers entry
 	peerKey        map[crypto.PublicKey]int // public key → its line
 	allowed        map[netip.Prefix]int     // allowed IP → line of its peer's header
@@ -310,6 +320,9 @@ func (p *parser) finish() error {
 			return &Error{File: p.file, Line: p.peers[i].publicKey, Key: "PublicKey", Value: peer.PublicKey.String(), Err: errOwnKey}
 		}
 	}
+	if err := p.finishLayer2(); err != nil {
+		return err
+	}
 	if p.c.Interface.MTU < MinIPv6MTU {
 		for _, a := range p.c.Interface.Addresses {
 			if a.Addr().Is6() {
@@ -356,6 +369,7 @@ func (p *parser) set(k key, value string) error {
 			return errMTU
 		}
 		ifc.MTU = int(n)
+		p.mtuSet = true
 	case keyTable:
 		t, err := parseTable(value)
 		if err != nil {
@@ -408,6 +422,8 @@ func (p *parser) set(k key, value string) error {
 		} else {
 			ifc.FirewallOptional = !required
 		}
+	case keyBridge, keyForward, keyMACAgeing:
+		return p.setLayer2(k, value)
 	case keyMetricsListen:
 		ap, err := netip.ParseAddrPort(value)
 		if err != nil || ap.Port() == 0 {
@@ -443,6 +459,8 @@ func (p *parser) setPeer(k key, value string) error {
 		peer.PresharedKey = key
 	case keyAllowedIPs:
 		return p.addAllowedIPs(peer, value)
+	case keyAllowedMACs:
+		return p.addAllowedMACs(peer, value)
 	case keyEndpoint:
 		if _, _, err := splitEndpoint(value); err != nil {
 			return err

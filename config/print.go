@@ -41,6 +41,15 @@ func (c *Config) String() string {
 	if ifc.Mode != ModeTUN {
 		writeKey(&b, "Mode", ifc.Mode.String())
 	}
+	if ifc.Bridge != "" {
+		writeKey(&b, "Bridge", ifc.Bridge)
+	}
+	if ifc.Forward {
+		writeKey(&b, "Forward", "true")
+	}
+	if ifc.MACAgeing > 0 {
+		writeKey(&b, "MACAgeing", strconv.FormatInt(int64(ifc.MACAgeing.Seconds()), 10))
+	}
 	if ifc.SaveConfig {
 		writeKey(&b, "SaveConfig", "true")
 	}
@@ -69,6 +78,13 @@ func (c *Config) String() string {
 			writeKey(&b, "PresharedKey", p.PresharedKey.String())
 		}
 		writePrefixes(&b, "AllowedIPs", p.AllowedIPs)
+		if len(p.AllowedMACs) > 0 {
+			macs := make([]string, len(p.AllowedMACs))
+			for i, m := range p.AllowedMACs {
+				macs[i] = m.String()
+			}
+			writeKey(&b, "AllowedMACs", strings.Join(macs, ", "))
+		}
 		if p.Endpoint != "" {
 			writeKey(&b, "Endpoint", p.Endpoint)
 		}

@@ -205,10 +205,13 @@ func (p *parser) addAllowedIPs(peer *Peer, value string) error {
 		switch first, ok := p.allowed[pfx]; {
 		case ok && first == header:
 			continue
-		case ok:
+		case ok && p.c.Interface.Mode != ModeTAP:
+			// In Mode = tap allowed IPs only filter senders inside frames
+			// (no routes): sites sharing one subnet may each list it.
 			return &Error{Value: part, Err: fmt.Errorf("%w: %v is also allowed for the peer at line %d", ErrDuplicate, pfx, first)}
+		case !ok:
+			p.allowed[pfx] = header
 		}
-		p.allowed[pfx] = header
 		peer.AllowedIPs = append(peer.AllowedIPs, pfx)
 	}
 	return nil

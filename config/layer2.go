@@ -1,0 +1,94 @@
+package config
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/warrenvpn/warren/mactable"
+)
+
+// Layer 2 keys (Mode = tap).
+const maxMACAgeing = 1_000_000 * time.Second // about 11.5 days
+
+var (
+	errTUNOnly    = errors.New("only with Mode = tap")
+	errMAC        = errors.New("invalid MAC address: want six hex octets such as 02:00:00:00:00:01")
+	errGroupMAC   = errors.New("a multicast or broadcast MAC cannot be a source")
+	errMACAgeing  = errors.New("invalid MAC ageing: want whole seconds from 1 to 1000000")
+	errBridgeName = errors.New("invalid bridge name: " + NameRule)
+)
+
+// setLayer2 stores the [Interface] keys of layer 2 mode.
+func (p *parser) setLayer2(k key, value string) error {
+	ifc := &p.c.Interface
+	p.layer2Keys = append(p.layer2Keys, keyLine{p.line, k})
+	switch k {
+	case keyBridge:
+		if !ValidName(value) {
+			return errBridgeName
+		}
+		ifc.Bridge = value
+	case keyForward:
+		switch {
+		case equalFold(value, "true"):
+			ifc.Forward = true
+		case equalFold(value, "false"):
+			ifc.Forward = false
+		default:
+			return errBool
+		}
+	case keyMACAgeing:
+		n, err := parseDecimal(value, 32)
+		if err != nil || n < 1 || time.Duration(n)*time.Second > maxMACAgeing {
+			return errMACAgeing
+		}
+		ifc.MACAgeing = time.Duration(n) * time.Second
+	}
+	return nil
+}
+
+// addAllowedMACs adds a comma-separated list of MACs to peer.
+func (p *parser) addAllowedMACs(peer *Peer, value string) error {
+	p.layer2Keys = append(p.layer2Keys, keyLine{p.line, keyAllowedMACs})
+	for s := range strings.SplitSeq(value, ",") {
+		s = trimSpace(s)
+		if s == "" {
+			continue
+		}
+		hw, err := net.ParseMAC(s)
+		if err != nil || len(hw) != 6 {
+			return &Error{Value: s, Err: errMAC}
+		}
+		m := mactable.MAC(hw)
+		if m.IsGroup() {
+			return &Error{Value: s, Err: errGroupMAC}
+		}
+		peer.AllowedMACs = append(peer.AllowedMACs, m)
+	}
+	return nil
+}
+
+// finishLayer2 refuses the layer 2 keys in TUN mode and sets the TAP's
+// default MTU.
+func (p *parser) finishLayer2() error {
+	ifc := &p.c.Interface
+	if ifc.Mode != ModeTAP {
+		if len(p.layer2Keys) > 0 {
+			kl := p.layer2Keys[0]
+			return &Error{File: p.file, Line: kl.line, Key: keys[kl.k].name, Err: errTUNOnly}
+		}
+		return nil
+	}
+	if !p.mtuSet {
+		ifc.MTU = DefaultTAPMTU
+	}
+	return nil
+}
+
+// keyLine is a key and the line it is on.
+type keyLine struct {
+	line int
+	k    key
+}
