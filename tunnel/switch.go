@@ -97,13 +97,15 @@ func (e *Engine) adapterOffset() int {
 }
 
 // framePaddingMTU caps the padding of a frame payload (P12): the TAP's MTU
-// plus the frame header, the Ethernet header and one VLAN tag.
+// plus the frame header and the Ethernet header, so that padding never
+// makes an untagged MTU-sized frame's datagram larger than the outer MTU
+// (the default TAP MTU is 1420 - 14 - 4).
 func (e *Engine) framePaddingMTU() int {
 	mtu := e.paddingMTU()
 	if mtu == 0 {
 		return 0
 	}
-	return mtu + FrameOverhead
+	return mtu + frameHeaderSize + ethHeaderSize
 }
 
 // processOutboundL2 switches the n frames read from the TAP into o.
