@@ -105,9 +105,6 @@ type Tunnel struct {
 // step done is undone, in reverse, and the error says which step failed
 // (joined with what could not be undone, if anything).
 func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err error) {
-	if cfg.Interface.Mode != config.ModeTUN {
-		return nil, fmt.Errorf("%s: Mode = %s: not supported yet, only tun", cfg.Name, cfg.Interface.Mode)
-	}
 	t := newTunnel(cfg.Name, opts)
 	defer t.undoOnError(&err)
 	if cfg, err = t.withTable(cfg); err != nil {
@@ -144,7 +141,11 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 
 	// 5. Adapter; the pid file.
 	t.opts.Step("step 5")
-	adapter, err := t.openAdapter(ifc.MTU)
+	open := t.opts.OpenAdapter
+	if ifc.Mode == config.ModeTAP {
+		open = t.opts.OpenTAP
+	}
+	adapter, err := t.openAdapter(open, ifc.MTU)
 	if err != nil {
 		return nil, err
 	}
@@ -163,7 +164,7 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 
 	// 7. Engine, and the retries of endpoint names that did not resolve.
 	t.opts.Step("step 7")
-	t.startEngine(adapter, tr)
+	t.startEngine(adapter, tr, layer2Options(cfg))
 	t.startResolver()
 	if err := t.eng.SetConfig(tunnel.Config{
 		PrivateKey: ifc.PrivateKey,
@@ -196,6 +197,11 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 		return nil, fmt.Errorf("configure %s: %w", t.name, err)
 	}
 	t.logHost("added", hm.State())
+	if ifc.Mode == config.ModeTAP && ifc.Bridge != "" {
+		if err := t.joinBridge(nl, ifc); err != nil {
+			return nil, err
+		}
+	}
 	t.undo.push(t.removeFirewall)
 	if err := t.applyFirewall(firewallRules(t.name, cfg, plan), ifc.FirewallOptional); err != nil {
 		return nil, err
@@ -243,8 +249,12 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 }
 
 // hostState is the host state cfg asks for on link name, with plan its
-// routes.
+// routes. In Mode = tap with a Bridge the addresses go on the bridge
+// (joinBridge), not on the TAP.
 func hostState(name string, cfg *config.Config, plan host.RoutePlan) host.State {
+	if cfg.Interface.Mode == config.ModeTAP && cfg.Interface.Bridge != "" {
+		return host.State{Link: name, MTU: cfg.Interface.MTU, Up: true}
+	}
 	return host.State{
 		Link:      name,
 		MTU:       cfg.Interface.MTU,
@@ -256,8 +266,13 @@ func hostState(name string, cfg *config.Config, plan host.RoutePlan) host.State 
 	}
 }
 
-// routePlan is wg-quick's route plan for cfg.
+// routePlan is wg-quick's route plan for cfg; none in Mode = tap, where
+// allowed IPs filter senders inside frames and the hosts reach each other
+// on the link.
 func routePlan(cfg *config.Config) host.RoutePlan {
+	if cfg.Interface.Mode == config.ModeTAP {
+		return host.RoutePlan{}
+	}
 	var allowed []netip.Prefix
 	for _, p := range cfg.Peers {
 		allowed = append(allowed, p.AllowedIPs...)
@@ -400,7 +415,7 @@ func UpDevice(ctx context.Context, name string, opts Options) (_ *Tunnel, err er
 	}
 	t := newTunnel(name, opts)
 	defer t.undoOnError(&err)
-	adapter, err := t.openAdapter(config.DefaultMTU)
+	adapter, err := t.openAdapter(t.opts.OpenAdapter, config.DefaultMTU)
 	if err != nil {
 		return nil, err
 	}
@@ -408,7 +423,7 @@ func UpDevice(ctx context.Context, name string, opts Options) (_ *Tunnel, err er
 	if err != nil {
 		return nil, err
 	}
-	t.startEngine(adapter, tr)
+	t.startEngine(adapter, tr, nil)
 	if err := t.eng.Up(); err != nil {
 		return nil, err
 	}
@@ -507,8 +522,8 @@ func (t *Tunnel) Close() error {
 
 // openAdapter is step 5. Until the engine owns the adapter, the undo stack
 // closes it.
-func (t *Tunnel) openAdapter(mtu int) (tunnel.Adapter, error) {
-	a, err := t.opts.OpenAdapter(t.name, mtu)
+func (t *Tunnel) openAdapter(open func(name string, mtu int) (tunnel.Adapter, error), mtu int) (tunnel.Adapter, error) {
+	a, err := open(t.name, mtu)
 	if err != nil {
 		return nil, err
 	}
@@ -542,9 +557,10 @@ func (t *Tunnel) listen(port uint16, mark uint32) (tunnel.Transport, error) {
 
 // startEngine is step 7: the engine takes the adapter and the transport,
 // and closing it closes both.
-func (t *Tunnel) startEngine(a tunnel.Adapter, tr tunnel.Transport) {
+func (t *Tunnel) startEngine(a tunnel.Adapter, tr tunnel.Transport, l2 *tunnel.Layer2) {
 	t.eng = tunnel.New(a, tr, tunnel.Options{
 		Logger: t.log,
+		Layer2: l2,
 		Rebind: func(port uint16, mark uint32) (tunnel.Transport, error) { return t.opts.Listen(port, mark) },
 	})
 	t.undo.push(t.closeEngine)
@@ -618,6 +634,7 @@ func (t *Tunnel) enginePeers(ctx context.Context, cfg *config.Config) ([]tunnel.
 			Endpoint:            ep,
 			AllowedIPs:          p.AllowedIPs,
 			PersistentKeepalive: p.PersistentKeepalive,
+			AllowedMACs:         p.AllowedMACs,
 		})
 	}
 	return peers, nil

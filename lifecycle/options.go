@@ -43,6 +43,9 @@ type Options struct {
 	// OpenAdapter creates the interface's adapter with its MTU set (the
 	// link stays down). Default: tun.OpenTUN.
 	OpenAdapter func(name string, mtu int) (tunnel.Adapter, error)
+	// OpenTAP creates the TAP of Mode = tap with its MTU set (the link
+	// stays down). Default: tun.OpenTAP.
+	OpenTAP func(name string, mtu int) (tunnel.Adapter, error)
 
 	// Listen opens the transport on port (0: a random one) with the
 	// fwmark (0: none). The engine also calls it to rebind when `wg set`
@@ -133,6 +136,15 @@ type DNS interface {
 func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.OpenTAP == nil {
+		o.OpenTAP = func(name string, mtu int) (tunnel.Adapter, error) {
+			t, err := tun.OpenTAP(name, mtu)
+			if err != nil {
+				return nil, err // not a typed nil in the interface
+			}
+			return t, nil
+		}
 	}
 	if o.OpenAdapter == nil {
 		o.OpenAdapter = func(name string, mtu int) (tunnel.Adapter, error) {

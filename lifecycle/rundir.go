@@ -47,9 +47,14 @@ type journal struct {
 	host.Journal
 	Firewall string `json:"firewall,omitempty"` // the nftables table warren added
 	DNS      bool   `json:"dns,omitempty"`      // whether DNS was handed to the resolver
+	// Bridge is the bridge the TAP joined (Mode = tap): whether warren
+	// created it and the addresses it put on it.
+	Bridge *bridgeJournal `json:"bridge,omitempty"`
 }
 
-func (j *journal) isEmpty() bool { return j.Journal.IsEmpty() && j.Firewall == "" && !j.DNS }
+func (j *journal) isEmpty() bool {
+	return j.Journal.IsEmpty() && j.Firewall == "" && !j.DNS && j.Bridge == nil
+}
 
 // Running returns the pid of the running instance of interface name whose
 // pid file is in dir, and whether there is one: the file names a live
@@ -128,6 +133,11 @@ func (t *Tunnel) restore(nl host.Netlink, j *journal) error {
 	}
 	if j.DNS {
 		if err := t.opts.DNS.Unset(t.name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if j.Bridge != nil {
+		if err := restoreBridge(nl, j.Bridge); err != nil {
 			errs = append(errs, err)
 		}
 	}
