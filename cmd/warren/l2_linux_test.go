@@ -196,10 +196,9 @@ AllowedIPs = 198.19.5.0/24
 `, l.keys[1], l.keys[0].PublicKey(), netip.AddrPortFrom(l.underlay(0), 51820))
 	l.up(t, 1, tun)
 	l.attachHosts(t, 0)
-	for range 3 {
-		demoPing(context.Background(), l.ns(1), l2HostIP(0, 0).Addr(), 1)                     // IP packets to the TAP side
-		demoPing(context.Background(), l.hosts[0][0], netip.MustParseAddr("198.19.5.201"), 1) // ARP frames to the TUN side
-	}
+	// Each attempt goes unanswered: one of each is enough.
+	demoPing(context.Background(), l.ns(1), l2HostIP(0, 0).Addr(), 1)                     // IP packets to the TAP side
+	demoPing(context.Background(), l.hosts[0][0], netip.MustParseAddr("198.19.5.201"), 1) // ARP frames to the TUN side
 	waitFor(t, "drops on both sides", func() bool {
 		return l.showDrops(t, 0)["mode_mismatch"] > 0 && l.showDrops(t, 1)["frame_error"] > 0
 	})
