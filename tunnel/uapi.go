@@ -37,7 +37,28 @@ func (e *Engine) State() (*uapi.State, error) {
 			s.Drops = append(s.Drops, uapi.Drop{Reason: r.String(), Count: n})
 		}
 	}
+	s.Extras = e.macExtras()
 	return s, nil
+}
+
+// macExtras returns the MAC table as get=warren lines (layer 2 mode only),
+// one per entry, and the count of moves:
+//
+//	warren_mac=<MAC> <peer's public key, base64, or "local"> <age in seconds> <frames>
+//	warren_mac_moves=<count>
+func (e *Engine) macExtras() []uapi.Extra {
+	if e.l2 == nil {
+		return nil
+	}
+	var out []uapi.Extra
+	for _, m := range e.MACTable() {
+		port := "local"
+		if !m.Local {
+			port = m.Peer.String()
+		}
+		out = append(out, uapi.Extra{Key: "warren_mac", Value: fmt.Sprintf("%s %s %d %d", m.MAC, port, int64(m.Age/time.Second), m.Frames)})
+	}
+	return append(out, uapi.Extra{Key: "warren_mac_moves", Value: fmt.Sprint(e.MACMoves())})
 }
 
 // Apply applies a UAPI "set=1" change as a whole (uapi.Device). The engine

@@ -46,6 +46,17 @@
 //	warren_mesh_connected=1
 //	warren_mesh_revision=42
 //
+// An engine in layer 2 mode (Mode = tap) adds its MAC table to the
+// device's lines, one line per live entry, and the number of moves:
+//
+//	warren_mac=02:00:00:00:00:01 local 3 10
+//	warren_mac=02:00:00:00:00:02 <peer's public key, base64> 0 7
+//	warren_mac_moves=1
+//
+// (MAC, "local" for the TAP's side or the peer, seconds since last seen,
+// frames). "get=1" carries none of it, so `wg show` reads a TAP-mode
+// interface as any other.
+//
 // A separate operation keeps the extension out of the replies of every
 // other client, and needs no second socket or request format.
 package uapi

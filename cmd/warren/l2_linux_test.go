@@ -131,6 +131,27 @@ func TestL2TwoSites(t *testing.T) {
 			}
 		}
 	}
+	// warren show lists the MAC table, local hosts and the other site's,
+	// and wg show still reads the interface.
+	if out := l.show(t, 0); !strings.Contains(out, "mac table:") {
+		t.Errorf("warren show has no MAC table:\n%s", out)
+	}
+	local, remote := 0, 0
+	for _, m := range l.showMACs(t, 0) {
+		if m.Peer == "local" {
+			local++
+		} else if m.Peer == l.keys[1].PublicKey().String() {
+			remote++
+		}
+	}
+	if local < 2 || remote < 2 {
+		t.Errorf("site A's MAC table has %d local and %d remote entries, want at least 2 each", local, remote)
+	}
+	if wg, err := exec.LookPath("wg"); err == nil {
+		if out := l.show(t, 0, wg, "show"); !strings.Contains(out, "latest handshake") {
+			t.Errorf("wg show on a TAP-mode interface:\n%s", out)
+		}
+	}
 	gbps, _, err := demoTransfer(context.Background(), l.hosts[0][0], l.hosts[1][1], l2HostIP(1, 1).Addr(), 32<<20)
 	if err != nil {
 		t.Fatalf("32 MiB from site A to site B: %v", err)
@@ -176,6 +197,17 @@ func (l *l2Lab) showDrops(t *testing.T, i int) map[string]uint64 {
 		t.Fatalf("warren show --json: %v\n%s", err, out)
 	}
 	return doc.Interfaces[0].Drops
+}
+
+// showMACs returns the MAC table of `warren show --json` for side i.
+func (l *l2Lab) showMACs(t *testing.T, i int) []macJSON {
+	t.Helper()
+	out := l.show(t, i, l.exe, "show", "--json")
+	var doc showJSON
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Interfaces) != 1 {
+		t.Fatalf("warren show --json: %v\n%s", err, out)
+	}
+	return doc.Interfaces[0].MACs
 }
 
 // TestT3ModeMismatchRoot: a TAP-mode warren and a TUN-mode warren try to

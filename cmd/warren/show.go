@@ -252,18 +252,22 @@ func printExtras(w io.Writer, es []uapi.Extra) {
 		}
 	}
 	for _, e := range es {
-		if strings.HasPrefix(e.Key, "warren_mesh_") {
+		if strings.HasPrefix(e.Key, "warren_mesh_") || strings.HasPrefix(e.Key, "warren_mac") {
 			continue
 		}
 		fmt.Fprintf(w, "  %s: %s\n", strings.ReplaceAll(strings.TrimPrefix(e.Key, "warren_"), "_", " "), e.Value)
 	}
+	printMACs(w, es)
 }
 
-// extrasJSON returns es as a JSON object, keys as on the wire.
+// extrasJSON returns es as a JSON object, keys as on the wire; the MAC
+// table's lines are left to macsJSON.
 func extrasJSON(es []uapi.Extra) map[string]string {
 	m := make(map[string]string, len(es))
 	for _, e := range es {
-		m[e.Key] = e.Value
+		if e.Key != "warren_mac" {
+			m[e.Key] = e.Value
+		}
 	}
 	return m
 }
@@ -452,6 +456,15 @@ type (
 		// state (warren_mesh_connected and so on); null when the daemon
 		// does not report them.
 		Extras map[string]string `json:"extras"`
+		// MACs is the MAC table of Mode = tap, sorted by MAC; null in TUN
+		// mode and when the daemon does not report it.
+		MACs []macJSON `json:"macs"`
+	}
+	macJSON struct {
+		MAC    string `json:"mac"`
+		Peer   string `json:"peer"` // public key, or "local": learned from the TAP
+		Age    int64  `json:"age"`  // seconds since last seen
+		Frames uint64 `json:"frames"`
 	}
 	peerJSON struct {
 		PublicKey           string     `json:"public_key"`
@@ -481,6 +494,7 @@ func printShowJSON(w io.Writer, tunnels []shownTunnel) error {
 				ij.Drops[d.Reason] += d.Count
 			}
 			ij.Extras = extrasJSON(st.Extras)
+			ij.MACs = macsJSON(st.Extras)
 		}
 		for _, p := range st.Peers {
 			pj := peerJSON{
