@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -267,3 +271,65 @@ func linkRxPackets(t *testing.T, ns *netlab.Namespace, link string) uint64 {
 // netlabCommand is ip(8) with args, run in warren's own namespace (the
 // args name the lab's namespaces with -n).
 func netlabCommand(args ...string) *exec.Cmd { return exec.Command("ip", args...) }
+
+// TestT3WireGuardGoRoot: a TAP-mode warren and Debian's wireguard-go in
+// TUN mode complete handshakes, but wireguard-go writes none of warren's
+// frames to its TUN (not IP: dropped), and warren writes none of
+// wireguard-go's IP packets to its TAP, counting them and logging once.
+func TestT3WireGuardGoRoot(t *testing.T) {
+	wggo := requireTool(t, "wireguard-go")
+	wg := requireTool(t, "wg")
+	l := newL2Lab(t)
+	l.up(t, 0, l.tapConfig(0, ""))
+	l.attachHosts(t, 0)
+
+	ns, name := l.ns(1), l.names[1]
+	cmd := ns.Command(context.Background(), wggo, "-f", name)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("wireguard-go:\n%s", log.String())
+		}
+	})
+	sock := filepath.Join("/var/run/wireguard", name+".sock")
+	waitFor(t, "wireguard-go socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	keyFile := filepath.Join(l.dir, "b.key")
+	if err := os.WriteFile(keyFile, []byte(l.keys[1].String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := ns.Command(context.Background(), args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	run(wg, "set", name, "private-key", keyFile, "listen-port", "51821",
+		"peer", l.keys[0].PublicKey().String(), "allowed-ips", "198.19.5.0/24",
+		"endpoint", netip.AddrPortFrom(l.underlay(0), 51820).String())
+	run("ip", "addr", "add", "198.19.5.201/24", "dev", name)
+	run("ip", "link", "set", name, "up")
+	before := linkRxPackets(t, ns, name)
+
+	demoPing(context.Background(), l.hosts[0][0], netip.MustParseAddr("198.19.5.201"), 1) // ARP frames to wireguard-go
+	demoPing(context.Background(), ns, l2HostIP(0, 0).Addr(), 1)                          // IP packets to warren
+	waitFor(t, "warren's mode_mismatch drops", func() bool { return l.showDrops(t, 0)["mode_mismatch"] > 0 })
+	if out := l.show(t, 1, wg, "show"); !strings.Contains(out, "latest handshake") {
+		t.Errorf("wireguard-go has no session with warren:\n%s", out)
+	}
+	if n := linkRxPackets(t, ns, name) - before; n != 0 {
+		t.Errorf("wireguard-go wrote %d packets to its TUN, want 0", n)
+	}
+	if n := linkRxPackets(t, l.ns(0), l.names[0]); n != 0 {
+		t.Errorf("warren wrote %d frames to its TAP, want 0", n)
+	}
+	const want = "peer sends IP packets, not Ethernet frames: it runs in TUN mode; set Mode = tap in its [Interface], or Mode = tun here"
+	if n := strings.Count(l.logs(), want); n != 1 {
+		t.Errorf("%q logged %d times, want 1\n%s", want, n, l.logs())
+	}
+}
