@@ -152,7 +152,8 @@ func TestPrintShowJSON(t *testing.T) {
       "extras": {
         "warren_mesh_connected": "1",
         "warren_mesh_revision": "42"
-      }
+      },
+      "macs": null
     },
     {
       "name": "wg1",
@@ -161,7 +162,8 @@ func TestPrintShowJSON(t *testing.T) {
       "fwmark": 0,
       "peers": [],
       "drops": null,
-      "extras": null
+      "extras": null,
+      "macs": null
     }
   ]
 }
