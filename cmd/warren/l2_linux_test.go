@@ -333,3 +333,44 @@ func TestT3WireGuardGoRoot(t *testing.T) {
 		t.Errorf("%q logged %d times, want 1\n%s", want, n, l.logs())
 	}
 }
+
+// TestT1SpoofingRoot: site A allows only host B0's MAC from site B: B0
+// reaches A's host, B1 does not, its frames are counted as spoofed and
+// its MAC is never bound at A.
+func TestT1SpoofingRoot(t *testing.T) {
+	l := newL2Lab(t)
+	l.up(t, 0, l.tapConfig(0, ""))
+	l.up(t, 1, l.tapConfig(1, ""))
+	l.attachHosts(t, 0)
+	l.attachHosts(t, 1)
+	// Restart A with B0's MAC as the only one B may send from.
+	b0, err := l.hosts[1][0].Handle().LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b1, err := l.hosts[1][1].Handle().LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopProc(t, l.procs[0])
+	l.procs = l.procs[1:]
+	ip(t, "-n", l.ns(0).Name(), "link", "add", l2Bridge, "type", "bridge")
+	ip(t, "-n", l.ns(0).Name(), "link", "set", l2Bridge, "up")
+	for k := range 2 {
+		ip(t, "-n", l.ns(0).Name(), "link", "set", fmt.Sprintf("vh%d", k), "master", l2Bridge)
+	}
+	l.up(t, 0, l.tapConfig(0, "")+"AllowedMACs = "+b0.Attrs().HardwareAddr.String()+"\n")
+
+	pingUntil(t, l.hosts[1][0], l2HostIP(0, 0).Addr())
+	if rtts, _ := demoPing(context.Background(), l.hosts[1][1], l2HostIP(0, 0).Addr(), 1); len(rtts) != 0 {
+		t.Errorf("host B1, whose MAC is not in AllowedMACs, reached site A")
+	}
+	if n := l.showDrops(t, 0)["spoofed_mac"]; n == 0 {
+		t.Errorf("spoofed_mac = 0 at site A, want B1's frames counted")
+	}
+	for _, e := range l.showMACs(t, 0) {
+		if e.MAC == b1.Attrs().HardwareAddr.String() {
+			t.Errorf("B1's MAC is bound at site A: %+v", e)
+		}
+	}
+}
