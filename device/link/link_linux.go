@@ -44,6 +44,15 @@ type nsSet struct {
 	refs []*nsRef
 }
 
+// isNamespace reports whether ns is a namespace file (on nsfs). An entry
+// under /run/netns whose bind mount is gone (a crashed `ip netns add`, or a
+// mount made in another mount namespace) is a plain empty file: setns on it
+// fails with EINVAL, and it names no namespace to list.
+func isNamespace(ns netns.NsHandle) bool {
+	var st unix.Statfs_t
+	return unix.Fstatfs(int(ns), &st) == nil && st.Type == unix.NSFS_MAGIC
+}
+
 func nsInode(ns netns.NsHandle) (uint64, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(ns), &st); err != nil {
@@ -75,6 +84,10 @@ func openNamespaces() (*nsSet, error) {
 		ns, err := netns.GetFromPath(filepath.Join(netnsDir, e.Name()))
 		if err != nil {
 			continue // a stale or foreign file: not a namespace we can list
+		}
+		if !isNamespace(ns) {
+			ns.Close()
+			continue
 		}
 		ino, err := nsInode(ns)
 		if err != nil {
