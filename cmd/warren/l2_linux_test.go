@@ -64,6 +64,7 @@ func ip(t *testing.T, args ...string) {
 // and gives them their addresses.
 func (l *l2Lab) attachHosts(t *testing.T, s int) {
 	t.Helper()
+	waitBridge(t, l.ns(s), l.names[s])
 	gw := l.ns(s).Name()
 	for k, h := range l.hosts[s] {
 		port := fmt.Sprintf("vh%d", k)
@@ -73,6 +74,20 @@ func (l *l2Lab) attachHosts(t *testing.T, s int) {
 		ip(t, "-n", h.Name(), "addr", "add", l2HostIP(s, k).String(), "dev", "eth0")
 		ip(t, "-n", h.Name(), "addr", "add", l2HostIP6(s, k).String(), "dev", "eth0", "nodad")
 	}
+}
+
+// waitBridge waits until the TAP tap in ns is a port of the bridge: the
+// TAP is up (waitLink) a moment before warren joins it to the bridge.
+func waitBridge(t *testing.T, ns *netlab.Namespace, tap string) {
+	t.Helper()
+	waitFor(t, "the TAP on the bridge", func() bool {
+		br, err := ns.Handle().LinkByName(l2Bridge)
+		if err != nil {
+			return false
+		}
+		l, err := ns.Handle().LinkByName(tap)
+		return err == nil && l.Attrs().MasterIndex == br.Attrs().Index
+	})
 }
 
 // tapConfig is site i's config in Mode = tap with Bridge =.
@@ -167,7 +182,7 @@ func TestL2TwoSites(t *testing.T) {
 	}
 	t.Logf("32 MiB over TCP/IPv6 the other way at %.2f Gbit/s", gbps)
 
-	l.stopTunnels()
+	l.stopAll(t)
 	if _, err := l.ns(0).Handle().LinkByName(l2Bridge); err != nil {
 		t.Errorf("site A's own bridge is gone after warren stopped: %v", err)
 	} else if got := linkAddrs(t, l.ns(0), l2Bridge); strings.Contains(got, "198.19.5.200") {
@@ -175,6 +190,15 @@ func TestL2TwoSites(t *testing.T) {
 	}
 	if _, err := l.ns(1).Handle().LinkByName(l2Bridge); err == nil {
 		t.Errorf("site B's bridge, made by warren, is still there after it stopped")
+	}
+}
+
+// stopAll stops every tunnel of the lab with SIGTERM (each must exit
+// cleanly within a second), so that their logs can be read.
+func (l *l2Lab) stopAll(t *testing.T) {
+	t.Helper()
+	for _, pr := range l.procs {
+		stopProc(t, pr)
 	}
 }
 
@@ -238,6 +262,15 @@ AllowedIPs = 198.19.5.0/24
 	waitFor(t, "drops on both sides", func() bool {
 		return l.showDrops(t, 0)["mode_mismatch"] > 0 && l.showDrops(t, 1)["frame_error"] > 0
 	})
+	// The TUN side wrote nothing to its TUN: its host saw no packet from
+	// the peer (rx on the TUN counts what warren wrote).
+	if n := linkRxPackets(t, l.ns(1), l.names[1]); n != 0 {
+		t.Errorf("the TUN side wrote %d packets to its TUN, want 0", n)
+	}
+	if n := linkRxPackets(t, l.ns(0), l.names[0]); n != 0 {
+		t.Errorf("the TAP side wrote %d frames to its TAP, want 0", n)
+	}
+	l.stopAll(t)
 	logs := l.logs()
 	for _, want := range []string{
 		"peer sends IP packets, not Ethernet frames: it runs in TUN mode; set Mode = tap in its [Interface], or Mode = tun here",
@@ -246,14 +279,6 @@ AllowedIPs = 198.19.5.0/24
 		if n := strings.Count(logs, want); n != 1 {
 			t.Errorf("%q logged %d times, want 1\n%s", want, n, logs)
 		}
-	}
-	// The TUN side wrote nothing to its TUN: its host saw no packet from
-	// the peer (rx on the TUN counts what warren wrote).
-	if n := linkRxPackets(t, l.ns(1), l.names[1]); n != 0 {
-		t.Errorf("the TUN side wrote %d packets to its TUN, want 0", n)
-	}
-	if n := linkRxPackets(t, l.ns(0), l.names[0]); n != 0 {
-		t.Errorf("the TAP side wrote %d frames to its TAP, want 0", n)
 	}
 }
 
@@ -328,6 +353,7 @@ func TestT3WireGuardGoRoot(t *testing.T) {
 	if n := linkRxPackets(t, l.ns(0), l.names[0]); n != 0 {
 		t.Errorf("warren wrote %d frames to its TAP, want 0", n)
 	}
+	l.stopAll(t)
 	const want = "peer sends IP packets, not Ethernet frames: it runs in TUN mode; set Mode = tap in its [Interface], or Mode = tun here"
 	if n := strings.Count(l.logs(), want); n != 1 {
 		t.Errorf("%q logged %d times, want 1\n%s", want, n, l.logs())

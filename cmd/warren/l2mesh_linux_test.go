@@ -95,6 +95,7 @@ func (m *l2Mesh) up(t *testing.T, i int, peers []int, extra string) {
 	if err := m.d.waitLink(context.Background(), m.gws[i], m.names[i], pr); err != nil {
 		t.Fatal(err)
 	}
+	waitBridge(t, m.gws[i], m.names[i])
 	gw, h := m.gws[i].Name(), m.hosts[i].Name()
 	ip(t, "-n", gw, "link", "add", "vh0", "type", "veth", "peer", "name", "eth0", "netns", h)
 	ip(t, "-n", gw, "link", "set", "vh0", "master", l2Bridge, "up")
