@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// TestL2CrashRecovery: warren up in Mode = tap is killed with SIGKILL
+// after making its bridge (and, in the other case, after putting its
+// address on an existing one); warren down then restores the host as it
+// was, as the journal records it.
+func TestL2CrashRecovery(t *testing.T) {
+	for _, existing := range []bool{false, true} {
+		name := map[bool]string{false: "created bridge", true: "existing bridge"}[existing]
+		t.Run(name, func(t *testing.T) {
+			l := newL2Lab(t)
+			ns := l.ns(0)
+			if existing {
+				ip(t, "-n", ns.Name(), "link", "add", l2Bridge, "type", "bridge")
+			}
+			before := linkNames(t, ns) + linkAddrsOr(t, ns, l2Bridge)
+			pr := l.startUp(t, 0, l.tapConfig(0, "Address = 198.19.5.200/24"), nil)
+			pr.waitLog(t, " msg=up ")
+			pr.cmd.Process.Kill()
+			<-pr.done
+			pr.done <- nil
+			if !strings.Contains(linkNames(t, ns), l2Bridge+"\n") {
+				t.Fatalf("the crash left no bridge; the test proves nothing")
+			}
+			if left := linkAddrs(t, ns, l2Bridge); !strings.Contains(left, "198.19.5.200") {
+				t.Fatalf("the crash left no address on the bridge; the test proves nothing: %q", left)
+			}
+			out, err := ns.Command(context.Background(), l.exe, "down", l.names[0]).CombinedOutput()
+			if err != nil {
+				t.Fatalf("warren down after the crash: %v\n%s", err, out)
+			}
+			if after := linkNames(t, ns) + linkAddrsOr(t, ns, l2Bridge); after != before {
+				t.Errorf("host after crash and warren down:\n%s\nwant\n%s", after, before)
+			}
+		})
+	}
+}
+
+// linkNames returns the names of ns's links, one per line.
+func linkNames(t *testing.T, ns interface {
+	Name() string
+}) string {
+	t.Helper()
+	out, err := netlabCommand("-n", ns.Name(), "-br", "-o", "link", "show").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip link show: %v\n%s", err, out)
+	}
+	var names []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			names = append(names, strings.SplitN(f[0], "@", 2)[0])
+		}
+	}
+	return strings.Join(names, "\n") + "\n"
+}
+
+// linkAddrsOr returns the addresses of link in ns, or "" if there is no
+// such link.
+func linkAddrsOr(t *testing.T, ns interface{ Name() string }, link string) string {
+	t.Helper()
+	out, err := netlabCommand("-n", ns.Name(), "-br", "addr", "show", "dev", link).CombinedOutput()
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(out))
+	if len(f) < 3 {
+		return link + "\n"
+	}
+	return strings.Join(append([]string{f[0]}, f[2:]...), " ") + "\n"
+}
