@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -73,4 +75,28 @@ func linkAddrsOr(t *testing.T, ns interface{ Name() string }, link string) strin
 		return link + "\n"
 	}
 	return strings.Join(append([]string{f[0]}, f[2:]...), " ") + "\n"
+}
+
+// TestL2BridgeNotABridge: Bridge = naming a link that is not a bridge
+// stops warren up with one line that says so, and leaves the links as
+// they were.
+func TestL2BridgeNotABridge(t *testing.T) {
+	l := newL2Lab(t)
+	ns := l.ns(0)
+	before := linkNames(t, ns)
+	conf := strings.Replace(l.tapConfig(0, ""), "Bridge = "+l2Bridge, "Bridge = "+l.lab.LinkA, 1)
+	path := filepath.Join(l.dir, l.names[0]+".conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ns.Command(context.Background(), l.exe, "up", path).CombinedOutput()
+	if code := exitCode(err); code != 1 {
+		t.Errorf("warren up exit status %d, want 1\n%s", code, out)
+	}
+	if want := "Bridge = " + l.lab.LinkA + ": " + l.lab.LinkA + " is a veth link, not a bridge"; !strings.Contains(string(out), want) {
+		t.Errorf("warren up says:\n%s\nwant a line with %q", out, want)
+	}
+	if after := linkNames(t, ns); after != before {
+		t.Errorf("links after the failed up:\n%s\nwant\n%s", after, before)
+	}
 }
