@@ -14,6 +14,7 @@ import (
 
 	"github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/mactable"
+	"github.com/warrenvpn/warren/uapi"
 )
 
 // l2Net is a set of engines in layer 2 mode on one stepNet and clock,
@@ -590,4 +591,41 @@ func FuzzInboundFrame(f *testing.F) {
 		}
 		_ = b
 	})
+}
+
+// TestL2SharedSubnetAfterUAPI: two peers that list the same subnet (one
+// subnet spread over sites) both keep it for the sender check after a
+// UAPI set that leaves their allowed IPs alone, and a replacement narrows
+// only the peer it names.
+func TestL2SharedSubnetAfterUAPI(t *testing.T) {
+	subnet := netip.MustParsePrefix("198.19.0.0/24")
+	m := l2Established(t, l2Options{n: 3, peerCfg: func(i, j int, pc *PeerConfig) {
+		pc.AllowedIPs = []netip.Prefix{subnet}
+	}})
+	e := m.nodes[0].e
+	ka := uint16(25)
+	if err := e.Apply(&uapi.Change{Peers: []uapi.PeerChange{
+		{PublicKey: m.nodes[1].pub, UpdateOnly: true, PersistentKeepalive: &ka},
+		{PublicKey: m.nodes[2].pub, UpdateOnly: true, ReplaceAllowedIPs: true,
+			AllowedIPs: []uapi.AllowedIPChange{{Prefix: netip.PrefixFrom(hostIP(2), 32)}}},
+	}}); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	now := m.clock.Now()
+	for _, tc := range []struct {
+		from   int
+		sender netip.Addr
+		ok     bool
+	}{
+		{1, hostIP(1), true},
+		{1, hostIP(7), true},                          // the whole subnet, though the table gave it to peer 2
+		{1, netip.MustParseAddr("198.20.0.1"), false}, // and nothing else
+		{2, hostIP(2), true},
+		{2, hostIP(7), false}, // narrowed to its /32
+	} {
+		f := framePayload(ipFrame(hostMAC(0), hostMAC(tc.from), tc.sender, hostIP(0), "x"))
+		if _, ok := e.inboundFrame(m.peerOf(0, tc.from), f, now); ok != tc.ok {
+			t.Errorf("frame from peer %d with sender %v: passed %v, want %v", tc.from, tc.sender, ok, tc.ok)
+		}
+	}
 }

@@ -2,6 +2,8 @@ package tunnel
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/warrenvpn/warren/allowedips"
@@ -195,10 +197,9 @@ func (e *Engine) applyPeersLocked(pcs []uapi.PeerChange) {
 			}
 		}
 	})
-	for _, p := range ps {
+	for i, p := range ps {
 		if p != nil {
-			ips := e.routes.Entries(p)
-			p.allowedIPs.Store(&ips)
+			p.applyAllowedIPs(&pcs[i])
 		}
 	}
 	if e.up.Load() {
@@ -206,4 +207,23 @@ func (e *Engine) applyPeersLocked(pcs []uapi.PeerChange) {
 			p.sendKeepalive()
 		}
 	}
+}
+
+// applyAllowedIPs applies pc's allowed-IP changes to p's own list, which
+// layer 2 mode checks senders against. The list is kept from the changes
+// rather than read back from the table, where a prefix two peers list
+// (one subnet spread over sites) belongs to one of them only.
+func (p *peer) applyAllowedIPs(pc *uapi.PeerChange) {
+	var ips []netip.Prefix
+	if cur := p.allowedIPs.Load(); cur != nil && !pc.ReplaceAllowedIPs {
+		ips = slices.Clone(*cur)
+	}
+	for _, a := range pc.AllowedIPs {
+		pfx := a.Prefix.Masked()
+		ips = slices.DeleteFunc(ips, func(q netip.Prefix) bool { return q == pfx })
+		if !a.Remove {
+			ips = append(ips, pfx)
+		}
+	}
+	p.allowedIPs.Store(&ips)
 }
