@@ -198,7 +198,7 @@ func (e *Engine) applyPeersLocked(pcs []uapi.PeerChange) {
 		}
 	})
 	for i, p := range ps {
-		if p != nil {
+		if p != nil && e.l2 != nil {
 			p.applyAllowedIPs(&pcs[i])
 		}
 	}
@@ -212,17 +212,33 @@ func (e *Engine) applyPeersLocked(pcs []uapi.PeerChange) {
 // applyAllowedIPs applies pc's allowed-IP changes to p's own list, which
 // layer 2 mode checks senders against. The list is kept from the changes
 // rather than read back from the table, where a prefix two peers list
-// (one subnet spread over sites) belongs to one of them only.
+// (one subnet spread over sites) belongs to one of them only. It is linear
+// in the list and the change, which may hold 100,000s of prefixes.
 func (p *peer) applyAllowedIPs(pc *uapi.PeerChange) {
-	var ips []netip.Prefix
-	if cur := p.allowedIPs.Load(); cur != nil && !pc.ReplaceAllowedIPs {
-		ips = slices.Clone(*cur)
+	if !pc.ReplaceAllowedIPs && len(pc.AllowedIPs) == 0 {
+		return
 	}
+	var cur []netip.Prefix
+	if c := p.allowedIPs.Load(); c != nil && !pc.ReplaceAllowedIPs {
+		cur = *c
+	}
+	keep := make(map[netip.Prefix]bool, len(cur)+len(pc.AllowedIPs))
+	for _, q := range cur {
+		keep[q] = true
+	}
+	order := slices.Clone(cur)
 	for _, a := range pc.AllowedIPs {
 		pfx := a.Prefix.Masked()
-		ips = slices.DeleteFunc(ips, func(q netip.Prefix) bool { return q == pfx })
-		if !a.Remove {
-			ips = append(ips, pfx)
+		if !a.Remove && !keep[pfx] {
+			order = append(order, pfx)
+		}
+		keep[pfx] = !a.Remove
+	}
+	ips := make([]netip.Prefix, 0, len(order))
+	for _, q := range order {
+		if keep[q] {
+			ips = append(ips, q)
+			keep[q] = false // once
 		}
 	}
 	p.allowedIPs.Store(&ips)
