@@ -340,21 +340,7 @@ func TestWarrenToWireGuardGo(t *testing.T) {
 			// Side B: wireguard-go in the foreground, configured with wg and ip.
 			ns := p.lab.B
 			name := p.names[1]
-			cmd := ns.Command(context.Background(), wggo, "-f", name)
-			var log bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &log, &log
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				cmd.Process.Signal(syscall.SIGTERM)
-				cmd.Wait()
-				if t.Failed() {
-					t.Logf("wireguard-go:\n%s", log.String())
-				}
-			})
-			sock := filepath.Join("/var/run/wireguard", name+".sock")
-			waitFor(t, "wireguard-go socket", func() bool { _, err := os.Stat(sock); return err == nil })
+			startWireGuardGo(t, ns, wggo, name)
 			keyFile := filepath.Join(p.dir, "b.key")
 			pskFile := filepath.Join(p.dir, "psk")
 			os.WriteFile(keyFile, []byte(p.keys[1].String()+"\n"), 0o600)
@@ -677,4 +663,26 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// startWireGuardGo runs wireguard-go (the binary at wggo) in the foreground
+// in ns for interface name, stops it when the test ends (printing its log
+// if the test failed) and waits for its control socket.
+func startWireGuardGo(t *testing.T, ns *netlab.Namespace, wggo, name string) {
+	t.Helper()
+	cmd := ns.Command(context.Background(), wggo, "-f", name)
+	var log syncBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("wireguard-go:\n%s", log.String())
+		}
+	})
+	sock := filepath.Join("/var/run/wireguard", name+".sock")
+	waitFor(t, "wireguard-go socket", func() bool { _, err := os.Stat(sock); return err == nil })
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -309,21 +307,7 @@ func TestT3WireGuardGoRoot(t *testing.T) {
 	l.attachHosts(t, 0)
 
 	ns, name := l.ns(1), l.names[1]
-	cmd := ns.Command(context.Background(), wggo, "-f", name)
-	var log bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("wireguard-go:\n%s", log.String())
-		}
-	})
-	sock := filepath.Join("/var/run/wireguard", name+".sock")
-	waitFor(t, "wireguard-go socket", func() bool { _, err := os.Stat(sock); return err == nil })
+	startWireGuardGo(t, ns, wggo, name)
 	keyFile := filepath.Join(l.dir, "b.key")
 	if err := os.WriteFile(keyFile, []byte(l.keys[1].String()+"\n"), 0o600); err != nil {
 		t.Fatal(err)
