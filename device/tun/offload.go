@@ -9,11 +9,13 @@ package tun
 //   - Write coalesces runs of consecutive packets of one TCP or UDP flow into
 //     one GSO packet and hands it to the kernel with writev: the virtio
 //     header, the first packet and the payloads of the others straight from
-//     the caller's buffers. Nothing is copied and no checksum is verified: the
-//     packets were authenticated by the AEAD, and the kernel's own WireGuard
-//     likewise marks decrypted packets CHECKSUM_UNNECESSARY. The coalesced
-//     packet carries the pseudo-header sum (CHECKSUM_PARTIAL), which a local
-//     socket accepts as is and a forwarding path completes.
+//     the caller's buffers. Nothing is copied. The packets were authenticated
+//     by the AEAD, but a segment may have been corrupted before the peer
+//     sealed it, so each packet's checksums are verified before it joins a
+//     run (as the kernel's GRO does): one that fails is written alone, as it
+//     came, for the kernel to drop. The coalesced packet carries the
+//     pseudo-header sum (CHECKSUM_PARTIAL), which a local socket accepts as
+//     is and a forwarding path completes.
 //   - Read reads into the caller's first buffer where it is large enough, so
 //     that a single packet is not copied, and splits a GSO packet into the
 //     other buffers, computing each segment's checksums. Segments that do not
@@ -176,17 +178,40 @@ func sameFlow(a, b []byte, ga, gb *groPacket) bool {
 // that coalesce into one, the run's segment size, its total size and the
 // headers' size. A run of one is not coalesced. udp says whether the kernel takes UDP GSO packets.
 func groRun(bufs [][]byte, first, offset int, udp bool) (end, segment, total, hdrLen int) {
-	head := bufs[first][offset:]
+	return groRunLink(bufs, first, offset, 0, udp)
+}
+
+// groRunLink is groRun for packets behind a link header of link bytes (an
+// Ethernet header and its VLAN tags: the TAP): packet i is
+// bufs[i][offset+link:], and a run's packets have the head's link header,
+// byte for byte. total and hdrLen count from the IP header.
+//
+// Every packet of a run of two or more has a correct TCP or UDP checksum
+// (and IPv4 header checksum): coalescing gives the run one new checksum,
+// which would hide a segment that was corrupted before it was sealed, where
+// the kernel's GRO verifies before merging. A packet that fails ends the
+// run before it and, as a head, is written alone with its checksum as it
+// came, for the kernel to check and drop. The head is verified only once a
+// packet would join it, so a packet that coalesces with nothing costs no
+// checksum.
+func groRunLink(bufs [][]byte, first, offset, link int, udp bool) (end, segment, total, hdrLen int) {
+	frame := bufs[first][offset:]
+	head := frame[link:]
 	g := parseGRO(head)
 	if g.proto == 0 || g.psh || (g.proto == ipProtoUDP && !udp) {
 		return first + 1, 0, len(head), 0
 	}
+	linkHdr := frame[:link]
 	segment = len(head) - g.hdrLen
 	total = len(head)
 	nextSeq := g.seq + uint32(segment)
 	end = first + 1
 	for end < len(bufs) {
-		pkt := bufs[end][offset:]
+		b := bufs[end][offset:]
+		if len(b) < link || string(b[:link]) != string(linkHdr) {
+			break
+		}
+		pkt := b[link:]
 		gp := parseGRO(pkt)
 		n := len(pkt) - gp.hdrLen
 		if gp.proto == 0 || !sameFlow(head, pkt, &g, &gp) || n > segment || total+n > maxGSOPacket {
@@ -196,10 +221,16 @@ func groRun(bufs [][]byte, first, offset int, udp bool) (end, segment, total, hd
 			if gp.seq != nextSeq {
 				break
 			}
-			nextSeq += uint32(n)
 		} else if end-first == maxUDPSegments {
 			break
 		}
+		if end == first+1 && !checksumsValid(head, &g) {
+			return first + 1, 0, len(head), 0
+		}
+		if !checksumsValid(pkt, &gp) {
+			break
+		}
+		nextSeq += uint32(n)
 		total += n
 		end++
 		if n < segment || gp.psh {
@@ -207,6 +238,26 @@ func groRun(bufs [][]byte, first, offset int, udp bool) (end, segment, total, hd
 		}
 	}
 	return end, segment, total, g.hdrLen
+}
+
+// checksumsValid reports whether pkt, a coalescing candidate described by g,
+// has a correct IPv4 header checksum and TCP or UDP checksum. A UDP packet
+// over IPv4 without a checksum (0, RFC 768) passes.
+func checksumsValid(pkt []byte, g *groPacket) bool {
+	t := pkt[g.iphLen:]
+	var src, dst []byte
+	if g.v6 {
+		src, dst = pkt[8:24], pkt[24:40]
+	} else {
+		if checksum(pkt[:20], 0) != 0xffff {
+			return false
+		}
+		if g.proto == ipProtoUDP && t[6] == 0 && t[7] == 0 {
+			return true
+		}
+		src, dst = pkt[12:16], pkt[16:20]
+	}
+	return checksum(t, pseudoHeaderSum(g.proto, src, dst, len(t))) == 0xffff
 }
 
 // coalesceHead turns the first packet of the run bufs[first:end] into the

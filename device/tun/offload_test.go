@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -527,5 +528,59 @@ func BenchmarkCoalesce(b *testing.B) {
 			b.Fatalf("run ends at %d", end)
 		}
 		coalesceHead(bufs, 0, end, offset, seg, total)
+	}
+}
+
+// TestGROVerifiesChecksums: a packet whose TCP or UDP (or IPv4 header)
+// checksum is wrong joins no run: it ends the run before it and, as a head,
+// is written alone, so that the kernel sees its checksum and drops it
+// instead of a coalesced packet with a fresh checksum hiding it (issue 14).
+func TestGROVerifiesChecksums(t *testing.T) {
+	const offset = 16
+	corrupt := map[string]func(pkt []byte){
+		"payload":            func(pkt []byte) { pkt[len(pkt)-3] ^= 0x40 },
+		"transport checksum": func(pkt []byte) { pkt[len(pkt)-1400-1] ^= 1 }, // TCP: an option byte; UDP: the checksum
+		"IPv4 header":        func(pkt []byte) { pkt[5] ^= 1 },               // IPv4: the ID, under the header checksum; IPv6: the payload length
+	}
+	for _, v6 := range []bool{false, true} {
+		for _, udp := range []bool{false, true} {
+			for name, f := range corrupt {
+				for bad := range 4 {
+					var bufs [][]byte
+					if udp {
+						bufs = udpFlow(v6, offset, 4, 1400, 0)
+					} else {
+						bufs = tcpFlow(v6, tcpFlagACK, offset, 1400, 1400, 1400, 1400)
+					}
+					f(bufs[bad][offset:])
+					// The runs: before bad, bad alone, after bad.
+					var want []int
+					if bad > 0 {
+						want = append(want, bad)
+					}
+					want = append(want, bad+1)
+					if bad+1 < len(bufs) {
+						want = append(want, len(bufs))
+					}
+					var got []int
+					for i := 0; i < len(bufs); {
+						end, _, _, _ := groRun(bufs, i, offset, true)
+						got = append(got, end)
+						i = end
+					}
+					if !slices.Equal(got, want) {
+						t.Errorf("v6=%v udp=%v %s corrupt in packet %d: runs end at %v, want %v", v6, udp, name, bad, got, want)
+					}
+				}
+			}
+		}
+	}
+	// IPv4 UDP without a checksum (0) coalesces.
+	bufs := udpFlow(false, offset, 4, 1400, 0)
+	for _, b := range bufs {
+		b[offset+20+6], b[offset+20+7] = 0, 0
+	}
+	if end, _, _, _ := groRun(bufs, 0, offset, true); end != len(bufs) {
+		t.Errorf("UDP without checksums: run ends at %d, want %d", end, len(bufs))
 	}
 }
