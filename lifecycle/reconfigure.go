@@ -2,7 +2,8 @@ package lifecycle
 
 // Reconfigure applies a new configuration to a running tunnel as `wg
 // syncconf` and wg-quick's address and route handling would, in steps:
-//  1. check what cannot change while running (the name, the mode) and
+//  1. check what cannot change while running (the name, the mode, in Mode
+//     = tap the bridge and the MAC ageing) and
 //     resolve the endpoints of new and changed peers (a name that does not
 //     resolve is retried in the background once the rest is applied, as
 //     at start); nothing has changed yet;
@@ -18,6 +19,10 @@ package lifecycle
 //     host its previous state;
 //  4. replace the DNS configuration if it changed.
 //
+// In Mode = tap the peers' AllowedMACs and Forward are applied with the
+// engine in step 2 (uapi has no key for them, so they go to the engine
+// beside the Change, and back with it on failure).
+//
 // Hooks (PreUp, PostUp, PreDown, PostDown) are not run again, as with `wg
 // syncconf`; the new PreDown and PostDown run at Close.
 
@@ -27,10 +32,12 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/warrenvpn/warren/config"
 	"github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/device/host"
+	"github.com/warrenvpn/warren/mactable"
 	"github.com/warrenvpn/warren/uapi"
 )
 
@@ -52,6 +59,11 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 		return errors.New("reconfigure: only a tunnel brought up by Up has a configuration")
 	case cfg.Interface.Mode != t.cur.cfg.Interface.Mode:
 		return fmt.Errorf("reconfigure: Mode cannot change while %s is up (%s → %s)", t.name, t.cur.cfg.Interface.Mode, cfg.Interface.Mode)
+	case cfg.Interface.Bridge != t.cur.cfg.Interface.Bridge:
+		return fmt.Errorf("reconfigure: Bridge cannot change while %s is up (%q → %q): run warren down and up", t.name, t.cur.cfg.Interface.Bridge, cfg.Interface.Bridge)
+	case cfg.Interface.MACAgeing != t.cur.cfg.Interface.MACAgeing:
+		return fmt.Errorf("reconfigure: MACAgeing cannot change while %s is up (%s → %s): run warren down and up",
+			t.name, ageingText(t.cur.cfg.Interface.MACAgeing), ageingText(cfg.Interface.MACAgeing))
 	}
 	old, oldPlan := t.cur.cfg, t.cur.plan
 	cfg, err := t.withTable(cfg)
@@ -85,6 +97,9 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 	if err := t.eng.Apply(change); err != nil {
 		return fmt.Errorf("reconfigure %s: %w", t.name, err)
 	}
+	macs, oldMACs := allowedMACChanges(old, cfg)
+	t.eng.SetAllowedMACs(macs)
+	t.eng.SetForward(cfg.Interface.Forward)
 
 	// 3. Host state, firewall and journal.
 	want := hostState(t.name, cfg, plan)
@@ -103,6 +118,8 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 		if rerr := t.eng.Apply(reverseChange(old, oldPlan, change, endpoints)); rerr != nil {
 			herr = errors.Join(herr, fmt.Errorf("restore the previous peers: %w", rerr))
 		}
+		t.eng.SetAllowedMACs(oldMACs)
+		t.eng.SetForward(old.Interface.Forward)
 		return fmt.Errorf("reconfigure %s: %w", t.name, herr)
 	}
 
@@ -126,7 +143,57 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 	t.preDown, t.postDown = cfg.Interface.PreDown, cfg.Interface.PostDown
 	added, removed, changed := countPeers(change, old)
 	t.log.Info("reconfigured", "interface", t.name, "peers_added", added, "peers_removed", removed, "peers_changed", changed)
+	if len(macs) > 0 {
+		t.log.Info("AllowedMACs changed", "interface", t.name, "peers", len(macs))
+	}
 	return nil
+}
+
+// ageingText renders a MACAgeing for a message (0: the default).
+func ageingText(d time.Duration) string {
+	if d == 0 {
+		return "default"
+	}
+	return d.String()
+}
+
+// allowedMACChanges returns the AllowedMACs of the peers of cfg whose list
+// differs from old's (new peers with a list included), and the lists they
+// had in old (empty for new peers), to restore on failure. Both are empty
+// outside Mode = tap, where AllowedMACs is refused.
+func allowedMACChanges(old, cfg *config.Config) (fwd, rev map[crypto.PublicKey][]mactable.MAC) {
+	oldMACs := make(map[crypto.PublicKey][]mactable.MAC, len(old.Peers))
+	for _, p := range old.Peers {
+		oldMACs[p.PublicKey] = p.AllowedMACs
+	}
+	fwd, rev = map[crypto.PublicKey][]mactable.MAC{}, map[crypto.PublicKey][]mactable.MAC{}
+	for _, p := range cfg.Peers {
+		was := oldMACs[p.PublicKey]
+		if sameMACs(was, p.AllowedMACs) {
+			continue
+		}
+		fwd[p.PublicKey] = p.AllowedMACs
+		rev[p.PublicKey] = was
+	}
+	return fwd, rev
+}
+
+// sameMACs reports whether a and b list the same MACs, in any order.
+func sameMACs(a, b []mactable.MAC) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, m := range a {
+		if !slices.Contains(b, m) {
+			return false
+		}
+	}
+	for _, m := range b {
+		if !slices.Contains(a, m) {
+			return false
+		}
+	}
+	return true
 }
 
 // Config returns the configuration now applied (Up's, or the last one

@@ -232,6 +232,17 @@ func (t *Table[P]) RemovePort(port P) {
 	delete(t.perPort, port)
 }
 
+// Remove removes the entry of m, if any, and reports whether there was one.
+func (t *Table[P]) Remove(m MAC) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, ok := t.index[m]
+	if ok {
+		t.removeLocked(i)
+	}
+	return ok
+}
+
 // Len returns the number of entries, expired ones not yet swept included.
 func (t *Table[P]) Len() int {
 	t.mu.Lock()

@@ -54,7 +54,7 @@ const macSweepEvery = 10 * time.Second
 
 // layer2 is the engine's layer 2 state.
 type layer2 struct {
-	forward bool
+	forward atomic.Bool            // Layer2.Forward; SetForward changes it
 	macs    *mactable.Table[*peer] // nil port: local
 	// allowedMACs maps every MAC some peer's AllowedMACs lists to that
 	// peer; replaced whole under Engine.state, read without a lock.
@@ -74,9 +74,9 @@ type frameScratch struct {
 
 func newLayer2(o *Layer2) *layer2 {
 	l := &layer2{
-		forward: o.Forward,
-		macs:    mactable.New[*peer](o.MACAgeing, o.MaxMACs, o.MaxMACsPerPeer),
+		macs: mactable.New[*peer](o.MACAgeing, o.MaxMACs, o.MaxMACsPerPeer),
 	}
+	l.forward.Store(o.Forward)
 	m := map[mactable.MAC]*peer{}
 	l.allowedMACs.Store(&m)
 	for _, s := range []*frameScratch{&l.out, &l.in} {
@@ -277,17 +277,18 @@ func (e *Engine) inboundFrame(p *peer, pt []byte, now time.Duration) (int, bool)
 		e.macMoved(src, old, p)
 	}
 	to, known := l.macs.Lookup(dst, now)
+	forward := l.forward.Load()
 	switch {
 	case known && to == nil:
 		return frameHeaderSize + len(frame), true
-	case known && (to == p || !l.forward):
+	case known && (to == p || !forward):
 		e.drops.add(DropSplitHorizon, 1)
 		return 0, false
 	case known:
 		e.forwardFrame(to, nil, pt[:frameHeaderSize+len(frame)], now)
 		return 0, false
 	}
-	if l.forward {
+	if forward {
 		e.forwardFrame(nil, p, pt[:frameHeaderSize+len(frame)], now)
 	}
 	return frameHeaderSize + len(frame), true
@@ -376,6 +377,45 @@ func (e *Engine) setAllowedMACsLocked(ps []*peer, pcs []PeerConfig) {
 		}
 	}
 	e.l2.allowedMACs.Store(&m)
+}
+
+// SetAllowedMACs replaces the AllowedMACs of the peers named in macs (an
+// empty list lets the peer send from any MAC), as a reload does (T1).
+// MAC table entries the new lists forbid are removed at once: a MAC now
+// listed for one peer and bound to another port, and a MAC bound to a
+// peer whose list no longer has it; they are learned again from the next
+// frame that may carry them. Keys of unknown peers are ignored. It does
+// nothing in TUN mode.
+func (e *Engine) SetAllowedMACs(macs map[crypto.PublicKey][]mactable.MAC) {
+	e.state.Lock()
+	defer e.state.Unlock()
+	if e.l2 == nil || e.state.closed {
+		return
+	}
+	var ps []*peer
+	var pcs []PeerConfig
+	for pk, list := range macs {
+		if p := e.peerByKey(pk); p != nil {
+			ps = append(ps, p)
+			pcs = append(pcs, PeerConfig{AllowedMACs: list})
+		}
+	}
+	e.setAllowedMACsLocked(ps, pcs)
+	allowed := *e.l2.allowedMACs.Load()
+	for _, en := range e.l2.macs.Entries(e.clock.Now()) {
+		owner, listed := allowed[en.MAC]
+		if listed && owner != en.Port || !listed && en.Port != nil && en.Port.restrictMACs.Load() {
+			e.l2.macs.Remove(en.MAC)
+		}
+	}
+}
+
+// SetForward turns Forward (a hub's frames from one peer on to the
+// others) on or off from the next frame; it does nothing in TUN mode.
+func (e *Engine) SetForward(on bool) {
+	if e.l2 != nil {
+		e.l2.forward.Store(on)
+	}
 }
 
 // allowedMACsOf returns p's AllowedMACs in order.

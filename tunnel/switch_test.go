@@ -629,3 +629,55 @@ func TestL2SharedSubnetAfterUAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestL2SetAllowedMACs: a reload's AllowedMACs apply at once (T1): a MAC
+// a peer no longer lists is unbound and its frames dropped, a MAC newly
+// listed for another peer leaves its old binding, and an empty list lets
+// any source through again. SetForward turns the hub on and off.
+func TestL2SetAllowedMACs(t *testing.T) {
+	m := l2Established(t, l2Options{n: 3})
+	e := m.nodes[0].e
+	stray := mactable.MAC{2, 7, 7, 7, 7, 7}
+	m.nodes[1].ad.inject(arpFrame(stray, hostIP(1), hostIP(0)))
+	m.run()
+	m.written()
+	if p, ok := e.l2.macs.Lookup(stray, m.clock.Now()); !ok || p != m.peerOf(0, 1) {
+		t.Fatalf("stray MAC bound to %v, %v, want peer 1", p, ok)
+	}
+	// Peer 1 may send only from its host's MAC; peer 2 gets the stray one.
+	e.SetAllowedMACs(map[crypto.PublicKey][]mactable.MAC{
+		m.nodes[1].pub: {hostMAC(1)},
+		m.nodes[2].pub: {hostMAC(2), stray},
+	})
+	if _, ok := e.l2.macs.Lookup(stray, m.clock.Now()); ok {
+		t.Errorf("stray MAC still bound after it was listed for peer 2")
+	}
+	if got := e.allowedMACsOf(m.peerOf(0, 2)); len(got) != 2 {
+		t.Errorf("peer 2's AllowedMACs = %v, want 2", got)
+	}
+	before := e.Drops(DropSpoofedMAC)
+	m.nodes[1].ad.inject(arpFrame(stray, hostIP(1), hostIP(0)), arpFrame(mactable.MAC{2, 8, 8, 8, 8, 8}, hostIP(1), hostIP(0)))
+	m.run()
+	if w := m.written(); len(w[0]) != 0 || e.Drops(DropSpoofedMAC)-before != 2 {
+		t.Errorf("after the reload: %d frames from unlisted MACs reached the TAP, spoofed_mac +%d, want 0, +2", len(w[0]), e.Drops(DropSpoofedMAC)-before)
+	}
+	m.nodes[1].ad.inject(arpFrame(hostMAC(1), hostIP(1), hostIP(0)))
+	m.run()
+	if w := m.written(); len(w[0]) != 1 {
+		t.Errorf("peer 1's listed MAC: %d frames reached the TAP, want 1", len(w[0]))
+	}
+	// Lists emptied: anything goes again; unknown peers are ignored.
+	e.SetAllowedMACs(map[crypto.PublicKey][]mactable.MAC{m.nodes[1].pub: nil, m.nodes[2].pub: nil, {9}: {stray}})
+	m.nodes[1].ad.inject(arpFrame(stray, hostIP(1), hostIP(0)))
+	m.run()
+	if w := m.written(); len(w[0]) != 1 {
+		t.Errorf("after the lists were emptied: %d frames reached the TAP, want 1", len(w[0]))
+	}
+	if e.l2.forward.Load() {
+		t.Fatal("Forward on without being asked")
+	}
+	e.SetForward(true)
+	if !e.l2.forward.Load() {
+		t.Error("SetForward(true) left Forward off")
+	}
+}
