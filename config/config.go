@@ -18,6 +18,7 @@ const (
 	// needs 4 more, so set MTU = 1398 where VLAN-tagged frames cross.
 	DefaultTAPMTU = DefaultMTU - 14 - 4 // bytes: 1402
 	MinMTU        = 68                  // bytes: the IPv4 minimum (RFC 791), ETH_MIN_MTU
+	MaxThreads    = 64                  // pipelines: the most Threads takes
 	MaxMTU        = 65535               // bytes: the largest MTU a TUN or TAP link takes
 	MinIPv6MTU    = 1280                // bytes: RFC 8200; Linux turns IPv6 off below it
 )
@@ -59,6 +60,10 @@ type Interface struct {
 	// Hook commands for the shell, in file order; each line is one command.
 	PreUp, PostUp, PreDown, PostDown []string
 	Mode                             Mode // warren's own key; ModeTUN by default
+	// Threads is warren's own key: how many pipelines (a TUN queue and a
+	// UDP socket each, with their goroutines) move packets; 0 = unset,
+	// the default of `warren up` (DefaultThreads). Mode = tap runs one.
+	Threads int
 	// MetricsListen is warren's own key: the address and port where `warren
 	// up` serves Prometheus metrics over HTTP (/metrics); zero = off.
 	MetricsListen netip.AddrPort

@@ -1,7 +1,8 @@
 // Package config owns warren's config files: wg-quick style [Interface] and
 // [Peer] sections plus warren's own keys, Mode, MetricsListen (IP:port
 // of the Prometheus metrics, off by default), DNSRequired and
-// FirewallRequired (see below). It parses, validates and
+// FirewallRequired (see below), and Threads (the number of pipelines,
+// 1-64). It parses, validates and
 // prints them back, returns typed values, and never touches the host (Load
 // reads the one file it is given; ResolveEndpoint asks the resolver it is
 // given).

@@ -37,6 +37,7 @@ var (
 	errTable        = errors.New("invalid table: want auto, off, main, local, default, a table ID 1-4294967295 or a name from rt_tables")
 	errBool         = errors.New("want true or false")
 	errMode         = errors.New("invalid mode: want tun or tap")
+	errThreads      = fmt.Errorf("invalid threads: want a number from 1 to %d", MaxThreads)
 	errMetrics      = errors.New("invalid metrics address: want IP:port, such as 127.0.0.1:9586 or [::1]:9586")
 	errKeepalive    = errors.New("invalid persistent keepalive: want off or seconds 0-65535")
 	errAddress      = errors.New("invalid address")
@@ -89,6 +90,7 @@ const (
 	keyBridge
 	keyForward
 	keyMACAgeing
+	keyThreads
 	keyPublicKey
 	keyPresharedKey
 	keyAllowedIPs
@@ -131,6 +133,7 @@ var keys = [numKeys]struct {
 	keyBridge:              {"Bridge", sectionInterface, false, false},
 	keyForward:             {"Forward", sectionInterface, false, false},
 	keyMACAgeing:           {"MACAgeing", sectionInterface, false, false},
+	keyThreads:             {"Threads", sectionInterface, false, false},
 	keyAllowedMACs:         {"AllowedMACs", sectionPeer, true, true},
 }
 
@@ -424,6 +427,12 @@ func (p *parser) set(k key, value string) error {
 		}
 	case keyBridge, keyForward, keyMACAgeing:
 		return p.setLayer2(k, value)
+	case keyThreads:
+		n, err := strconv.Atoi(value)
+		if err != nil || n < 1 || n > MaxThreads {
+			return errThreads
+		}
+		ifc.Threads = n
 	case keyMetricsListen:
 		ap, err := netip.ParseAddrPort(value)
 		if err != nil || ap.Port() == 0 {

@@ -41,6 +41,9 @@ func (c *Config) String() string {
 	if ifc.Mode != ModeTUN {
 		writeKey(&b, "Mode", ifc.Mode.String())
 	}
+	if ifc.Threads > 0 {
+		writeKey(&b, "Threads", strconv.Itoa(ifc.Threads))
+	}
 	if ifc.Bridge != "" {
 		writeKey(&b, "Bridge", ifc.Bridge)
 	}
