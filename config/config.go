@@ -79,9 +79,12 @@ type Interface struct {
 	// Linux bridge the TAP joins (created if absent); Forward lets frames
 	// from one peer go on to others (a hub); MACAgeing is how long a MAC
 	// table entry lives unseen (0: the engine's default, 300 s).
-	Bridge    string
-	Forward   bool
-	MACAgeing time.Duration
+	// OffloadOff (Offload = off) opens the TAP with the kernel's
+	// checksum and segmentation offloads off.
+	Bridge     string
+	Forward    bool
+	MACAgeing  time.Duration
+	OffloadOff bool
 }
 
 // Peer is one [Peer] section.

@@ -18,6 +18,7 @@ var (
 	errGroupMAC   = errors.New("a multicast or broadcast MAC cannot be a source")
 	errMACAgeing  = errors.New("invalid MAC ageing: want whole seconds from 1 to 1000000")
 	errBridgeName = errors.New("invalid bridge name: " + NameRule)
+	errOnOff      = errors.New("invalid value: want on or off")
 )
 
 // setLayer2 stores the [Interface] keys of layer 2 mode.
@@ -45,6 +46,15 @@ func (p *parser) setLayer2(k key, value string) error {
 			return errMACAgeing
 		}
 		ifc.MACAgeing = time.Duration(n) * time.Second
+	case keyOffload:
+		switch {
+		case equalFold(value, "on"):
+			ifc.OffloadOff = false
+		case equalFold(value, "off"):
+			ifc.OffloadOff = true
+		default:
+			return errOnOff
+		}
 	}
 	return nil
 }

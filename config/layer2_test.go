@@ -9,15 +9,15 @@ import (
 )
 
 func TestParseLayer2(t *testing.T) {
-	in := "[Interface]\nPrivateKey = " + privA + "\nMode = tap\nBridge = br-lan\nForward = true\nMACAgeing = 60\n" +
+	in := "[Interface]\nPrivateKey = " + privA + "\nMode = tap\nBridge = br-lan\nForward = true\nMACAgeing = 60\nOffload = OFF\n" +
 		"\n[Peer]\nPublicKey = " + pubB + "\nAllowedMACs = 02:00:00:00:00:01, 02:00:00:00:00:02\nAllowedMACs = 02-00-00-00-00-03\n"
 	c, err := Parse("wg0.conf", strings.NewReader(in))
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
 	ifc := c.Interface
-	if ifc.Bridge != "br-lan" || !ifc.Forward || ifc.MACAgeing != time.Minute || ifc.MTU != DefaultTAPMTU {
-		t.Errorf("Interface = Bridge %q Forward %v MACAgeing %v MTU %d, want br-lan true 1m0s %d", ifc.Bridge, ifc.Forward, ifc.MACAgeing, ifc.MTU, DefaultTAPMTU)
+	if ifc.Bridge != "br-lan" || !ifc.Forward || ifc.MACAgeing != time.Minute || ifc.MTU != DefaultTAPMTU || !ifc.OffloadOff {
+		t.Errorf("Interface = Bridge %q Forward %v MACAgeing %v MTU %d OffloadOff %v, want br-lan true 1m0s %d true", ifc.Bridge, ifc.Forward, ifc.MACAgeing, ifc.MTU, ifc.OffloadOff, DefaultTAPMTU)
 	}
 	want := []mactable.MAC{{2, 0, 0, 0, 0, 1}, {2, 0, 0, 0, 0, 2}, {2, 0, 0, 0, 0, 3}}
 	if got := c.Peers[0].AllowedMACs; len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
@@ -62,6 +62,8 @@ func TestParseLayer2Errors(t *testing.T) {
 		{"group MAC", tap + peer + "AllowedMACs = 01:00:5e:00:00:01\n", `wg0.conf:6: AllowedMACs: "01:00:5e:00:00:01": a multicast or broadcast MAC`},
 		{"Forward in TUN mode", tun + "Forward = true\n", "wg0.conf:3: Forward: only with Mode = tap"},
 		{"MACAgeing in TUN mode", tun + "MACAgeing = 30\n", "wg0.conf:3: MACAgeing: only with Mode = tap"},
+		{"Offload in TUN mode", tun + "Offload = off\n", "wg0.conf:3: Offload: only with Mode = tap"},
+		{"bad Offload", tap + "Offload = maybe\n", `wg0.conf:4: Offload: "maybe": invalid value: want on or off`},
 		{"Bridge in TUN mode", tun + "Bridge = br0\n", "wg0.conf:3: Bridge: only with Mode = tap"},
 		{"AllowedMACs in TUN mode", tun + peer + "AllowedMACs = 02:00:00:00:00:01\n", "wg0.conf:5: AllowedMACs: only with Mode = tap"},
 		{"Mode after Forward", "[Interface]\nPrivateKey = " + privA + "\nForward = false\nMode = tun\n", "wg0.conf:3: Forward: only with Mode = tap"},

@@ -90,6 +90,7 @@ const (
 	keyBridge
 	keyForward
 	keyMACAgeing
+	keyOffload
 	keyThreads
 	keyPublicKey
 	keyPresharedKey
@@ -133,6 +134,7 @@ var keys = [numKeys]struct {
 	keyBridge:              {"Bridge", sectionInterface, false, false},
 	keyForward:             {"Forward", sectionInterface, false, false},
 	keyMACAgeing:           {"MACAgeing", sectionInterface, false, false},
+	keyOffload:             {"Offload", sectionInterface, false, false},
 	keyThreads:             {"Threads", sectionInterface, false, false},
 	keyAllowedMACs:         {"AllowedMACs", sectionPeer, true, true},
 }
@@ -425,7 +427,7 @@ func (p *parser) set(k key, value string) error {
 		} else {
 			ifc.FirewallOptional = !required
 		}
-	case keyBridge, keyForward, keyMACAgeing:
+	case keyBridge, keyForward, keyMACAgeing, keyOffload:
 		return p.setLayer2(k, value)
 	case keyThreads:
 		n, err := strconv.Atoi(value)

@@ -53,6 +53,9 @@ func (c *Config) String() string {
 	if ifc.MACAgeing > 0 {
 		writeKey(&b, "MACAgeing", strconv.FormatInt(int64(ifc.MACAgeing.Seconds()), 10))
 	}
+	if ifc.OffloadOff {
+		writeKey(&b, "Offload", "off")
+	}
 	if ifc.SaveConfig {
 		writeKey(&b, "SaveConfig", "true")
 	}
