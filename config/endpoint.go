@@ -31,37 +31,61 @@ var (
 // first IPv6 address. It returns the zero AddrPort and no error when p has
 // no endpoint.
 func (p Peer) ResolveEndpoint(ctx context.Context, r Resolver) (netip.AddrPort, error) {
+	eps, err := p.ResolveEndpoints(ctx, r)
+	if err != nil || len(eps) == 0 {
+		return netip.AddrPort{}, err
+	}
+	return eps[0], nil
+}
+
+// ResolveEndpoints returns every address of p.Endpoint in the order
+// ResolveEndpoint prefers them: the IPv4 addresses in the order of the
+// answer, then the IPv6 ones. An answer with no address is an error, so
+// that a caller never takes an empty answer for a move. It returns nil and
+// no error when p has no endpoint.
+func (p Peer) ResolveEndpoints(ctx context.Context, r Resolver) ([]netip.AddrPort, error) {
 	if p.Endpoint == "" {
-		return netip.AddrPort{}, nil
+		return nil, nil
 	}
 	host, port, err := splitEndpoint(p.Endpoint)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("endpoint %q: %w", p.Endpoint, err)
+		return nil, fmt.Errorf("endpoint %q: %w", p.Endpoint, err)
 	}
 	if addr, err := netip.ParseAddr(host); err == nil {
-		return netip.AddrPortFrom(addr, port), nil
+		return []netip.AddrPort{netip.AddrPortFrom(addr, port)}, nil
 	}
 	if r == nil {
 		r = net.DefaultResolver
 	}
 	addrs, err := r.LookupNetIP(ctx, "ip", host)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("resolve endpoint %q: %w", p.Endpoint, err)
+		return nil, fmt.Errorf("resolve endpoint %q: %w", p.Endpoint, err)
 	}
-	var v6 netip.Addr
+	var v4, v6 []netip.AddrPort
 	for _, a := range addrs {
-		a = a.Unmap()
-		if a.Is4() {
-			return netip.AddrPortFrom(a, port), nil
-		}
-		if !v6.IsValid() && a.Is6() {
-			v6 = a
+		switch a = a.Unmap(); {
+		case a.Is4():
+			v4 = append(v4, netip.AddrPortFrom(a, port))
+		case a.Is6():
+			v6 = append(v6, netip.AddrPortFrom(a, port))
 		}
 	}
-	if !v6.IsValid() {
-		return netip.AddrPort{}, fmt.Errorf("resolve endpoint %q: %w", p.Endpoint, errNoAddress)
+	if len(v4)+len(v6) == 0 {
+		return nil, fmt.Errorf("resolve endpoint %q: %w", p.Endpoint, errNoAddress)
 	}
-	return netip.AddrPortFrom(v6, port), nil
+	return append(v4, v6...), nil
+}
+
+// IsHostName reports whether the endpoint s names its host (host:port)
+// rather than giving an IP address: only such an endpoint can change its
+// address while the tunnel runs.
+func IsHostName(s string) bool {
+	host, _, err := splitEndpoint(s)
+	if err != nil {
+		return false
+	}
+	_, err = netip.ParseAddr(host)
+	return err != nil
 }
 
 // splitEndpoint splits and checks an endpoint as wg does: "[host]:port" or

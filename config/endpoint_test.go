@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -80,6 +81,48 @@ func TestResolveEndpointError(t *testing.T) {
 	_, err := Peer{Endpoint: "vpn.example:51820"}.ResolveEndpoint(context.Background(), &fakeResolver{err: cause})
 	if !errors.Is(err, cause) {
 		t.Errorf("ResolveEndpoint() error = %v, want it to wrap %v", err, cause)
+	}
+}
+
+// TestResolveEndpoints: every address of a name, IPv4 first in the answer's
+// order, then IPv6; an empty answer is an error, not an empty list.
+func TestResolveEndpoints(t *testing.T) {
+	r := &fakeResolver{addrs: map[string][]netip.Addr{
+		"rr.example":   addrs("fd00:7761::9", "198.18.0.10", "::ffff:198.18.0.9", "fd00:7761::8"),
+		"none.example": nil,
+	}}
+	got, err := Peer{Endpoint: "rr.example:51820"}.ResolveEndpoints(context.Background(), r)
+	want := []netip.AddrPort{
+		netip.MustParseAddrPort("198.18.0.10:51820"), netip.MustParseAddrPort("198.18.0.9:51820"),
+		netip.MustParseAddrPort("[fd00:7761::9]:51820"), netip.MustParseAddrPort("[fd00:7761::8]:51820"),
+	}
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("ResolveEndpoints(rr.example:51820) = %v, %v, want %v", got, err, want)
+	}
+	if got, err := (Peer{Endpoint: "none.example:1"}).ResolveEndpoints(context.Background(), r); err == nil {
+		t.Errorf("ResolveEndpoints(none.example:1) = %v, want an error", got)
+	}
+	if got, err := (Peer{}).ResolveEndpoints(context.Background(), r); got != nil || err != nil {
+		t.Errorf("ResolveEndpoints() without an endpoint = %v, %v, want nil, nil", got, err)
+	}
+}
+
+func TestIsHostName(t *testing.T) {
+	for _, tc := range []struct {
+		endpoint string
+		want     bool
+	}{
+		{"vpn.example:51820", true},
+		{"vpn.example.:1", true},
+		{"198.18.0.1:51820", false},
+		{"[fd00:7761::1]:51820", false},
+		{"[fe80::1%eth0]:51820", false},
+		{"", false},
+		{"bad:port", false},
+	} {
+		if got := IsHostName(tc.endpoint); got != tc.want {
+			t.Errorf("IsHostName(%q) = %v, want %v", tc.endpoint, got, tc.want)
+		}
 	}
 }
 
