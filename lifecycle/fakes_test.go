@@ -234,8 +234,8 @@ func (t *fakeTransport) breakDown() {
 	t.Transport.Close() // wakes a blocked Receive
 }
 
-func (t *fakeTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
-	n, err := t.Transport.Receive(bufs, sizes, eps)
+func (t *fakeTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error) {
+	n, err := t.Transport.Receive(bufs, sizes, eps, locals)
 	if err != nil && t.broken.Load() {
 		return 0, errors.New("receive: network is down (injected)")
 	}

@@ -31,7 +31,7 @@ var benchModes = []struct {
 // benchPeer is a sender or receiver under benchmark.
 type benchPeer interface {
 	send(bufs [][]byte, ep netip.AddrPort) error
-	receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error)
+	receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error)
 	port() uint16
 	close()
 }
@@ -39,11 +39,11 @@ type benchPeer interface {
 type udpPeer struct{ *UDP }
 
 func (p udpPeer) send(bufs [][]byte, ep netip.AddrPort) error {
-	_, err := p.Send(bufs, ep)
+	_, err := p.Send(bufs, ep, netip.Addr{})
 	return err
 }
-func (p udpPeer) receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
-	return p.Receive(bufs, sizes, eps)
+func (p udpPeer) receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error) {
+	return p.Receive(bufs, sizes, eps, locals)
 }
 func (p udpPeer) port() uint16 { return p.Port() }
 func (p udpPeer) close()       { p.Close() }
@@ -59,7 +59,7 @@ func (p naivePeer) send(bufs [][]byte, ep netip.AddrPort) error {
 	}
 	return nil
 }
-func (p naivePeer) receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
+func (p naivePeer) receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, _ []netip.Addr) (int, error) {
 	n, ep, err := p.ReadFromUDPAddrPort(bufs[0])
 	sizes[0], eps[0] = n, ep
 	if err != nil {
@@ -148,13 +148,13 @@ func BenchmarkLoopback(b *testing.B) {
 			for i := range rbufs {
 				rbufs[i] = make([]byte, BufferSize)
 			}
-			sizes, eps := make([]int, benchBatch), make([]netip.AddrPort, benchBatch)
+			sizes, eps, locals := make([]int, benchBatch), make([]netip.AddrPort, benchBatch), make([]netip.Addr, benchBatch)
 			b.ReportAllocs()
 			b.SetBytes(benchSize)
 			b.ResetTimer()
 			start := time.Now()
 			for got := 0; got < b.N; {
-				n, err := r.receive(rbufs, sizes, eps)
+				n, err := r.receive(rbufs, sizes, eps, locals)
 				if err != nil {
 					b.Fatal(err)
 				}

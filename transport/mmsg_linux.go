@@ -20,11 +20,19 @@ import (
 
 // Control buffer sizes per message; multiples of 8 keep every cmsghdr aligned.
 const (
-	rxControlSize = 64 // bytes; room for UDP_GRO (an int) and slack
+	// rxControlSize has room for UDP_GRO (an int), IPV6_PKTINFO (20 bytes)
+	// and IP_PKTINFO (12 bytes) at once, with slack.
+	rxControlSize = 128 // bytes
 )
 
 var (
-	txControlSize = unix.CmsgSpace(2) // UDP_SEGMENT carries a uint16
+	// A message's control buffer holds UDP_SEGMENT (a uint16) and then the
+	// source address, IPV6_PKTINFO (in6_pktinfo) on the dual-stack socket
+	// and IP_PKTINFO (in_pktinfo) on an IPv4 one. Either part is used alone.
+	segmentSpace  = unix.CmsgSpace(2)
+	pktinfo6Space = unix.CmsgSpace(unix.SizeofInet6Pktinfo)
+	pktinfo4Space = unix.CmsgSpace(unix.SizeofInet4Pktinfo)
+	txControlSize = segmentSpace + max(pktinfo6Space, pktinfo4Space)
 )
 
 // rxScratch is the state of one recvmmsg call.
@@ -107,10 +115,12 @@ func (s *rxScratch) messages(n int) []rxMessage {
 	for j := range n {
 		h := &s.msgs[j].Hdr
 		ctrl := s.ctrl[j*rxControlSize : j*rxControlSize+int(h.Controllen)]
+		segment, local := parseControl(ctrl)
 		s.rx[j] = rxMessage{
 			n:       int(s.msgs[j].Len),
-			segment: groSegment(ctrl),
+			segment: segment,
 			ep:      sockaddrAddrPort(&s.names[j]),
+			local:   local,
 		}
 	}
 	return s.rx[:n]
@@ -119,25 +129,47 @@ func (s *rxScratch) messages(n int) []rxMessage {
 // groSegment returns the segment size of a UDP_GRO control message in ctrl,
 // or 0.
 func groSegment(ctrl []byte) int {
+	segment, _ := parseControl(ctrl)
+	return segment
+}
+
+// parseControl returns the segment size of a UDP_GRO control message in
+// ctrl, or 0, and the local address of an IPV6_PKTINFO or IP_PKTINFO one
+// (unmapped), or the zero Addr: the address the datagram was sent to, which
+// replies leave from (RO6, RO7). An IPv6 link-local address is reported as
+// the zero Addr: it would need its interface as a zone, and the system's
+// choice serves it.
+func parseControl(ctrl []byte) (segment int, local netip.Addr) {
 	for len(ctrl) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
 		l := int(h.Len)
 		if l < unix.CmsgLen(0) || l > len(ctrl) {
-			return 0
+			break
 		}
-		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO {
-			data := ctrl[unix.CmsgLen(0):l]
+		data := ctrl[unix.CmsgLen(0):l]
+		switch {
+		case h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO:
 			switch {
 			case len(data) >= 4: // the kernel puts an int
-				return int(binary.NativeEndian.Uint32(data))
+				segment = int(binary.NativeEndian.Uint32(data))
 			case len(data) >= 2:
-				return int(binary.NativeEndian.Uint16(data))
+				segment = int(binary.NativeEndian.Uint16(data))
 			}
-			return 0
+		case h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			a := netip.AddrFrom16([16]byte(data[:16])).Unmap()
+			if !a.IsLinkLocalUnicast() {
+				local = a
+			}
+		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			if !local.IsValid() {
+				// in_pktinfo: ifindex, spec_dst, addr (the header's
+				// destination, as the kernel's implementation takes).
+				local = netip.AddrFrom4([4]byte(data[8:12]))
+			}
 		}
 		ctrl = ctrl[min(unix.CmsgSpace(l-unix.CmsgLen(0)), len(ctrl)):]
 	}
-	return 0
+	return segment, local
 }
 
 // sockaddrAddrPort converts a received sockaddr_in6 or sockaddr_in, with
@@ -164,9 +196,13 @@ func sockaddrAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
 type txScratch struct {
 	msgs   []unix.Mmsghdr
 	iovs   []unix.Iovec
-	ctrl   []byte // txControlSize bytes per message, UDP_SEGMENT headers prefilled
+	ctrl   []byte // txControlSize bytes per message, UDP_SEGMENT and PKTINFO headers prefilled
 	groups []segmentGroup
 	used   int // iovecs pointing at the caller's buffers
+
+	is6       bool       // the pktinfo headers are IPV6_PKTINFO, else IP_PKTINFO
+	local     netip.Addr // source of this Send; zero = the system's choice
+	infoSpace int        // bytes of the pktinfo part of a control buffer
 
 	sa6     unix.RawSockaddrInet6
 	sa4     unix.RawSockaddrInet4
@@ -180,18 +216,31 @@ type txScratch struct {
 	errno    unix.Errno
 }
 
-func newTxScratch(batch int) *txScratch {
+func newTxScratch(batch int, is6 bool) *txScratch {
 	s := &txScratch{
-		msgs:   make([]unix.Mmsghdr, batch),
-		iovs:   make([]unix.Iovec, batch),
-		ctrl:   make([]byte, batch*txControlSize),
-		groups: make([]segmentGroup, 0, batch),
+		msgs:      make([]unix.Mmsghdr, batch),
+		iovs:      make([]unix.Iovec, batch),
+		ctrl:      make([]byte, batch*txControlSize),
+		groups:    make([]segmentGroup, 0, batch),
+		is6:       is6,
+		infoSpace: pktinfo4Space,
+	}
+	if is6 {
+		s.infoSpace = pktinfo6Space
 	}
 	for i := range s.msgs {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&s.ctrl[i*txControlSize]))
 		h.Level = unix.SOL_UDP
 		h.Type = unix.UDP_SEGMENT
 		h.SetLen(unix.CmsgLen(2))
+		h = (*unix.Cmsghdr)(unsafe.Pointer(&s.ctrl[i*txControlSize+segmentSpace]))
+		if is6 {
+			h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+			h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+		} else {
+			h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+			h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+		}
 	}
 	s.writeFn = s.doWrite
 	return s
@@ -225,6 +274,38 @@ func (s *txScratch) setDestination(ep netip.AddrPort, is6 bool) error {
 	return nil
 }
 
+// setSource makes local the source address of this Send's messages (RO6);
+// the zero Addr leaves it to the system. A source of the other family than
+// the destination ep fails with EINVAL, as the kernel fails a source it
+// does not have.
+func (s *txScratch) setSource(local netip.Addr, ep netip.AddrPort) error {
+	local = local.Unmap()
+	s.local = local
+	if !local.IsValid() {
+		return nil
+	}
+	if local.Is4() != ep.Addr().Unmap().Is4() || (!s.is6 && !local.Is4()) {
+		s.local = netip.Addr{}
+		return unix.EINVAL
+	}
+	return nil
+}
+
+// fillSource writes s.local into the pktinfo part of control buffer c: in
+// in6_pktinfo the address (IPv4 mapped) and interface 0, in in_pktinfo
+// interface 0, spec_dst the address (the source) and addr 0.
+func (s *txScratch) fillSource(c []byte) {
+	data := c[segmentSpace+unix.CmsgLen(0) : segmentSpace+s.infoSpace]
+	clear(data)
+	if s.is6 {
+		b := s.local.As16() // IPv4 as v4-mapped
+		copy(data, b[:])
+		return
+	}
+	b := s.local.As4()
+	copy(data[4:8], b[:])
+}
+
 // zoneIndex resolves an IPv6 zone, a number or an interface name.
 func zoneIndex(zone string) (uint32, error) {
 	if id, err := strconv.ParseUint(zone, 10, 32); err == nil {
@@ -254,12 +335,24 @@ func (s *txScratch) build(chunk [][]byte) {
 		h.Iov = &s.iovs[g.start]
 		h.SetIovlen(g.count)
 		h.Flags = 0
-		if g.count > 1 {
-			c := s.ctrl[i*txControlSize : (i+1)*txControlSize]
+		c := s.ctrl[i*txControlSize : (i+1)*txControlSize]
+		sourced := s.local.IsValid()
+		if sourced {
+			s.fillSource(c)
+		}
+		switch {
+		case g.count > 1 && sourced:
 			binary.NativeEndian.PutUint16(c[unix.CmsgLen(0):], uint16(g.size))
 			h.Control = &c[0]
-			h.SetControllen(txControlSize)
-		} else {
+			h.SetControllen(segmentSpace + s.infoSpace)
+		case g.count > 1:
+			binary.NativeEndian.PutUint16(c[unix.CmsgLen(0):], uint16(g.size))
+			h.Control = &c[0]
+			h.SetControllen(segmentSpace)
+		case sourced:
+			h.Control = &c[segmentSpace]
+			h.SetControllen(s.infoSpace)
+		default:
 			h.Control = nil
 			h.SetControllen(0)
 		}

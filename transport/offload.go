@@ -66,6 +66,7 @@ type rxMessage struct {
 	n       int // bytes read
 	segment int // GRO segment size, bytes; 0 when not coalesced
 	ep      netip.AddrPort
+	local   netip.Addr // our address it was sent to; zero if unknown
 }
 
 // segmentCount reports how many datagrams an n-byte message of segment-byte
@@ -78,9 +79,9 @@ func segmentCount(n, segment int) int {
 }
 
 // splitMessages turns msgs, read into bufs[j][:msgs[j].n], into datagrams in
-// bufs, sizes and eps, and returns how many it wrote. What does not fit goes
-// to sp. It also returns the largest segment count of any message.
-func splitMessages(bufs [][]byte, sizes []int, eps []netip.AddrPort, msgs []rxMessage, sp *spill) (n, maxCount int) {
+// bufs, sizes, eps and locals, and returns how many it wrote. What does not
+// fit goes to sp. It also returns the largest segment count of any message.
+func splitMessages(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr, msgs []rxMessage, sp *spill) (n, maxCount int) {
 	// 1. Lay out: message j's segments go to bufs[n_j:n_j+count_j]. Message
 	// cut is the first that does not fit in full; partial of its segments do.
 	cut, partial := len(msgs), 0
@@ -98,9 +99,9 @@ func splitMessages(bufs [][]byte, sizes []int, eps []netip.AddrPort, msgs []rxMe
 	// 2. Spill what does not fit before step 3 overwrites it.
 	if cut < len(msgs) {
 		m := msgs[cut]
-		sp.push(bufs[cut][partial*m.segment:m.n], m.segment, m.ep)
+		sp.push(bufs[cut][partial*m.segment:m.n], m.segment, m.ep, m.local)
 		for j := cut + 1; j < len(msgs); j++ {
-			sp.push(bufs[j][:msgs[j].n], msgs[j].segment, msgs[j].ep)
+			sp.push(bufs[j][:msgs[j].n], msgs[j].segment, msgs[j].ep, msgs[j].local)
 		}
 	}
 	// 3. Expand, last message first: message j only moves to bufs[k] with
@@ -123,7 +124,7 @@ func splitMessages(bufs [][]byte, sizes []int, eps []netip.AddrPort, msgs []rxMe
 				copy(bufs[dst], bufs[j][lo:hi])
 			}
 			sizes[dst] = hi - lo
-			eps[dst] = m.ep
+			eps[dst], locals[dst] = m.ep, m.local
 		}
 		end = first
 	}
@@ -137,6 +138,7 @@ type spilled struct {
 	off     int // bytes already delivered
 	segment int // 0 = one datagram
 	ep      netip.AddrPort
+	local   netip.Addr
 }
 
 // spill holds received datagrams that did not fit the caller's buffers.
@@ -150,7 +152,7 @@ type spill struct {
 }
 
 // push queues a copy of data, a super-datagram of segment-byte segments.
-func (sp *spill) push(data []byte, segment int, ep netip.AddrPort) {
+func (sp *spill) push(data []byte, segment int, ep netip.AddrPort, local netip.Addr) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	var b *[BufferSize]byte
@@ -159,13 +161,13 @@ func (sp *spill) push(data []byte, segment int, ep netip.AddrPort) {
 	} else {
 		b = new([BufferSize]byte)
 	}
-	sp.queue = append(sp.queue, spilled{buf: b, n: copy(b[:], data), segment: segment, ep: ep})
+	sp.queue = append(sp.queue, spilled{buf: b, n: copy(b[:], data), segment: segment, ep: ep, local: local})
 	sp.pending.Add(1)
 }
 
 // deliver moves queued datagrams into bufs, oldest first, and returns how
 // many it wrote.
-func (sp *spill) deliver(bufs [][]byte, sizes []int, eps []netip.AddrPort) int {
+func (sp *spill) deliver(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) int {
 	if sp.pending.Load() == 0 {
 		return 0
 	}
@@ -179,7 +181,7 @@ func (sp *spill) deliver(bufs [][]byte, sizes []int, eps []netip.AddrPort) int {
 			size = min(size, e.segment)
 		}
 		sizes[n] = copy(bufs[n], e.buf[e.off:e.off+size])
-		eps[n] = e.ep
+		eps[n], locals[n] = e.ep, e.local
 		n++
 		e.off += size
 		if e.off >= e.n {

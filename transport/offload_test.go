@@ -10,8 +10,8 @@ import (
 
 // The engine's view of a transport (tunnel.Transport).
 var _ interface {
-	Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error)
-	Send(bufs [][]byte, ep netip.AddrPort) (int, error)
+	Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error)
+	Send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, error)
 	BatchSize() int
 	Close() error
 } = (*UDP)(nil)
@@ -127,14 +127,15 @@ func TestSplitMessages(t *testing.T) {
 			}
 			sizes := make([]int, tc.nbufs)
 			eps := make([]netip.AddrPort, tc.nbufs)
+			locals := make([]netip.Addr, tc.nbufs)
 			var sp spill
-			n, _ := splitMessages(bufs, sizes, eps, msgs, &sp)
+			n, _ := splitMessages(bufs, sizes, eps, locals, msgs, &sp)
 			var got []dgram
 			for i := range n {
 				got = append(got, dgram{eps[i], bytes.Clone(bufs[i][:sizes[i]])})
 			}
 			for {
-				k := sp.deliver(bufs, sizes, eps)
+				k := sp.deliver(bufs, sizes, eps, locals)
 				if k == 0 {
 					break
 				}

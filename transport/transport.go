@@ -99,8 +99,8 @@ func (o Options) logger() *slog.Logger {
 
 // checkReceive returns how many of bufs a Receive may fill, or an error for
 // a batch the caller built wrong.
-func checkReceive(bufs [][]byte, sizes []int, eps []netip.AddrPort, batch int) (int, error) {
-	nb := min(len(bufs), len(sizes), len(eps), batch)
+func checkReceive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr, batch int) (int, error) {
+	nb := min(len(bufs), len(sizes), len(eps), len(locals), batch)
 	if nb == 0 {
 		return 0, errors.New("receive: empty batch")
 	}

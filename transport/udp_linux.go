@@ -68,6 +68,12 @@ func listen(opts Options, tryIPv6 bool) (*UDP, error) {
 		}
 		return nil, fmt.Errorf("listen UDP port %d: %w", opts.Port, err)
 	}
+	return newUDP(conn, opts)
+}
+
+// newUDP makes the bound socket conn a UDP: fwmark, buffers, offloads.
+// On failure it closes conn.
+func newUDP(conn *net.UDPConn, opts Options) (*UDP, error) {
 	raw, err := conn.SyscallConn()
 	if err != nil {
 		conn.Close()
@@ -83,7 +89,7 @@ func listen(opts Options, tryIPv6 bool) (*UDP, error) {
 		log:   opts.logger(),
 	}
 	u.rxFree = newFreeList(func() *rxScratch { return newRxScratch(u.batch) })
-	u.txFree = newFreeList(func() *txScratch { return newTxScratch(u.batch) })
+	u.txFree = newFreeList(func() *txScratch { return newTxScratch(u.batch, u.is6) })
 	if err := u.configure(opts); err != nil {
 		conn.Close()
 		return nil, err
@@ -132,6 +138,13 @@ func (u *UDP) configure(opts Options) error {
 		if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, socketBufferSize) != nil {
 			_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF, socketBufferSize)
 		}
+		// The local address of each datagram, which replies leave from
+		// (RO6, RO7). On the dual-stack socket IPV6_PKTINFO also reports
+		// IPv4 datagrams, v4-mapped.
+		if e := u.setPktinfo(s); e != nil {
+			err = fmt.Errorf("receive local addresses on UDP port %d: %w", u.port, e)
+			return
+		}
 		if opts.DisableOffload {
 			return
 		}
@@ -154,31 +167,41 @@ func (u *UDP) configure(opts Options) error {
 	return err
 }
 
+// setPktinfo asks the kernel for the local address of every datagram.
+func (u *UDP) setPktinfo(s int) error {
+	if u.is6 {
+		return unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+	}
+	return unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+}
+
 // Receive blocks until at least one datagram arrived and returns how many
-// it wrote into bufs, with their lengths in sizes and their senders in eps
-// (IPv4 senders as 4-byte addresses). It returns at most
-// min(len(bufs), len(sizes), len(eps), BatchSize()) datagrams. Each bufs[i]
+// it wrote into bufs, with their lengths in sizes, their senders in eps
+// (IPv4 senders as 4-byte addresses) and in locals the address of ours each
+// was sent to (unmapped; the zero Addr for an IPv6 link-local one). It
+// returns at most min(len(bufs), len(sizes), len(eps), len(locals),
+// BatchSize()) datagrams. Each bufs[i]
 // must be at least BufferSize bytes: with GRO one read may return a 64 KB
 // super-datagram that is split into the following buffers; segments that do
 // not fit are kept and returned first by the next Receive (from any
 // goroutine), never dropped. The buffers are only borrowed for the call.
 // Safe for concurrent use.
-func (u *UDP) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
+func (u *UDP) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error) {
 	if u.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	nb, err := checkReceive(bufs, sizes, eps, u.batch)
+	nb, err := checkReceive(bufs, sizes, eps, locals, u.batch)
 	if err != nil {
 		return 0, err
 	}
 	// Spilled datagrams go out alone: topping the batch up from the
 	// socket would wait for its read lock, which another Receive holds
 	// while it blocks for new datagrams, and so would strand these.
-	if n := u.spill.deliver(bufs[:nb], sizes, eps); n > 0 {
+	if n := u.spill.deliver(bufs[:nb], sizes, eps, locals); n > 0 {
 		return n, nil
 	}
 	s := u.rxFree.get()
-	n, err := u.read(s, bufs[:nb], sizes[:nb], eps[:nb], true)
+	n, err := u.read(s, bufs[:nb], sizes[:nb], eps[:nb], locals[:nb], true)
 	u.rxFree.put(s)
 	if n > 0 {
 		return n, nil
@@ -188,7 +211,7 @@ func (u *UDP) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, er
 
 // read does one recvmmsg into bufs and splits coalesced messages. Unless
 // block, it returns 0 datagrams instead of waiting.
-func (u *UDP) read(s *rxScratch, bufs [][]byte, sizes []int, eps []netip.AddrPort, block bool) (int, error) {
+func (u *UDP) read(s *rxScratch, bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr, block bool) (int, error) {
 	m := len(bufs)
 	if h := int(u.segHint.Load()); u.gro && h > 1 {
 		// Ask for about as many messages as the last read's super-datagrams
@@ -211,7 +234,7 @@ func (u *UDP) read(s *rxScratch, bufs [][]byte, sizes []int, eps []netip.AddrPor
 		return 0, fmt.Errorf("receive on UDP port %d: %w", u.port, s.errno)
 	}
 	msgs := s.messages(s.n)
-	n, maxCount := splitMessages(bufs, sizes, eps, msgs, &u.spill)
+	n, maxCount := splitMessages(bufs, sizes, eps, locals, msgs, &u.spill)
 	if u.gro && int(u.segHint.Load()) != maxCount {
 		u.segHint.Store(int32(maxCount))
 	}
@@ -220,12 +243,15 @@ func (u *UDP) read(s *rxScratch, bufs [][]byte, sizes []int, eps []netip.AddrPor
 
 // Send sends every datagram in bufs to ep with as few sendmmsg calls as the
 // socket allows: runs of equal-sized datagrams (the last may be shorter)
-// leave as one GSO super-datagram of up to 64 segments and 64 KB. The buffers
-// are only borrowed for the call and never written. A message that fails is
-// skipped and the rest are tried. Send returns how many datagrams the kernel
+// leave as one GSO super-datagram of up to 64 segments and 64 KB. Every
+// datagram leaves from the source address local (IPV6_PKTINFO or IP_PKTINFO,
+// RO6), or from the kernel's choice when local is the zero Addr; a local the
+// host does not have fails with EINVAL (RO5, RO8). The buffers are only
+// borrowed for the call and never written. A message that fails is skipped
+// and the rest are tried. Send returns how many datagrams the kernel
 // accepted (a GSO message counts its segments) and errors.Join of the
 // failures, one per run of equal errors. Safe for concurrent use.
-func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort) (int, error) {
+func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, error) {
 	if u.closed.Load() {
 		return 0, net.ErrClosed
 	}
@@ -236,6 +262,9 @@ func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort) (int, error) {
 	defer u.txFree.put(s)
 	if err := s.setDestination(ep, u.is6); err != nil {
 		return 0, fmt.Errorf("send to %v: %w", ep, err)
+	}
+	if err := s.setSource(local, ep); err != nil {
+		return 0, fmt.Errorf("send to %v from %v: %w", ep, local, err)
 	}
 	maxPayload := maxPayloadIPv4
 	if ep.Addr().Unmap().Is6() {
@@ -263,7 +292,7 @@ func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort) (int, error) {
 			if errno == 0 {
 				break
 			}
-			if s.groups[i].count > 1 && u.gsoRefused(errno) {
+			if s.groups[i].count > 1 && u.gsoRefused(errno, local.IsValid()) {
 				// Resend from this message on without GSO.
 				gso, next = false, s.groups[i].start
 				break
@@ -309,11 +338,16 @@ func (u *UDP) write(s *txScratch, from, to int) (sent int, errno unix.Errno, err
 // go again without GSO, and turns GSO off for good where the route or kernel
 // cannot do it. EIO: the device cannot checksum the segments (udp(7)).
 // EINVAL: also a segment larger than the route MTU, so only repeated ones
-// turn GSO off.
-func (u *UDP) gsoRefused(errno unix.Errno) bool {
+// turn GSO off; with a source address (sourced) also that address gone
+// (RO5), so those do not count: the message goes again without GSO, where
+// a gone source fails alone.
+func (u *UDP) gsoRefused(errno unix.Errno, sourced bool) bool {
 	switch errno {
 	case unix.EIO, unix.ENOPROTOOPT, unix.EOPNOTSUPP:
 	case unix.EINVAL:
+		if sourced {
+			return true
+		}
 		if u.gsoEINVAL.Add(1) < gsoEINVALLimit {
 			return true
 		}

@@ -30,12 +30,12 @@ func listenTB(tb testing.TB, opts Options) *UDP {
 }
 
 // receiveBufs makes n receive buffers of BufferSize bytes.
-func receiveBufs(n int) ([][]byte, []int, []netip.AddrPort) {
+func receiveBufs(n int) ([][]byte, []int, []netip.AddrPort, []netip.Addr) {
 	bufs := make([][]byte, n)
 	for i := range bufs {
 		bufs[i] = make([]byte, BufferSize)
 	}
-	return bufs, make([]int, n), make([]netip.AddrPort, n)
+	return bufs, make([]int, n), make([]netip.AddrPort, n), make([]netip.Addr, n)
 }
 
 // receiveAll receives until want datagrams arrived and checks their order,
@@ -46,10 +46,10 @@ func receiveAll(tb testing.TB, u *UDP, want [][]byte, from netip.AddrPort, batch
 	// net.core.rmem_max without root) fails the test instead of hanging it.
 	u.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	defer u.conn.SetReadDeadline(time.Time{})
-	bufs, sizes, eps := receiveBufs(batch)
+	bufs, sizes, eps, locals := receiveBufs(batch)
 	got := 0
 	for got < len(want) {
-		n, err := u.Receive(bufs, sizes, eps)
+		n, err := u.Receive(bufs, sizes, eps, locals)
 		if err != nil {
 			tb.Fatalf("Receive after %d of %d datagrams: %v", got, len(want), err)
 		}
@@ -161,8 +161,8 @@ func TestCloseUnblocksReceive(t *testing.T) {
 	}
 	done := make(chan error)
 	go func() {
-		bufs, sizes, eps := receiveBufs(4)
-		_, err := u.Receive(bufs, sizes, eps)
+		bufs, sizes, eps, locals := receiveBufs(4)
+		_, err := u.Receive(bufs, sizes, eps, locals)
 		done <- err
 	}()
 	if err := u.Close(); err != nil {
@@ -171,11 +171,11 @@ func TestCloseUnblocksReceive(t *testing.T) {
 	if err := <-done; !errors.Is(err, net.ErrClosed) {
 		t.Errorf("blocked Receive after Close = %v, want net.ErrClosed", err)
 	}
-	bufs, sizes, eps := receiveBufs(1)
-	if _, err := u.Receive(bufs, sizes, eps); !errors.Is(err, net.ErrClosed) {
+	bufs, sizes, eps, locals := receiveBufs(1)
+	if _, err := u.Receive(bufs, sizes, eps, locals); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Receive after Close = %v, want net.ErrClosed", err)
 	}
-	if _, err := u.Send([][]byte{{1}}, netip.MustParseAddrPort("127.0.0.1:9")); !errors.Is(err, net.ErrClosed) {
+	if _, err := u.Send([][]byte{{1}}, netip.MustParseAddrPort("127.0.0.1:9"), netip.Addr{}); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Send after Close = %v, want net.ErrClosed", err)
 	}
 	if err := u.Close(); err != nil {
@@ -194,7 +194,7 @@ func TestListenErrors(t *testing.T) {
 
 func TestReceiveShortBuffer(t *testing.T) {
 	u := listenTB(t, Options{})
-	if _, err := u.Receive([][]byte{make([]byte, 1500)}, make([]int, 1), make([]netip.AddrPort, 1)); err == nil {
+	if _, err := u.Receive([][]byte{make([]byte, 1500)}, make([]int, 1), make([]netip.AddrPort, 1), make([]netip.Addr, 1)); err == nil {
 		t.Errorf("Receive with a 1500-byte buffer = nil error, want one")
 	}
 }
@@ -214,7 +214,7 @@ func TestIPv4Only(t *testing.T) {
 	receiveAll(t, b, want, loopback(t, a, "ipv4"), 8)
 	sendAll(t, b, want, loopback(t, a, "ipv4"))
 	receiveAll(t, a, want, loopback(t, b, "ipv4"), 8)
-	if n, err := a.Send(want, loopback(t, b, "ipv6")); n != 0 || !errors.Is(err, unix.EAFNOSUPPORT) {
+	if n, err := a.Send(want, loopback(t, b, "ipv6"), netip.Addr{}); n != 0 || !errors.Is(err, unix.EAFNOSUPPORT) {
 		t.Errorf("Send to IPv6 from an IPv4 socket = %d, %v, want 0, EAFNOSUPPORT", n, err)
 	}
 }
@@ -269,7 +269,7 @@ func TestPartialSend(t *testing.T) {
 					good = append(good, bufs[i])
 				}
 			}
-			n, err := a.Send(bufs, loopback(t, b, "ipv4"))
+			n, err := a.Send(bufs, loopback(t, b, "ipv4"), netip.Addr{})
 			if n != tc.want || !errors.Is(err, unix.EMSGSIZE) {
 				t.Fatalf("Send = %d, %v; want %d, EMSGSIZE", n, err, tc.want)
 			}
@@ -282,10 +282,10 @@ func TestPartialSend(t *testing.T) {
 
 func TestSendErrors(t *testing.T) {
 	u := listenTB(t, Options{})
-	if n, err := u.Send([][]byte{{1}}, netip.AddrPort{}); n != 0 || err == nil {
+	if n, err := u.Send([][]byte{{1}}, netip.AddrPort{}, netip.Addr{}); n != 0 || err == nil {
 		t.Errorf("Send to the zero endpoint = %d, %v, want 0 and an error", n, err)
 	}
-	if n, err := u.Send(nil, netip.AddrPort{}); n != 0 || err != nil {
+	if n, err := u.Send(nil, netip.AddrPort{}, netip.Addr{}); n != 0 || err != nil {
 		t.Errorf("Send of nothing = %d, %v, want 0, nil", n, err)
 	}
 }
@@ -293,7 +293,7 @@ func TestSendErrors(t *testing.T) {
 // sendAll sends bufs from u to dst and fails t unless all of them left.
 func sendAll(t testing.TB, u *UDP, bufs [][]byte, dst netip.AddrPort) {
 	t.Helper()
-	if n, err := u.Send(bufs, dst); n != len(bufs) || err != nil {
+	if n, err := u.Send(bufs, dst, netip.Addr{}); n != len(bufs) || err != nil {
 		t.Fatalf("Send of %d datagrams = %d, %v", len(bufs), n, err)
 	}
 }
@@ -308,13 +308,13 @@ func TestAllocs(t *testing.T) {
 			for i := range batch {
 				batch[i] = datagram(i, 1000+i%2*400) // mixed sizes
 			}
-			rbufs, sizes, eps := receiveBufs(64)
+			rbufs, sizes, eps, locals := receiveBufs(64)
 			roundTrip := func() {
-				if _, err := a.Send(batch, dst); err != nil {
+				if _, err := a.Send(batch, dst, netip.Addr{}); err != nil {
 					t.Fatal(err)
 				}
 				for got := 0; got < len(batch); {
-					n, err := b.Receive(rbufs, sizes, eps)
+					n, err := b.Receive(rbufs, sizes, eps, locals)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -326,7 +326,7 @@ func TestAllocs(t *testing.T) {
 			}
 			discard := netip.AddrPortFrom(netip.IPv6Loopback(), 9)
 			if n := testing.AllocsPerRun(50, func() {
-				if _, err := a.Send(batch, discard); err != nil {
+				if _, err := a.Send(batch, discard, netip.Addr{}); err != nil {
 					t.Fatal(err)
 				}
 			}); n != 0 {
@@ -382,7 +382,7 @@ func TestGSORefused(t *testing.T) {
 		u.gso.Store(true)
 		var got []bool
 		for _, e := range tc.errs {
-			got = append(got, u.gsoRefused(e))
+			got = append(got, u.gsoRefused(e, false))
 		}
 		if fmt.Sprint(got) != fmt.Sprint(tc.want) || u.gso.Load() != tc.wantGSO {
 			t.Errorf("gsoRefused(%v) = %v, GSO %v; want %v, GSO %v", tc.errs, got, u.gso.Load(), tc.want, tc.wantGSO)
@@ -399,9 +399,9 @@ func TestConcurrentReceive(t *testing.T) {
 	var wg sync.WaitGroup
 	for range receivers {
 		wg.Go(func() {
-			bufs, sizes, eps := receiveBufs(8)
+			bufs, sizes, eps, locals := receiveBufs(8)
 			for {
-				n, err := b.Receive(bufs, sizes, eps)
+				n, err := b.Receive(bufs, sizes, eps, locals)
 				if err != nil {
 					return
 				}

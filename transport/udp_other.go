@@ -37,12 +37,14 @@ func Listen(opts Options) (*UDP, error) {
 	return &UDP{conn: conn, port: uint16(conn.LocalAddr().(*net.UDPAddr).Port)}, nil
 }
 
-// Receive blocks until a datagram arrives and returns it in bufs[0].
-func (u *UDP) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
+// Receive blocks until a datagram arrives and returns it in bufs[0]. Its
+// local address is not known here: locals[0] is the zero Addr, so the
+// engine never asks Send for a source address.
+func (u *UDP) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error) {
 	if u.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	if _, err := checkReceive(bufs, sizes, eps, 1); err != nil {
+	if _, err := checkReceive(bufs, sizes, eps, locals, 1); err != nil {
 		return 0, err
 	}
 	n, ep, err := u.conn.ReadFromUDPAddrPort(bufs[0])
@@ -52,13 +54,15 @@ func (u *UDP) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, er
 		}
 		return 0, err
 	}
-	sizes[0], eps[0] = n, netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
+	sizes[0], eps[0], locals[0] = n, netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port()), netip.Addr{}
 	return 1, nil
 }
 
 // Send sends every datagram in bufs to ep, one system call each, trying
 // every one. It returns how many were sent and errors.Join of the failures.
-func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort) (int, error) {
+// The source address is always the system's choice: local is ignored
+// (Receive reports none to learn).
+func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort, _ netip.Addr) (int, error) {
 	if u.closed.Load() {
 		return 0, net.ErrClosed
 	}

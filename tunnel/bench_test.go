@@ -13,19 +13,21 @@ type pumpSink struct {
 	n  int
 }
 
-func (s *pumpSink) Send(bufs [][]byte, ep netip.AddrPort) (int, error) {
+func (s *pumpSink) Send(bufs [][]byte, ep netip.AddrPort, _ netip.Addr) (int, error) {
 	for _, b := range bufs {
 		if s.n == len(s.in.bufs) {
 			break
 		}
 		s.in.sizes[s.n] = copy(s.in.bufs[s.n], b)
-		s.in.eps[s.n] = outerA
+		s.in.eps[s.n], s.in.locals[s.n] = outerA, outerB.Addr()
 		s.n++
 	}
 	return len(bufs), nil // the rest are lost on the way, as on a network
 }
 
-func (s *pumpSink) Receive([][]byte, []int, []netip.AddrPort) (int, error) { return 0, nil }
+func (s *pumpSink) Receive([][]byte, []int, []netip.AddrPort, []netip.Addr) (int, error) {
+	return 0, nil
+}
 func (s *pumpSink) BatchSize() int                                         { return len(s.in.bufs) }
 func (s *pumpSink) Close() error                                           { return nil }
 

@@ -21,16 +21,22 @@ import (
 // transport/transporttest over an in-memory network.
 //
 // Receive blocks until at least one datagram is ready and fills bufs[i],
-// sizes[i] and eps[i]; each buffer is the caller's and holds at least
-// bufferSize bytes. Send sends every buffer as one datagram to ep; the
-// buffers are borrowed for the call. It tries every datagram and returns how
-// many the system accepted (a datagram lost later in the network counts as
-// sent) and errors.Join of the failures; the engine counts the rest as
-// dropped. Receive and Send may run concurrently, and Send from several
-// goroutines. After Close, Receive and Send return net.ErrClosed.
+// sizes[i], eps[i] (the sender) and locals[i] (our address the datagram was
+// sent to, IPv4 unmapped; the zero Addr where the transport cannot tell);
+// each buffer is the caller's and holds at least bufferSize bytes. Send
+// sends every buffer as one datagram to ep from the source address local, or
+// from the system's choice when local is the zero Addr (RO6, RO7); the
+// buffers are borrowed for the call. A local the host no longer has fails
+// those datagrams with an error wrapping syscall.EINVAL or
+// syscall.EADDRNOTAVAIL, and the engine then forgets it (RO5, RO8). Send
+// tries every datagram and returns how many the system accepted (a datagram
+// lost later in the network counts as sent) and errors.Join of the failures;
+// the engine counts the rest as dropped. Receive and Send may run
+// concurrently, and Send from several goroutines. After Close, Receive and
+// Send return net.ErrClosed.
 type Transport interface {
-	Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error)
-	Send(bufs [][]byte, ep netip.AddrPort) (int, error)
+	Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error)
+	Send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, error)
 	BatchSize() int
 	Close() error
 }

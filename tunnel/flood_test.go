@@ -104,7 +104,7 @@ func garbageMessages(n int) [][]byte {
 // running the handshake worker, as when the worker falls behind.
 func (n *node) receiveAll(net *stepNet) {
 	for net.pending(n.addr) > 0 {
-		k, _ := n.tr.Receive(n.in.bufs, n.in.sizes, n.in.eps)
+		k, _ := n.tr.Receive(n.in.bufs, n.in.sizes, n.in.eps, n.in.locals)
 		n.e.processInbound(n.in, k)
 	}
 }

@@ -44,10 +44,11 @@ import (
 // handshakeWork is one queued handshake message, copied out of the
 // receive buffer so that the queue holds no pooled memory.
 type handshakeWork struct {
-	msg  [crypto.InitiationSize]byte
-	n    int
-	src  netip.AddrPort
-	mac2 bool // mac2 was checked at admission and is valid
+	msg   [crypto.InitiationSize]byte
+	n     int
+	src   netip.AddrPort
+	local netip.Addr // our address src wrote to (RO6)
+	mac2  bool       // mac2 was checked at admission and is valid
 }
 
 // cryptoTime converts a Clock.Now value to the time.Time the crypto package
@@ -60,14 +61,14 @@ func (e *Engine) identity() *crypto.Identity { return e.id.Load() }
 // admitHandshake checks the handshake message msg from src and hands it to
 // the handshake worker, or drops and counts it (step 1 above). It runs on
 // the receive loop and costs at most three BLAKE2s and no X25519.
-func (e *Engine) admitHandshake(msg []byte, src netip.AddrPort, now time.Duration) {
+func (e *Engine) admitHandshake(msg []byte, src netip.AddrPort, local netip.Addr, now time.Duration) {
 	if crypto.MessageType(msg[0]) == crypto.MessageCookieReply {
 		// Only an index we handed out can be answered with a cookie.
 		if _, ok := e.indices.lookup(crypto.ReceiverIndex(msg)); !ok {
 			e.drops.add(DropHandshakeInvalid, 1)
 			return
 		}
-		e.queueHandshake(e.handshakes, msg, src, false)
+		e.queueHandshake(e.handshakes, msg, src, local, false)
 		return
 	}
 	id := e.identity()
@@ -80,7 +81,7 @@ func (e *Engine) admitHandshake(msg []byte, src netip.AddrPort, now time.Duratio
 		return
 	}
 	if !e.load.record(now) {
-		e.queueHandshake(e.handshakes, msg, src, false)
+		e.queueHandshake(e.handshakes, msg, src, local, false)
 		return
 	}
 	// An initiator without a cookie sends mac2 as zeros (whitepaper
@@ -90,14 +91,14 @@ func (e *Engine) admitHandshake(msg []byte, src netip.AddrPort, now time.Duratio
 			e.drops.add(DropRateLimited, 1)
 			return
 		}
-		e.queueHandshake(e.handshakesMAC2, msg, src, true)
+		e.queueHandshake(e.handshakesMAC2, msg, src, local, true)
 		return
 	}
 	if !e.cookieLimiter.allow(src.Addr(), now) {
 		e.drops.add(DropCookieRateLimited, 1)
 		return
 	}
-	e.queueHandshake(e.handshakes, msg, src, false)
+	e.queueHandshake(e.handshakes, msg, src, local, false)
 }
 
 // hasMAC2 reports whether the handshake message msg carries a mac2 other
@@ -111,11 +112,12 @@ func hasMAC2(msg []byte) bool {
 	return false
 }
 
-// queueHandshake copies msg from src onto q, or drops it when q is full.
-func (e *Engine) queueHandshake(q chan handshakeWork, msg []byte, src netip.AddrPort, mac2 bool) {
+// queueHandshake copies msg from src to local onto q, or drops it when q
+// is full.
+func (e *Engine) queueHandshake(q chan handshakeWork, msg []byte, src netip.AddrPort, local netip.Addr, mac2 bool) {
 	var w handshakeWork
 	w.n = copy(w.msg[:], msg)
-	w.src = src
+	w.src, w.local = src, local
 	w.mac2 = mac2
 	select {
 	case q <- w:
@@ -248,7 +250,7 @@ func (e *Engine) handleHandshake(w *handshakeWork) {
 					return
 				}
 				e.drops.add(DropCookieReply, 1)
-				e.sendMessage(reply[:], w.src)
+				e.send([][]byte{reply[:]}, w.src, w.local)
 				return
 			}
 			if !e.limiter.allow(w.src.Addr(), now) {
@@ -257,9 +259,9 @@ func (e *Engine) handleHandshake(w *handshakeWork) {
 			}
 		}
 		if msg[0] == byte(crypto.MessageInitiation) {
-			e.consumeInitiation(id, msg, w.src, now)
+			e.consumeInitiation(id, msg, w.src, w.local, now)
 		} else {
-			e.consumeResponse(msg, w.src, now)
+			e.consumeResponse(msg, w.src, w.local, now)
 		}
 	case crypto.MessageCookieReply:
 		e.consumeCookieReply(msg)
@@ -267,7 +269,7 @@ func (e *Engine) handleHandshake(w *handshakeWork) {
 }
 
 // consumeInitiation answers a valid initiation and parks the new keypair.
-func (e *Engine) consumeInitiation(id *crypto.Identity, msg []byte, src netip.AddrPort, now time.Duration) {
+func (e *Engine) consumeInitiation(id *crypto.Identity, msg []byte, src netip.AddrPort, local netip.Addr, now time.Duration) {
 	h, err := id.ConsumeInitiation(msg, cryptoTime(now), e.lookupResponder)
 	if err != nil {
 		e.drops.add(DropHandshakeInvalid, 1)
@@ -286,19 +288,19 @@ func (e *Engine) consumeInitiation(id *crypto.Identity, msg []byte, src netip.Ad
 	}
 	var resp [crypto.ResponseSize]byte
 	p.handshake.Lock()
-	ok := e.answerLocked(p, h, resp[:], src, now)
+	ok := e.answerLocked(p, h, resp[:], src, local, now)
 	p.handshake.Unlock()
 	if ok {
 		p.txBytes.Add(uint64(len(resp)))
 		p.rxBytes.Add(uint64(len(msg)))
-		e.sendMessage(resp[:], src)
+		p.send([][]byte{resp[:]}, src, local)
 	}
 }
 
 // answerLocked writes into resp the response of h, p's responder, to the
 // initiation it consumed, and parks the new keypair. It reports whether
 // resp is to be sent. p.handshake must be held.
-func (e *Engine) answerLocked(p *peer, h *crypto.Handshake, resp []byte, src netip.AddrPort, now time.Duration) bool {
+func (e *Engine) answerLocked(p *peer, h *crypto.Handshake, resp []byte, src netip.AddrPort, local netip.Addr, now time.Duration) bool {
 	p.mu.Lock()
 	ok := !p.removed && p.responder == h
 	p.mu.Unlock()
@@ -335,7 +337,7 @@ func (e *Engine) answerLocked(p *peer, h *crypto.Handshake, resp []byte, src net
 	}
 	e.indices.swap(idx, indexEntry{peer: p, kp: kp})
 	p.installResponderKeypairLocked(kp)
-	p.endpoint = src
+	p.learnEndpointLocked(src, local)
 	p.timersTraversalLocked(now)
 	p.timersAnyReceivedLocked()
 	p.timersAnySentLocked()
@@ -345,7 +347,7 @@ func (e *Engine) answerLocked(p *peer, h *crypto.Handshake, resp []byte, src net
 }
 
 // consumeResponse completes our handshake and confirms the keys at once.
-func (e *Engine) consumeResponse(msg []byte, src netip.AddrPort, now time.Duration) {
+func (e *Engine) consumeResponse(msg []byte, src netip.AddrPort, local netip.Addr, now time.Duration) {
 	idx := crypto.ReceiverIndex(msg)
 	ent, ok := e.indices.lookup(idx)
 	if !ok || ent.kp != nil {
@@ -354,7 +356,7 @@ func (e *Engine) consumeResponse(msg []byte, src netip.AddrPort, now time.Durati
 	}
 	p := ent.peer
 	p.handshake.Lock()
-	ok = e.completeLocked(p, idx, msg, src, now)
+	ok = e.completeLocked(p, idx, msg, src, local, now)
 	p.handshake.Unlock()
 	if ok {
 		p.rxBytes.Add(uint64(len(msg)))
@@ -366,7 +368,7 @@ func (e *Engine) consumeResponse(msg []byte, src netip.AddrPort, now time.Durati
 // completeLocked consumes the response msg to p's initiation idx and makes
 // the new keypair current, with a keepalive staged if nothing is. It reports
 // whether it did. p.handshake must be held.
-func (e *Engine) completeLocked(p *peer, idx uint32, msg []byte, src netip.AddrPort, now time.Duration) bool {
+func (e *Engine) completeLocked(p *peer, idx uint32, msg []byte, src netip.AddrPort, local netip.Addr, now time.Duration) bool {
 	p.mu.Lock()
 	h := p.initiator
 	ok := !p.removed && p.initiatorIndex == idx && h != nil
@@ -396,7 +398,7 @@ func (e *Engine) completeLocked(p *peer, idx uint32, msg []byte, src netip.AddrP
 	e.indices.swap(idx, indexEntry{peer: p, kp: kp})
 	p.initiatorIndex = 0
 	p.installInitiatorKeypairLocked(kp)
-	p.endpoint = src
+	p.learnEndpointLocked(src, local)
 	p.loggedEndpoint = src // consumeResponse logs it with the handshake
 	p.timersTraversalLocked(now)
 	p.timersAnyReceivedLocked()
@@ -458,30 +460,31 @@ func (p *peer) sendInitiation(isRetry bool) {
 	}
 	var msg [crypto.InitiationSize]byte
 	p.handshake.Lock()
-	ep, ok := p.initiateLocked(msg[:], isRetry)
+	ep, local, ok := p.initiateLocked(msg[:], isRetry)
 	p.handshake.Unlock()
 	if ok {
 		p.txBytes.Add(uint64(len(msg)))
-		e.sendMessage(msg[:], ep)
+		p.send([][]byte{msg[:]}, ep, local)
 	}
 }
 
 // initiateLocked writes a new initiation into msg unless one is not due
-// and returns where it goes. p.handshake must be held.
-func (p *peer) initiateLocked(msg []byte, isRetry bool) (netip.AddrPort, bool) {
+// and returns where it goes and from which of our addresses. p.handshake
+// must be held.
+func (p *peer) initiateLocked(msg []byte, isRetry bool) (netip.AddrPort, netip.Addr, bool) {
 	e := p.e
 	now := e.clock.Now()
 	p.mu.Lock()
 	if p.removed || p.initiator == nil || !p.endpoint.IsValid() {
 		p.mu.Unlock()
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, netip.Addr{}, false
 	}
 	if !isRetry {
 		p.timers.attempts = 0
 	}
 	if p.timers.initiated && now-p.timers.lastInitiation < RekeyTimeout {
 		p.mu.Unlock()
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, netip.Addr{}, false
 	}
 	if p.initiatorIndex != 0 {
 		e.indices.remove(p.initiatorIndex)
@@ -500,27 +503,21 @@ func (p *peer) initiateLocked(msg []byte, isRetry bool) (netip.AddrPort, bool) {
 	}
 	if err != nil {
 		e.warn.warn("initiation", "cannot create handshake initiation", "peer", p.publicKey.String(), "err", err)
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, netip.Addr{}, false
 	}
 	p.mu.Lock()
 	if p.removed || p.initiator != h || !p.endpoint.IsValid() || !e.up.Load() {
 		// Removed, its key changed or the engine went down meanwhile.
 		p.mu.Unlock()
 		e.indices.remove(idx)
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, netip.Addr{}, false
 	}
 	p.initiatorIndex = idx
 	p.timers.lastInitiation, p.timers.initiated = now, true
 	p.timersTraversalLocked(now)
 	p.timersAnySentLocked()
 	p.timersHandshakeInitiatedLocked(now)
-	ep := p.endpoint
+	ep, local := p.endpoint, p.local
 	p.mu.Unlock()
-	return ep, true
-}
-
-// sendMessage sends one handshake-path message. Send errors are counted
-// and logged at a limited rate; the timers retry.
-func (e *Engine) sendMessage(msg []byte, ep netip.AddrPort) {
-	e.send([][]byte{msg}, ep)
+	return ep, local, true
 }

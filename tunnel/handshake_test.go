@@ -124,7 +124,7 @@ func testHandshakeStall(t *testing.T, initiate, wantB bool, wantMsg crypto.Messa
 		// b starts a handshake with a; a gets the initiation by hand.
 		p.b.peer().sendInitiation(false)
 		in := newInbound(16)
-		n, _ := p.a.tr.Receive(in.bufs, in.sizes, in.eps)
+		n, _ := p.a.tr.Receive(in.bufs, in.sizes, in.eps, in.locals)
 		if n != 1 || crypto.MessageType(in.bufs[0][0]) != crypto.MessageInitiation {
 			t.Fatalf("a received %d datagrams, want b's initiation", n)
 		}
@@ -155,7 +155,7 @@ func testHandshakeStall(t *testing.T, initiate, wantB bool, wantMsg crypto.Messa
 
 	gate.arm()
 	if !initiate {
-		p.a.e.admitHandshake(initiation, outerB, p.clock.Now())
+		p.a.e.admitHandshake(initiation, outerB, outerA.Addr(), p.clock.Now())
 		waitFor(t, gate.entered, "a's handshake with b to reach its crypto")
 	}
 	if err := mem.Inject(ping(innerA, innerB, "to b"), ping(innerA, innerC, "to c")); err != nil {

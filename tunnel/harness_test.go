@@ -2,11 +2,13 @@ package tunnel
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,7 +120,7 @@ type stepTransport struct {
 	closed bool
 }
 
-func (t *stepTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
+func (t *stepTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error) {
 	t.net.mu.Lock()
 	defer t.net.mu.Unlock()
 	if t.closed {
@@ -128,18 +130,21 @@ func (t *stepTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort
 	n := 0
 	for n < len(bufs) && n < len(q) {
 		sizes[n] = copy(bufs[n], q[n].data)
-		eps[n] = q[n].src
+		eps[n], locals[n] = q[n].src, q[n].dst.Addr()
 		n++
 	}
 	t.net.queues[t.addr] = q[n:]
 	return n, nil
 }
 
-func (t *stepTransport) Send(bufs [][]byte, ep netip.AddrPort) (int, error) {
+func (t *stepTransport) Send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, error) {
 	t.net.mu.Lock()
 	defer t.net.mu.Unlock()
 	if t.closed {
 		return 0, net.ErrClosed
+	}
+	if local.IsValid() && local != t.addr.Addr() {
+		return 0, fmt.Errorf("send from %v: %w", local, syscall.EINVAL)
 	}
 	for _, b := range bufs {
 		d := datagram{t.addr, ep, append([]byte(nil), b...)}
@@ -247,7 +252,7 @@ func (n *node) step() bool {
 		n.e.processOutbound(n.out, k)
 		moved = true
 	}
-	if k, _ := n.tr.Receive(n.in.bufs, n.in.sizes, n.in.eps); k > 0 {
+	if k, _ := n.tr.Receive(n.in.bufs, n.in.sizes, n.in.eps, n.in.locals); k > 0 {
 		n.e.processInbound(n.in, k)
 		moved = true
 	}

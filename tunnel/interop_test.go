@@ -48,7 +48,8 @@ func (b *netBind) Open(uint16) ([]conn.ReceiveFunc, uint16, error) {
 	b.mu.Unlock()
 	recv := func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		aps := make([]netip.AddrPort, len(packets))
-		n, err := tr.Receive(packets, sizes, aps)
+		locals := make([]netip.Addr, len(packets))
+		n, err := tr.Receive(packets, sizes, aps, locals)
 		for i := range n {
 			eps[i] = netEndpoint(aps[i])
 		}
@@ -77,7 +78,7 @@ func (b *netBind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if tr == nil {
 		return net.ErrClosed
 	}
-	_, err := tr.Send(bufs, netip.AddrPort(ep.(netEndpoint)))
+	_, err := tr.Send(bufs, netip.AddrPort(ep.(netEndpoint)), netip.Addr{})
 	return err
 }
 

@@ -39,8 +39,16 @@ type peer struct {
 	initiator *crypto.Handshake
 	responder *crypto.Handshake
 
-	psk       crypto.PresharedKey
-	endpoint  netip.AddrPort
+	psk      crypto.PresharedKey
+	endpoint netip.AddrPort
+	// local is our address the peer last wrote to, learnt with endpoint
+	// from an authenticated packet or a handshake: what we send to the
+	// peer leaves from it, as in the kernel's implementation, so that a
+	// host with several addresses answers from the one the peer reached
+	// (RO6, RO7). The zero Addr leaves the choice to the system: at first,
+	// after configuration sets the endpoint, and once the system refuses
+	// local because the address is gone (RO5, RO8; forgetLocal).
+	local     netip.Addr
 	keepalive time.Duration // persistent keepalive interval; 0 disables
 	keys      struct {
 		current  *keypair // confirmed session used for sending
@@ -201,10 +209,13 @@ func (p *peer) purgeStagedLocked() {
 }
 
 // setEndpoint sets the peer's endpoint (configuration); IPv4-mapped
-// addresses are unmapped as the transport reports them.
+// addresses are unmapped as the transport reports them. The source address
+// goes back to the system's choice, as in the kernel's implementation: the
+// address the peer last wrote to may not reach the new endpoint.
 func (p *peer) setEndpoint(ep netip.AddrPort) {
 	p.mu.Lock()
 	p.endpoint = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
+	p.local = netip.Addr{}
 	p.loggedEndpoint = p.endpoint // configured, not roamed
 	p.mu.Unlock()
 }
@@ -222,5 +233,37 @@ func (p *peer) stats() PeerStats {
 		LastHandshake: p.lastHandshake,
 		TxBytes:       p.txBytes.Load(),
 		RxBytes:       p.rxBytes.Load(),
+	}
+}
+
+// learnEndpointLocked makes ep, with our address local it reached, where
+// p is sent to: the peer's latest authenticated packet or handshake came
+// from ep to local (RO1-RO3, RO6). p.mu must be held.
+func (p *peer) learnEndpointLocked(ep netip.AddrPort, local netip.Addr) {
+	p.endpoint = ep
+	p.local = local
+}
+
+// send sends bufs to p at ep from local, and forgets local when the system
+// no longer has it (RO5, RO8): Engine.send has sent them again from the
+// system's choice, and so will every later send until the peer writes to
+// one of our addresses again.
+func (p *peer) send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) {
+	if p.e.send(bufs, ep, local) {
+		p.forgetLocal(local)
+	}
+}
+
+// forgetLocal drops p's source address if it is still local.
+func (p *peer) forgetLocal(local netip.Addr) {
+	p.mu.Lock()
+	forgot := p.local == local
+	if forgot {
+		p.local = netip.Addr{}
+	}
+	p.mu.Unlock()
+	if forgot {
+		p.e.log.Info("source address gone, sending from the system's choice",
+			"peer", shortKey(p.publicKey), "source", local)
 	}
 }

@@ -13,7 +13,8 @@ package tunnel
 //  4. Empty payload: a keepalive, done (M10). Otherwise the inner IP header
 //     is checked (M7, M8; padding trimmed) and the inner source must map to
 //     the same peer by allowed IPs (M9, N6).
-//  5. Per keypair seen: endpoint to the latest outer source (RO1-RO3), key
+//  5. Per keypair seen: endpoint to the latest outer source, and our source
+//     address to the local address it reached (RO1-RO3, RO6), key
 //     confirmation (P9), timers, rekey once past 165 s. Before the write,
 //     so that a reply the host sends at once goes to where the peer is now.
 //  6. One Adapter.Write for the batch, at Offset.
@@ -32,6 +33,7 @@ import (
 type seenKeypair struct {
 	kp    *keypair
 	ep    netip.AddrPort // outer source of the latest authenticated packet
+	local netip.Addr     // our address that packet was sent to (RO6)
 	last  int            // batch position of that packet
 	data  bool           // a non-keepalive payload arrived
 	bytes uint64
@@ -39,20 +41,22 @@ type seenKeypair struct {
 
 // inbound is receiveLoop's scratch, made once.
 type inbound struct {
-	bufs  [][]byte
-	sizes []int
-	eps   []netip.AddrPort
-	write [][]byte
-	seen  []seenKeypair
+	bufs   [][]byte
+	sizes  []int
+	eps    []netip.AddrPort
+	locals []netip.Addr
+	write  [][]byte
+	seen   []seenKeypair
 }
 
 func newInbound(batch int) *inbound {
 	in := &inbound{
-		bufs:  make([][]byte, batch),
-		sizes: make([]int, batch),
-		eps:   make([]netip.AddrPort, batch),
-		write: make([][]byte, 0, batch),
-		seen:  make([]seenKeypair, 0, batch),
+		bufs:   make([][]byte, batch),
+		sizes:  make([]int, batch),
+		eps:    make([]netip.AddrPort, batch),
+		locals: make([]netip.Addr, batch),
+		write:  make([][]byte, 0, batch),
+		seen:   make([]seenKeypair, 0, batch),
 	}
 	for i := range in.bufs {
 		in.bufs[i] = make([]byte, bufferSize)
@@ -68,7 +72,7 @@ func (e *Engine) receiveLoop() {
 	in := newInbound(max(batchSize(tr.BatchSize()), defaultBatchSize))
 	failures := 0
 	for {
-		n, err := tr.Receive(in.bufs[:min(len(in.bufs), batchSize(tr.BatchSize()))], in.sizes, in.eps)
+		n, err := tr.Receive(in.bufs[:min(len(in.bufs), batchSize(tr.BatchSize()))], in.sizes, in.eps, in.locals)
 		if n > 0 {
 			e.batches.transportReceive.add(n)
 			e.processInbound(in, n)
@@ -119,7 +123,7 @@ func (e *Engine) processInbound(in *inbound, n int) {
 			continue
 		}
 		if typ != crypto.MessageData {
-			e.admitHandshake(msg, in.eps[i], now)
+			e.admitHandshake(msg, in.eps[i], in.locals[i], now)
 			continue
 		}
 		// Consecutive packets of a flow share a receiver index: look it up
@@ -148,7 +152,7 @@ func (e *Engine) processInbound(in *inbound, n int) {
 		}
 		// Authenticated from here on.
 		s := seenIndex(&seen, kp)
-		seen[s].ep, seen[s].last = in.eps[i], i
+		seen[s].ep, seen[s].local, seen[s].last = in.eps[i], in.locals[i], i
 		seen[s].bytes += uint64(len(msg))
 		if len(pt) == 0 {
 			continue // keepalive (M10)
@@ -227,7 +231,7 @@ func (e *Engine) received(s *seenKeypair, latest bool, now time.Duration) {
 	p.rxBytes.Add(s.bytes)
 	p.mu.Lock()
 	if latest {
-		p.endpoint = s.ep
+		p.learnEndpointLocked(s.ep, s.local)
 	}
 	confirmed := p.confirmLocked(kp)
 	if confirmed {

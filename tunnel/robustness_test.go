@@ -144,7 +144,7 @@ type flakyTransport struct {
 
 var errTransient = errors.New("transient")
 
-func (f *flakyTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
+func (f *flakyTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error) {
 	f.mu.Lock()
 	if f.failures > 0 {
 		f.failures--
@@ -152,7 +152,7 @@ func (f *flakyTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPor
 		return 0, errTransient
 	}
 	f.mu.Unlock()
-	return f.Transport.Receive(bufs, sizes, eps)
+	return f.Transport.Receive(bufs, sizes, eps, locals)
 }
 
 // TestReceiveErrors covers L8: transient receive errors are retried and the

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"time"
 )
 
@@ -149,7 +150,7 @@ func (e *Engine) processOutbound(o *outbound, n int) {
 func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Duration, mtu int) {
 	p.mu.Lock()
 	kp := p.sendKeypairLocked(now)
-	ep := p.endpoint
+	ep, local := p.endpoint, p.local
 	if kp == nil || p.staged.len() > 0 || !ep.IsValid() {
 		for j := first; j < n; j++ {
 			if o.peers[j] != p {
@@ -201,22 +202,42 @@ func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Dura
 		return
 	}
 	e.batches.transportSend.add(len(group))
-	e.send(group, ep)
+	if e.send(group, ep, local) {
+		p.forgetLocal(local)
+	}
 	clear(group) // readLoop's buffers stay referenced by o.bufs only
 	p.sent(kp, now, bytes, true, exhausted)
 }
 
-// send sends bufs to ep and counts the datagrams the transport did not
-// accept as dropped: only those, so that one failure in a batch does not
-// count the whole batch.
-func (e *Engine) send(bufs [][]byte, ep netip.AddrPort) {
-	n, err := e.transport().Send(bufs, ep)
+// send sends bufs to ep from our address local (the zero Addr: the
+// system's choice) and counts the datagrams the transport did not accept as
+// dropped: only those, so that one failure in a batch does not count the
+// whole batch. When the system refuses local because it no longer has that
+// address (RO5, RO8), the batch goes again from the system's choice, as the
+// kernel's implementation does, and send reports true: the caller forgets
+// local (peer.send).
+func (e *Engine) send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (staleLocal bool) {
+	tr := e.transport()
+	n, err := tr.Send(bufs, ep, local)
+	if local.IsValid() && isStaleLocal(err) {
+		staleLocal = true
+		if n <= 0 {
+			n, err = tr.Send(bufs, ep, netip.Addr{})
+		}
+	}
 	if n < len(bufs) {
 		e.drops.add(DropSendError, uint64(len(bufs)-max(n, 0)))
 	}
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		e.warn.warn("send", "send failed", "endpoint", ep, "err", err)
 	}
+	return staleLocal
+}
+
+// isStaleLocal reports whether err from Transport.Send says that the source
+// address asked for is not one of the host's (any more).
+func isStaleLocal(err error) bool {
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EADDRNOTAVAIL)
 }
 
 // sent updates p after messages under kp left: statistics, timers, and a
@@ -299,7 +320,7 @@ func (p *peer) flushStaged() {
 	var staged [maxStagedPackets]*packetBuffer
 	p.mu.Lock()
 	kp := p.sendKeypairLocked(now)
-	ep := p.endpoint
+	ep, local := p.endpoint, p.local
 	if kp == nil || !ep.IsValid() {
 		pending := p.staged.len() > 0
 		p.mu.Unlock()
@@ -336,7 +357,7 @@ func (p *peer) flushStaged() {
 		bytes += uint64(m)
 	}
 	if len(bufs) > 0 {
-		e.send(bufs, ep)
+		p.send(bufs, ep, local)
 	}
 	for _, b := range staged[:n] {
 		if b != nil {

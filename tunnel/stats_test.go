@@ -17,14 +17,14 @@ type partialTransport struct {
 	err    error // returned even when nothing is refused
 }
 
-func (t *partialTransport) Send(bufs [][]byte, ep netip.AddrPort) (int, error) {
+func (t *partialTransport) Send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, error) {
 	var pass [][]byte
 	for i, b := range bufs {
 		if !t.refuse[i] {
 			pass = append(pass, b)
 		}
 	}
-	n, err := t.stepTransport.Send(pass, ep)
+	n, err := t.stepTransport.Send(pass, ep, local)
 	if len(pass) < len(bufs) {
 		err = errors.Join(err, errPartial)
 	}

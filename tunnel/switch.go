@@ -183,7 +183,7 @@ func (e *Engine) copyBuffer(payload []byte) *packetBuffer {
 func (e *Engine) sendBuffers(p *peer, bufs []*packetBuffer, sc *frameScratch, now time.Duration, mtu int) {
 	p.mu.Lock()
 	kp := p.sendKeypairLocked(now)
-	ep := p.endpoint
+	ep, local := p.endpoint, p.local
 	if kp == nil || p.staged.len() > 0 || !ep.IsValid() {
 		for _, b := range bufs {
 			p.stageLocked(b)
@@ -215,7 +215,7 @@ func (e *Engine) sendBuffers(p *peer, bufs []*packetBuffer, sc *frameScratch, no
 	}
 	if len(group) > 0 {
 		e.batches.transportSend.add(len(group))
-		e.send(group, ep)
+		p.send(group, ep, local)
 	}
 	clear(group)
 	sc.group = group[:0]

@@ -110,7 +110,7 @@ func (n *node) stepL2() bool {
 		n.e.processOutbound(n.out, k)
 		moved = true
 	}
-	if k, _ := n.tr.Receive(n.in.bufs, n.in.sizes, n.in.eps); k > 0 {
+	if k, _ := n.tr.Receive(n.in.bufs, n.in.sizes, n.in.eps, n.in.locals); k > 0 {
 		n.e.processInbound(n.in, k)
 		moved = true
 	}

@@ -166,8 +166,8 @@ func (f *failingTransport) breakDown() {
 	f.UDP.Close() // wakes the blocked Receive
 }
 
-func (f *failingTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
-	n, err := f.UDP.Receive(bufs, sizes, eps)
+func (f *failingTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error) {
+	n, err := f.UDP.Receive(bufs, sizes, eps, locals)
 	if err != nil && f.broken.Load() {
 		return 0, errors.New("receive: network is down (injected)")
 	}

@@ -4,15 +4,22 @@
 //
 // A packet's way through a Network, all in the sending goroutine under the
 // network's lock, so that a test sees the same result on every run:
-//  1. Transport.Send copies each datagram into a Packet from the transport's
-//     address to the destination (IPv4 addresses unmapped).
+//  1. Transport.Send copies each datagram into a Packet from the source
+//     address asked for (one of the transport's addresses, AddAddr) or else
+//     the transport's first address, to the destination (IPv4 addresses
+//     unmapped).
 //  2. A NAT mapping for the source (AddNAT) rewrites the source.
 //  3. The Hook, if any, may rewrite the packet and decides its fate: deliver,
 //     drop, duplicate, or hold it until Step or Flush (delay, reordering).
 //  4. Delivery maps a NAT outside address back to the inside one and puts the
 //     packet on the receiving transport's bounded queue; with no transport
 //     at the address or a full queue the packet is dropped and counted.
-//  5. Transport.Receive takes packets off its queue.
+//  5. Transport.Receive takes packets off its queue, reporting as the local
+//     address the one the packet reached (after NAT).
+//
+// A transport may have several addresses on its port, like a host with two
+// uplinks (AddAddr, RemoveAddr); a send from an address it does not have
+// fails with an error wrapping syscall.EINVAL, as the kernel's does.
 package transporttest
 
 import (
@@ -22,6 +29,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"syscall"
 )
 
 // Defaults for Config.
@@ -301,6 +309,7 @@ func (n *Network) deliverLocked(p Packet) {
 		n.stats.NoRoute++
 		return
 	}
+	p.Dst = dst // the address the receiver sees
 	select {
 	case t.queue <- p:
 		n.stats.Delivered++
@@ -319,16 +328,18 @@ func unmap(ap netip.AddrPort) netip.AddrPort {
 type Transport struct {
 	net   *Network
 	addr  netip.AddrPort // guarded by net.mu
+	extra []netip.Addr   // further addresses on addr's port (AddAddr); guarded by net.mu
 	queue chan Packet
 	done  chan struct{}
 	once  sync.Once
 }
 
 // Receive blocks until at least one packet is queued and returns up to
-// min(len(bufs), len(sizes), len(eps), BatchSize()) of them; a packet longer
-// than its buffer is truncated.
-func (t *Transport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error) {
-	nb := min(len(bufs), len(sizes), len(eps), t.net.batch)
+// min(len(bufs), len(sizes), len(eps), len(locals), BatchSize()) of them,
+// with the address of t each was sent to in locals; a packet longer than
+// its buffer is truncated.
+func (t *Transport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error) {
+	nb := min(len(bufs), len(sizes), len(eps), len(locals), t.net.batch)
 	if nb == 0 {
 		return 0, errors.New("receive: empty batch")
 	}
@@ -346,7 +357,7 @@ func (t *Transport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (i
 	n := 0
 	for {
 		sizes[n] = copy(bufs[n], p.Data)
-		eps[n] = p.Src
+		eps[n], locals[n] = p.Src, p.Dst.Addr()
 		n++
 		if n == nb {
 			return n, nil
@@ -359,11 +370,13 @@ func (t *Transport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (i
 	}
 }
 
-// Send sends each datagram in bufs to ep through the network and returns
-// how many were sent. Like UDP it reports no loss in the network; only
-// packets a Hook refuses count as not sent, and then the error wraps
-// ErrRefused.
-func (t *Transport) Send(bufs [][]byte, ep netip.AddrPort) (int, error) {
+// Send sends each datagram in bufs to ep through the network from local,
+// or from the transport's first address when local is the zero Addr, and
+// returns how many were sent. Like UDP it reports no loss in the network;
+// only packets a Hook refuses count as not sent, and then the error wraps
+// ErrRefused. A local that is not one of the transport's addresses sends
+// nothing and fails with an error wrapping syscall.EINVAL.
+func (t *Transport) Send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, error) {
 	select {
 	case <-t.done:
 		return 0, net.ErrClosed
@@ -376,9 +389,16 @@ func (t *Transport) Send(bufs [][]byte, ep netip.AddrPort) (int, error) {
 	n := t.net
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	src := t.addr
+	if local = local.Unmap(); local.IsValid() {
+		if !t.hasAddrLocked(local) {
+			return 0, fmt.Errorf("send to %v from %v: %w", ep, local, syscall.EINVAL)
+		}
+		src = netip.AddrPortFrom(local, t.addr.Port())
+	}
 	sent := 0
 	for _, b := range bufs {
-		if n.sendLocked(t.addr, ep, b) {
+		if n.sendLocked(src, ep, b) {
 			sent++
 		}
 	}
@@ -401,8 +421,65 @@ func (t *Transport) Addr() netip.AddrPort {
 // Port returns the transport's current port.
 func (t *Transport) Port() uint16 { return t.Addr().Port() }
 
-// Move gives the transport a new address (roaming); port 0 picks a free
-// one. Packets already queued stay; packets sent to the old address find no
+// hasAddrLocked reports whether a is one of t's addresses; net.mu must be
+// held.
+func (t *Transport) hasAddrLocked(a netip.Addr) bool {
+	return a == t.addr.Addr() || slices.Contains(t.extra, a)
+}
+
+// Addrs returns the transport's addresses: the first (Addr) and those
+// AddAddr added.
+func (t *Transport) Addrs() []netip.Addr {
+	t.net.mu.Lock()
+	defer t.net.mu.Unlock()
+	return append([]netip.Addr{t.addr.Addr()}, t.extra...)
+}
+
+// AddAddr gives the transport a further address on its port, like a second
+// uplink of a host: packets sent to it arrive here with it as their local
+// address, and Send may use it as the source. An address already taken on
+// that port is an error.
+func (t *Transport) AddAddr(a netip.Addr) error {
+	a = a.Unmap()
+	n := t.net
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.transports[t.addr] != t {
+		return net.ErrClosed
+	}
+	ap := netip.AddrPortFrom(a, t.addr.Port())
+	if !a.IsValid() {
+		return fmt.Errorf("transport address %v: invalid", a)
+	}
+	if _, used := n.transports[ap]; used {
+		return fmt.Errorf("transport address %v: already in use", ap)
+	}
+	n.transports[ap] = t
+	t.extra = append(t.extra, a)
+	return nil
+}
+
+// RemoveAddr takes away an address AddAddr gave: packets sent to it find
+// no route, and a Send from it fails with syscall.EINVAL (an address
+// removed from a host's interface).
+func (t *Transport) RemoveAddr(a netip.Addr) error {
+	a = a.Unmap()
+	n := t.net
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	i := slices.Index(t.extra, a)
+	if i < 0 {
+		return fmt.Errorf("transport address %v: not an added address of %v", a, t.addr)
+	}
+	t.extra = slices.Delete(t.extra, i, i+1)
+	if ap := netip.AddrPortFrom(a, t.addr.Port()); n.transports[ap] == t {
+		delete(n.transports, ap)
+	}
+	return nil
+}
+
+// Move gives the transport a new first address (roaming); port 0 picks a
+// free one, and the added addresses move to that port too. Packets already queued stay; packets sent to the old address find no
 // route.
 func (t *Transport) Move(to netip.AddrPort) error {
 	n := t.net
@@ -416,6 +493,14 @@ func (t *Transport) Move(to netip.AddrPort) error {
 		return err
 	}
 	delete(n.transports, t.addr)
+	for _, a := range t.extra {
+		if ap := netip.AddrPortFrom(a, t.addr.Port()); n.transports[ap] == t {
+			delete(n.transports, ap)
+		}
+		if ap := netip.AddrPortFrom(a, to.Port()); n.transports[ap] == nil {
+			n.transports[ap] = t
+		}
+	}
 	t.addr = to
 	n.transports[to] = t
 	return nil
@@ -429,6 +514,12 @@ func (t *Transport) Close() error {
 		if n.transports[t.addr] == t {
 			delete(n.transports, t.addr)
 		}
+		for _, a := range t.extra {
+			if ap := netip.AddrPortFrom(a, t.addr.Port()); n.transports[ap] == t {
+				delete(n.transports, ap)
+			}
+		}
+		t.extra = nil
 		n.mu.Unlock()
 		close(t.done)
 	})

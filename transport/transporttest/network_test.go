@@ -15,8 +15,8 @@ import (
 
 // transport is the engine's view (tunnel.Transport).
 type transport interface {
-	Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort) (int, error)
-	Send(bufs [][]byte, ep netip.AddrPort) (int, error)
+	Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error)
+	Send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, error)
 	BatchSize() int
 	Close() error
 }
@@ -54,9 +54,9 @@ func drain(tb testing.TB, t *Transport) []received {
 	tb.Helper()
 	var got []received
 	bufs := [][]byte{make([]byte, 100), make([]byte, 100), make([]byte, 100)}
-	sizes, eps := make([]int, 3), make([]netip.AddrPort, 3)
+	sizes, eps, locals := make([]int, 3), make([]netip.AddrPort, 3), make([]netip.Addr, 3)
 	for len(t.queue) > 0 {
-		n, err := t.Receive(bufs, sizes, eps)
+		n, err := t.Receive(bufs, sizes, eps, locals)
 		if err != nil {
 			tb.Fatalf("Receive = %v", err)
 		}
@@ -88,7 +88,7 @@ func TestNetwork(t *testing.T) {
 		{
 			name: "deliver in order",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
-				a.Send(datagrams("1", "2", "3", "4"), addrB)
+				a.Send(datagrams("1", "2", "3", "4"), addrB, netip.Addr{})
 				return drain(t, b)
 			},
 			want:      []received{{addrA, "1"}, {addrA, "2"}, {addrA, "3"}, {addrA, "4"}},
@@ -97,7 +97,7 @@ func TestNetwork(t *testing.T) {
 		{
 			name: "v4-mapped destination",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
-				a.Send(datagrams("x"), netip.AddrPortFrom(netip.AddrFrom16(addrB.Addr().As16()), addrB.Port()))
+				a.Send(datagrams("x"), netip.AddrPortFrom(netip.AddrFrom16(addrB.Addr().As16()), addrB.Port()), netip.Addr{})
 				return drain(t, b)
 			},
 			want:      []received{{addrA, "x"}},
@@ -107,7 +107,7 @@ func TestNetwork(t *testing.T) {
 			name: "drop every second",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
 				n.SetHook(DropEvery(2))
-				a.Send(datagrams("1", "2", "3", "4", "5"), addrB)
+				a.Send(datagrams("1", "2", "3", "4", "5"), addrB, netip.Addr{})
 				return drain(t, b)
 			},
 			want:      []received{{addrA, "1"}, {addrA, "3"}, {addrA, "5"}},
@@ -117,7 +117,7 @@ func TestNetwork(t *testing.T) {
 			name: "duplicate",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
 				n.SetHook(Match(func(p *Packet) bool { return string(p.Data) == "2" }, Always(Duplicate)))
-				a.Send(datagrams("1", "2", "3"), addrB)
+				a.Send(datagrams("1", "2", "3"), addrB, netip.Addr{})
 				return drain(t, b)
 			},
 			want:      []received{{addrA, "1"}, {addrA, "2"}, {addrA, "2"}, {addrA, "3"}},
@@ -127,7 +127,7 @@ func TestNetwork(t *testing.T) {
 			name: "delay until step",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
 				n.SetHook(Always(Hold))
-				a.Send(datagrams("1", "2"), addrB)
+				a.Send(datagrams("1", "2"), addrB, netip.Addr{})
 				if got := drain(t, b); len(got) != 0 {
 					t.Errorf("held packets arrived early: %v", got)
 				}
@@ -151,7 +151,7 @@ func TestNetwork(t *testing.T) {
 			name: "reorder",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
 				n.SetHook(Always(Hold))
-				a.Send(datagrams("1", "2", "3"), addrB)
+				a.Send(datagrams("1", "2", "3"), addrB, netip.Addr{})
 				n.Reorder(slices.Reverse[[]Packet])
 				n.Flush()
 				return drain(t, b)
@@ -163,14 +163,14 @@ func TestNetwork(t *testing.T) {
 			name: "NAT both ways",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
 				n.AddNAT(addrA, addrN)
-				a.Send(datagrams("out"), addrB)
+				a.Send(datagrams("out"), addrB, netip.Addr{})
 				got := drain(t, b)
-				b.Send(datagrams("back"), addrN)
+				b.Send(datagrams("back"), addrN, netip.Addr{})
 				if back := drain(t, a); !slices.Equal(back, []received{{addrB, "back"}}) {
 					t.Errorf("reply through NAT: %v", back)
 				}
 				n.RemoveNAT(addrA)
-				b.Send(datagrams("lost"), addrN)
+				b.Send(datagrams("lost"), addrN, netip.Addr{})
 				return got
 			},
 			want:      []received{{addrN, "out"}},
@@ -179,13 +179,13 @@ func TestNetwork(t *testing.T) {
 		{
 			name: "roaming",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
-				a.Send(datagrams("before"), addrB)
+				a.Send(datagrams("before"), addrB, netip.Addr{})
 				if err := a.Move(addrR); err != nil {
 					t.Fatalf("Move = %v", err)
 				}
-				a.Send(datagrams("after"), addrB)
-				b.Send(datagrams("to old"), addrA)
-				b.Send(datagrams("to new"), addrR)
+				a.Send(datagrams("after"), addrB, netip.Addr{})
+				b.Send(datagrams("to old"), addrA, netip.Addr{})
+				b.Send(datagrams("to new"), addrR, netip.Addr{})
 				if got := drain(t, a); !slices.Equal(got, []received{{addrB, "to new"}}) {
 					t.Errorf("roamed transport got %v", got)
 				}
@@ -198,7 +198,7 @@ func TestNetwork(t *testing.T) {
 			name: "spoofed source",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
 				n.SetHook(RewriteSource(addrA, addrR))
-				a.Send(datagrams("spoof"), addrB)
+				a.Send(datagrams("spoof"), addrB, netip.Addr{})
 				n.Inject(Packet{Src: addrN, Dst: addrB, Data: []byte("crafted")})
 				return drain(t, b)
 			},
@@ -209,7 +209,7 @@ func TestNetwork(t *testing.T) {
 			name: "queue full",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
 				for i := range 5 {
-					a.Send(datagrams(fmt.Sprint(i)), addrB)
+					a.Send(datagrams(fmt.Sprint(i)), addrB, netip.Addr{})
 				}
 				return drain(t, b)
 			},
@@ -221,7 +221,7 @@ func TestNetwork(t *testing.T) {
 			name: "refuse counts as not sent",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
 				n.SetHook(Match(func(p *Packet) bool { return string(p.Data) != "2" }, Always(Refuse)))
-				sent, err := a.Send(datagrams("1", "2", "3"), addrB)
+				sent, err := a.Send(datagrams("1", "2", "3"), addrB, netip.Addr{})
 				if sent != 1 || !errors.Is(err, ErrRefused) {
 					t.Errorf("Send = %d, %v; want 1, ErrRefused", sent, err)
 				}
@@ -234,7 +234,7 @@ func TestNetwork(t *testing.T) {
 			name: "dropped in the network still counts as sent",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
 				n.SetHook(Always(Drop))
-				if sent, err := a.Send(datagrams("1", "2"), addrB); sent != 2 || err != nil {
+				if sent, err := a.Send(datagrams("1", "2"), addrB, netip.Addr{}); sent != 2 || err != nil {
 					t.Errorf("Send = %d, %v; want 2, nil", sent, err)
 				}
 				return drain(t, b)
@@ -244,7 +244,7 @@ func TestNetwork(t *testing.T) {
 		{
 			name: "no route",
 			run: func(t *testing.T, n *Network, a, b *Transport) []received {
-				a.Send(datagrams("x"), addrN)
+				a.Send(datagrams("x"), addrN, netip.Addr{})
 				return drain(t, b)
 			},
 			wantStats: Stats{Sent: 1, NoRoute: 1},
@@ -281,8 +281,8 @@ func TestAddresses(t *testing.T) {
 	if b.Port() != addrB6.Port() || b.BatchSize() != DefaultBatchSize {
 		t.Errorf("Port, BatchSize = %d, %d", b.Port(), b.BatchSize())
 	}
-	a.Send(datagrams("v6"), addrB6)
-	b.Send(datagrams("v4"), a.Addr())
+	a.Send(datagrams("v6"), addrB6, netip.Addr{})
+	b.Send(datagrams("v4"), a.Addr(), netip.Addr{})
 	if got := drain(t, b); !slices.Equal(got, []received{{a.Addr(), "v6"}}) {
 		t.Errorf("b got %v", got)
 	}
@@ -299,14 +299,14 @@ func TestClose(t *testing.T) {
 	}
 	done := make(chan error)
 	go func() {
-		_, err := a.Receive(make([][]byte, 1), make([]int, 1), make([]netip.AddrPort, 1))
+		_, err := a.Receive(make([][]byte, 1), make([]int, 1), make([]netip.AddrPort, 1), make([]netip.Addr, 1))
 		done <- err
 	}()
 	a.Close()
 	if err := <-done; !errors.Is(err, net.ErrClosed) {
 		t.Errorf("blocked Receive after Close = %v, want net.ErrClosed", err)
 	}
-	if _, err := a.Send(datagrams("x"), addrB); !errors.Is(err, net.ErrClosed) {
+	if _, err := a.Send(datagrams("x"), addrB, netip.Addr{}); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Send after Close = %v, want net.ErrClosed", err)
 	}
 	if err := a.Close(); err != nil {
@@ -328,14 +328,14 @@ func TestConcurrent(t *testing.T) {
 		a := newTB(t, n, netip.AddrPortFrom(addrA.Addr(), uint16(1000+i)))
 		wg.Go(func() {
 			for range perSender {
-				a.Send(datagrams("x"), addrB)
+				a.Send(datagrams("x"), addrB, netip.Addr{})
 			}
 		})
 	}
 	got := 0
 	bufs := [][]byte{make([]byte, 8), make([]byte, 8)}
 	for got < senders*perSender {
-		k, err := b.Receive(bufs, make([]int, 2), make([]netip.AddrPort, 2))
+		k, err := b.Receive(bufs, make([]int, 2), make([]netip.AddrPort, 2), make([]netip.Addr, 2))
 		if err != nil {
 			t.Fatal(err)
 		}
