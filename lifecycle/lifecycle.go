@@ -143,7 +143,9 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 	t.opts.Step("step 5")
 	open := t.opts.OpenAdapter
 	if ifc.Mode == config.ModeTAP {
-		open = t.opts.OpenTAP
+		open = func(name string, mtu int) (tunnel.Adapter, error) {
+			return t.opts.OpenTAP(name, mtu, !ifc.OffloadOff)
+		}
 	}
 	adapter, err := t.openAdapter(open, ifc.MTU)
 	if err != nil {

@@ -44,8 +44,10 @@ type Options struct {
 	// link stays down). Default: tun.OpenTUN.
 	OpenAdapter func(name string, mtu int) (tunnel.Adapter, error)
 	// OpenTAP creates the TAP of Mode = tap with its MTU set (the link
-	// stays down). Default: tun.OpenTAP.
-	OpenTAP func(name string, mtu int) (tunnel.Adapter, error)
+	// stays down), with the kernel's offloads unless offload is false
+	// (Offload = off). Default: tun.OpenTAP, logging one line where the
+	// kernel refused offloads.
+	OpenTAP func(name string, mtu int, offload bool) (tunnel.Adapter, error)
 
 	// Listen opens the transport on port (0: a random one) with the
 	// fwmark (0: none). The engine also calls it to rebind when `wg set`
@@ -138,10 +140,14 @@ func (o *Options) setDefaults() {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.OpenTAP == nil {
-		o.OpenTAP = func(name string, mtu int) (tunnel.Adapter, error) {
-			t, err := tun.OpenTAP(name, mtu)
+		log := o.Logger
+		o.OpenTAP = func(name string, mtu int, offload bool) (tunnel.Adapter, error) {
+			t, err := tun.OpenTAP(name, mtu, offload)
 			if err != nil {
 				return nil, err // not a typed nil in the interface
+			}
+			if on, err := t.Offloads(); err != nil {
+				log.Info("TAP offloads reduced", "interface", name, "offloads", on, "err", err)
 			}
 			return t, nil
 		}

@@ -43,7 +43,7 @@ func tapOptions(f *fakes, dir string) lifecycle.Options {
 	o := f.options(dir)
 	open := o.OpenAdapter
 	o.OpenAdapter = nil // a TUN would be a mistake
-	o.OpenTAP = func(name string, mtu int) (tunnel.Adapter, error) {
+	o.OpenTAP = func(name string, mtu int, offload bool) (tunnel.Adapter, error) {
 		f.rec.note("tap open %s mtu %d", name, mtu)
 		return open(name, mtu)
 	}

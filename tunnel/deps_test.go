@@ -9,8 +9,10 @@ import (
 )
 
 // TestDeps checks that the engine links no host-side code: the Adapter and
-// Transport interfaces live here so that netlink, netns, water and
-// wireguard-go stay out of package tunnel (its tests may use them).
+// Transport interfaces live here so that netlink, netns, wireguard-go and
+// the adapters of package device (the TUN and the TAP, which open
+// /dev/net/tun themselves) stay out of package tunnel (its tests may use
+// them).
 func TestDeps(t *testing.T) {
 	gobin, err := exec.LookPath("go")
 	if err != nil {
@@ -26,7 +28,6 @@ func TestDeps(t *testing.T) {
 	forbidden := []string{
 		"github.com/vishvananda/netlink",
 		"github.com/vishvananda/netns",
-		"github.com/songgao/water",
 		"golang.zx2c4.com/wireguard",
 		"github.com/warrenvpn/warren/device",
 	}

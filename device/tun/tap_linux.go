@@ -9,70 +9,121 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/songgao/water"
 	"golang.org/x/sys/unix"
 
 	"github.com/warrenvpn/warren/config"
 )
 
 // TAPBatchSize is the most frames one TAP Read returns or one Write takes.
-// Each frame still costs one system call: a TAP has no offloads here.
 const TAPBatchSize = 128 // frames
 
-// TAP is a Linux TAP interface carrying Ethernet frames, over
-// github.com/songgao/water. Read takes the first frame blocking and then as
-// many more as are ready without blocking; Write writes frame by frame.
+// TAP is a Linux TAP interface carrying Ethernet frames, opened with a
+// virtio-net header (IFF_VNET_HDR) as the TUN is, so that the kernel's
+// offloads can be on: one Read may return a frame holding a large TCP or UDP
+// segment split into frames that each fit the MTU, and Write coalesces runs
+// of frames of one TCP or UDP flow behind one Ethernet header back into one
+// (GRO) before they reach the kernel (offload_eth.go). With offloads off the
+// header stays, all zeros: frames go one by one, checksums done by the
+// kernel.
 //
-// The device lives in the network namespace of the thread that opened it.
+// The device lives in the network namespace of the thread that opened it;
+// its methods may be called from any thread afterwards.
 type TAP struct {
-	ifce *water.Interface
 	file *os.File
-	raw  syscall.RawConn
+	rc   syscall.RawConn
+	tio  *tunIO
+	rmu  sync.Mutex // guards the read half of tio
+	wmu  sync.Mutex // guards the write half of tio
 	name string
 	mtu  int // bytes, as set at open
+
+	coalesce bool   // Write coalesces: TCP offloads on
+	offloads string // what is on, for Offloads
+	refused  error  // why the kernel refused offloads asked for
 
 	closed    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 }
 
+// The offloads OpenTAP asks for, as the TUN does: checksums and TCP
+// segmentation, and UDP segmentation where the kernel has it (Linux 6.2).
+const (
+	tapTCPOffloads = unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6
+	tapUDPOffloads = unix.TUN_F_USO4 | unix.TUN_F_USO6
+)
+
 // OpenTAP creates (or attaches to) the TAP interface name in the calling
 // thread's network namespace and sets its MTU (the IP MTU: frames are up to
-// MTU+EthernetOverhead bytes). It does not bring the link up.
-func OpenTAP(name string, mtu int) (*TAP, error) {
+// MTU+EthernetOverhead bytes). It does not bring the link up. With offload
+// it asks the kernel for checksum offload and TCP and UDP segmentation,
+// falling back to fewer (or none) where the kernel refuses: Offloads says
+// what is on and why. Without, every offload is off.
+//
+// warren opens the TAP itself rather than with github.com/songgao/water
+// because water cannot set IFF_VNET_HDR, without which the kernel takes and
+// gives no offloaded frames.
+func OpenTAP(name string, mtu int, offload bool) (*TAP, error) {
 	if err := checkMTU(mtu); err != nil {
 		return nil, fmt.Errorf("creating TAP %s: %w", name, err)
 	}
-	if !config.ValidName(name) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil || !config.ValidName(name) {
 		return nil, fmt.Errorf("creating TAP %q: invalid interface name", name)
 	}
-	ifce, err := water.New(water.Config{
-		DeviceType:             water.TAP,
-		PlatformSpecificParams: water.PlatformSpecificParams{Name: name},
-	})
+	fd, err := unix.Open(tunClonePath, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, openDeviceError("TAP", name, err)
 	}
-	file, ok := ifce.ReadWriteCloser.(*os.File)
-	if !ok {
-		ifce.Close()
-		return nil, fmt.Errorf("creating TAP %s: unexpected device type %T", name, ifce.ReadWriteCloser)
+	ifr.SetUint16(unix.IFF_TAP | unix.IFF_NO_PI | unix.IFF_VNET_HDR)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, openDeviceError("TAP", name, err)
 	}
-	// water opens without O_CLOEXEC. (file.Fd would make the file
-	// blocking, and Close could no longer wake Read.)
-	raw, err := file.SyscallConn()
+	t := &TAP{name: name, mtu: mtu, offloads: "off"}
+	udp := false
+	if !offload {
+		err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0)
+	} else if uerr := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tapTCPOffloads|tapUDPOffloads); uerr == nil {
+		t.coalesce, udp, t.offloads = true, true, "checksum, TSO, USO"
+	} else if terr := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tapTCPOffloads); terr == nil {
+		t.coalesce, t.offloads = true, "checksum, TSO"
+		t.refused = fmt.Errorf("the kernel refused UDP segmentation offload (USO, Linux 6.2): %w", uerr)
+	} else {
+		t.refused = fmt.Errorf("the kernel refused checksum and TCP segmentation offloads: %w", terr)
+		err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0)
+	}
 	if err == nil {
-		err = raw.Control(func(fd uintptr) { unix.CloseOnExec(int(fd)) })
+		// Non-blocking before the file meets the runtime poller, so that
+		// Close wakes a blocked Read.
+		err = unix.SetNonblock(fd, true)
 	}
 	if err == nil {
 		err = setInterfaceMTU(name, mtu)
 	}
 	if err != nil {
-		file.Close()
+		unix.Close(fd)
 		return nil, fmt.Errorf("creating TAP %s: %w", name, err)
 	}
-	return &TAP{ifce: ifce, file: file, raw: raw, name: ifce.Name(), mtu: mtu}, nil
+	t.file = os.NewFile(uintptr(fd), tunClonePath)
+	if t.rc, err = t.file.SyscallConn(); err != nil {
+		t.file.Close()
+		return nil, fmt.Errorf("creating TAP %s: %w", name, err)
+	}
+	tio := &tunIO{
+		udpGSO: udp,
+		rbuf:   make([]byte, virtioNetHdrLen+maxGSOFrame),
+		iovs:   make([]unix.Iovec, 0, TAPBatchSize+1),
+	}
+	tio.readFn, tio.writeFn = tio.doRead, tio.doWrite
+	t.tio = tio
+	return t, nil
 }
+
+// Offloads says which offloads are on ("checksum, TSO, USO", "checksum,
+// TSO" or "off") and, where the kernel refused some that OpenTAP asked for,
+// returns an error saying which.
+func (t *TAP) Offloads() (string, error) { return t.offloads, t.refused }
 
 // setInterfaceMTU sets the MTU of name in the calling thread's namespace.
 func setInterfaceMTU(name string, mtu int) error {
@@ -92,60 +143,141 @@ func setInterfaceMTU(name string, mtu int) error {
 	return nil
 }
 
-// Read reads at least one frame into bufs[0][offset:], blocking, then fills
-// the following buffers with the frames already queued, up to
-// min(len(bufs), BatchSize). A frame larger than its buffer is truncated by
-// the kernel; buffers should hold offset+MTU+EthernetOverhead bytes.
+// Read reads a batch of frames into bufs[i][offset:]. Each buffer must hold
+// offset+MTU+EthernetOverhead bytes. Small frames already queued are
+// gathered into one batch, up to half of len(bufs). Where bufs[0] holds
+// offset+65557 bytes and offset is at least TUNHeadroom, the frame is read
+// straight into it and the TUNHeadroom bytes in front of bufs[0][offset:]
+// are overwritten.
+//
+// A frame holding a large GSO segment is split into frames that fit the
+// MTU (splitFrame); where they outnumber len(bufs), Read returns those that
+// fit and keeps the others for the next Read, which returns them without
+// waiting.
+//
+// A frame the kernel hands over malformed (a virtio header that does not
+// match it) or too large for its buffer is dropped: Read returns the frames
+// of the batch so far with an error whose Dropped method reports true, and
+// the device stays usable.
 func (t *TAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if t.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	limit := min(len(bufs), TAPBatchSize)
-	if limit == 0 {
-		return 0, nil
+	if len(bufs) == 0 || len(sizes) < len(bufs) || offset < 0 || offset > len(bufs[0]) {
+		return 0, fmt.Errorf("read TAP %s: invalid batch", t.name)
 	}
-	n, err := t.file.Read(bufs[0][offset:])
-	if err != nil {
-		return 0, t.mapError("read", err)
-	}
-	sizes[0] = n
-	count := 1
-	for count < limit {
-		var rerr error
-		buf := bufs[count][offset:]
-		err := t.raw.Read(func(fd uintptr) bool {
-			n, rerr = unix.Read(int(fd), buf)
-			return true // never wait: only take what is queued
-		})
-		if err != nil || rerr != nil || n <= 0 {
+	bufs = bufs[:min(len(bufs), TAPBatchSize)]
+	t.rmu.Lock()
+	defer t.rmu.Unlock()
+	n, err := t.readOne(bufs, sizes, offset, true)
+	for last := n; err == nil && last == 1 && n < len(bufs)/2; n += last {
+		if last, err = t.readOne(bufs[n:], sizes[n:], offset, false); last == 0 {
 			break
 		}
-		sizes[count] = n
-		count++
 	}
-	return count, nil
+	if n > 0 && !errors.Is(err, errDropped) {
+		err = nil // a failed system call of a gathering read fails again on the next Read
+	}
+	return n, err
 }
 
-// Write writes each frame bufs[i][offset:] with one system call. It returns
-// how many were written and errors.Join of the failures.
+// readOne reads one frame into bufs, split if it holds a GSO packet, or
+// splits the rest of the last one. Unless wait, it returns 0 and no error
+// when no frame is queued.
+func (t *TAP) readOne(bufs [][]byte, sizes []int, offset int, wait bool) (int, error) {
+	tio := t.tio
+	var h virtioNetHdr
+	var frame []byte
+	if tio.rest > 0 {
+		h, frame = tio.restHdr, tio.rbuf[virtioNetHdrLen:virtioNetHdrLen+tio.rest]
+		tio.rest = 0
+	} else {
+		dst := tio.rbuf
+		if offset >= virtioNetHdrLen && len(bufs[0])-offset >= maxGSOFrame {
+			dst = bufs[0][offset-virtioNetHdrLen : offset+maxGSOFrame]
+		}
+		tio.rdst, tio.rwait = dst, wait
+		err := t.rc.Read(tio.readFn)
+		tio.rdst = nil
+		switch {
+		case err != nil:
+			return 0, t.mapError("read", err)
+		case tio.rerr == unix.EAGAIN:
+			return 0, nil
+		case tio.rerr == unix.EBADFD:
+			return 0, t.mapError("read", os.ErrClosed)
+		case tio.rerr != 0:
+			return 0, t.mapError("read", tio.rerr)
+		case tio.rn < virtioNetHdrLen || tio.rn > len(dst):
+			return 0, fmt.Errorf("read TAP %s: %w: %w", t.name, errDropped, errVirtio)
+		}
+		h.decode(dst)
+		frame = dst[virtioNetHdrLen:tio.rn]
+	}
+	n, rest, err := splitFrame(&h, frame, bufs, sizes, offset, tio.rbuf[virtioNetHdrLen:], t.mtu)
+	if err != nil {
+		return n, fmt.Errorf("read TAP %s: %w: %w", t.name, errDropped, err)
+	}
+	if rest > 0 {
+		tio.rest, tio.restHdr = rest, h
+	}
+	return n, nil
+}
+
+// Write writes the frames bufs[i][offset:]; offset must be at least
+// TUNHeadroom. With offloads on, runs of consecutive frames of one TCP or
+// UDP flow behind one Ethernet header are coalesced into one GSO frame,
+// written without copying, so Write rewrites the first frame's headers as
+// well as the headroom; a frame whose checksums are wrong is written alone
+// (groRunLink). It returns how many frames were written and errors.Join of
+// the failures; a failed write of a coalesced frame counts all the frames in
+// it as failed.
 func (t *TAP) Write(bufs [][]byte, offset int) (int, error) {
 	if t.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	var errs []error
-	written := 0
-	for _, b := range bufs {
-		if _, err := t.file.Write(b[offset:]); err != nil {
-			err = t.mapError("write", err)
-			if errors.Is(err, net.ErrClosed) {
-				return written, err
-			}
-			errs = append(errs, err)
-			continue
-		}
-		written++
+	if offset < TUNHeadroom {
+		return 0, fmt.Errorf("write TAP %s: offset %d below the %d-byte headroom", t.name, offset, TUNHeadroom)
 	}
-	return written, errors.Join(errs...)
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	tio := t.tio
+	var errs error
+	written := 0
+	for i := 0; i < len(bufs); {
+		var h virtioNetHdr
+		end, skip := i+1, 0
+		if t.coalesce && len(bufs[i]) > offset {
+			h, end, skip = coalesceFrames(bufs, i, offset, tio.udpGSO)
+		}
+		h.encode(bufs[i][offset-virtioNetHdrLen:])
+		tio.addIov(bufs[i][offset-virtioNetHdrLen:])
+		for k := i + 1; k < end; k++ {
+			tio.addIov(bufs[k][offset+skip:])
+		}
+		tio.werr = 0
+		err := t.rc.Write(tio.writeFn)
+		tio.clearIovs()
+		if err == nil && tio.werr != 0 {
+			err = tio.werr
+			if err == unix.EBADFD {
+				err = os.ErrClosed
+			}
+		}
+		switch {
+		case err == nil:
+			written += end - i
+		case errors.Is(err, os.ErrClosed) || t.closed.Load():
+			return written, t.mapError("write", err)
+		default:
+			errs = errors.Join(errs, fmt.Errorf("frames %d-%d: %w", i, end-1, err))
+		}
+		i = end
+	}
+	if errs != nil {
+		return written, t.mapError("write", errs)
+	}
+	return written, nil
 }
 
 // mapError makes a closed device report net.ErrClosed, and one deleted from

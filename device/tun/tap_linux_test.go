@@ -36,7 +36,7 @@ func TestTAP(t *testing.T) {
 	netlabtest.RequireRoot(t)
 	ns := netlabtest.NewNamespace(t)
 	var tap *tun.TAP
-	if err := ns.Do(func() (err error) { tap, err = tun.OpenTAP("wtap0", 1400); return err }); err != nil {
+	if err := ns.Do(func() (err error) { tap, err = tun.OpenTAP("wtap0", 1400, true); return err }); err != nil {
 		t.Fatalf("OpenTAP: %v", err)
 	}
 	t.Cleanup(func() { tap.Close() })

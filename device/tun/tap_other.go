@@ -14,7 +14,10 @@ const TAPBatchSize = 128 // frames
 type TAP struct{ name string }
 
 // OpenTAP returns errors.ErrUnsupported outside Linux.
-func OpenTAP(name string, mtu int) (*TAP, error) { return nil, errors.ErrUnsupported }
+func OpenTAP(name string, mtu int, offload bool) (*TAP, error) { return nil, errors.ErrUnsupported }
+
+// Offloads reports that none is on.
+func (t *TAP) Offloads() (string, error) { return "off", nil }
 
 // Read returns net.ErrClosed.
 func (t *TAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) { return 0, net.ErrClosed }
