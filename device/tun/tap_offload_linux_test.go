@@ -1,0 +1,153 @@
+package tun
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+	"unsafe"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
+)
+
+// ethtoolGTSO is ETHTOOL_GTSO: whether TCP segmentation offload is on.
+const ethtoolGTSO = 0x1e
+
+// ethtoolTSO asks the kernel, with the SIOCETHTOOL ioctl, whether name has
+// TCP segmentation offload on.
+func ethtoolTSO(t *testing.T, name string) bool {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	value := struct{ cmd, data uint32 }{cmd: ethtoolGTSO}
+	var ifr struct {
+		name [unix.IFNAMSIZ]byte
+		data uintptr
+		_    [16]byte
+	}
+	copy(ifr.name[:], name)
+	ifr.data = uintptr(unsafe.Pointer(&value))
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); e != 0 {
+		t.Fatalf("ETHTOOL_GTSO %s: %v", name, e)
+	}
+	return value.data != 0
+}
+
+// tapFlags returns the TUNGETIFF flags of tap's file.
+func tapFlags(t *testing.T, tap *TAP) uint16 {
+	t.Helper()
+	var flags uint16
+	var ierr error
+	if err := tap.rc.Control(func(fd uintptr) {
+		ifr, err := unix.NewIfreq("")
+		if err == nil {
+			err = unix.IoctlIfreq(int(fd), unix.TUNGETIFF, ifr)
+		}
+		flags, ierr = ifr.Uint16(), err
+	}); err != nil || ierr != nil {
+		t.Fatalf("TUNGETIFF: %v %v", err, ierr)
+	}
+	return flags
+}
+
+// TestTAPOffloads: the TAP is open with a virtio-net header and, with
+// offloads, has TSO on in the kernel's view (ETHTOOL_GTSO); with offload
+// false it has the header but TSO off. A UDP datagram train sent with
+// UDP_SEGMENT in the TAP's namespace comes out of one Read as separate
+// frames, each with a good checksum.
+func TestTAPOffloads(t *testing.T) {
+	netlabtest.RequireRoot(t)
+	for _, offload := range []bool{true, false} {
+		ns := netlabtest.NewNamespace(t)
+		var tap *TAP
+		if err := ns.Do(func() (err error) { tap, err = OpenTAP("wtap1", 1400, offload); return err }); err != nil {
+			t.Fatalf("OpenTAP: %v", err)
+		}
+		t.Cleanup(func() { tap.Close() })
+		if f := tapFlags(t, tap); f&unix.IFF_VNET_HDR == 0 || f&unix.IFF_TAP == 0 {
+			t.Errorf("offload %v: TUNGETIFF flags %#x lack IFF_TAP|IFF_VNET_HDR", offload, f)
+		}
+		var tso bool
+		ns.Do(func() error { tso = ethtoolTSO(t, "wtap1"); return nil })
+		on, refused := tap.Offloads()
+		t.Logf("offload %v: offloads %q (%v), TSO %v", offload, on, refused, tso)
+		if offload && (!tso || refused != nil && on == "off") {
+			t.Errorf("offloads on: TSO %v, offloads %q, %v", tso, on, refused)
+		}
+		if !offload && (tso || on != "off" || tap.coalesce) {
+			t.Errorf("Offload = off: TSO %v, offloads %q, coalesce %v", tso, on, tap.coalesce)
+		}
+		if !offload {
+			continue
+		}
+
+		// Read: ten 1000-byte datagrams sent as one UDP GSO packet.
+		h := ns.Handle()
+		link, err := h.LinkByName("wtap1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		local, peer := netip.MustParseAddr("198.18.12.1"), netip.MustParseAddr("198.18.12.2")
+		if err := h.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: local.AsSlice(), Mask: net.CIDRMask(24, 32)}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.LinkSetUp(link); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.NeighAdd(&netlink.Neigh{LinkIndex: link.Attrs().Index, State: netlink.NUD_PERMANENT, IP: peer.AsSlice(), HardwareAddr: net.HardwareAddr{2, 0, 0, 0, 0, 2}}); err != nil {
+			t.Fatal(err)
+		}
+		const seg, count, port = 1000, 10, 7002
+		if err := ns.Do(func() error {
+			c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(peer, port)))
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			rc, err := c.SyscallConn()
+			if err != nil {
+				return err
+			}
+			var serr error
+			rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT, seg) })
+			if serr != nil {
+				return serr
+			}
+			_, err = c.Write(make([]byte, seg*count))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		const offset = 20 // the engine's layer 2 offset
+		bufs := make([][]byte, TAPBatchSize)
+		for i := range bufs {
+			bufs[i] = make([]byte, offset+maxGSOFrame+16)
+		}
+		sizes := make([]int, len(bufs))
+		got := 0
+		for reads := 0; got < count && reads < 50; reads++ {
+			n, err := tap.Read(bufs, sizes, offset)
+			if err != nil {
+				t.Fatalf("Read: %v", err)
+			}
+			for i := range n {
+				f := bufs[i][offset : offset+sizes[i]]
+				if len(f) < 14+28 || f[12] != 0x08 || f[13] != 0 || f[14+9] != ipProtoUDP || int(f[14+22])<<8|int(f[14+23]) != port {
+					continue // ARP, IPv6 chatter
+				}
+				if err := checkIP(f[14:], 20, ipProtoUDP); err != nil || len(f) != 14+28+seg {
+					t.Errorf("frame %d of %d bytes: %v", got, len(f), err)
+				}
+				got++
+			}
+		}
+		if got != count {
+			t.Errorf("read %d datagrams, want %d", got, count)
+		}
+	}
+}
