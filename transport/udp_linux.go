@@ -40,6 +40,7 @@ type UDP struct {
 	spill  spill
 	rxFree freeList[rxScratch]
 	txFree freeList[txScratch]
+	pmtu   pmtuProbe // reads the kernel's path MTU (pmtu_linux.go)
 }
 
 // Listen opens the socket described by opts. A port already in use gives an
@@ -143,6 +144,11 @@ func (u *UDP) configure(opts Options) error {
 		// IPv4 datagrams, v4-mapped.
 		if e := u.setPktinfo(s); e != nil {
 			err = fmt.Errorf("receive local addresses on UDP port %d: %w", u.port, e)
+			return
+		}
+		// DF on every datagram; EMSGSIZE past the path MTU (pmtu_linux.go).
+		if e := u.setPathMTUDiscovery(s, opts.FwMark); e != nil {
+			err = fmt.Errorf("path MTU discovery on UDP port %d: %w", u.port, e)
 			return
 		}
 		if opts.DisableOffload {
@@ -298,7 +304,7 @@ func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, err
 				break
 			}
 			if errno != last {
-				errs = append(errs, fmt.Errorf("send to %v: %w", ep, errno))
+				errs = append(errs, u.sendError(ep, errno))
 				last = errno
 			}
 			i++
@@ -374,5 +380,6 @@ func (u *UDP) Close() error {
 	if !u.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	u.pmtu.close()
 	return u.conn.Close()
 }

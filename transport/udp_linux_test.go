@@ -93,7 +93,9 @@ func TestRoundTrip(t *testing.T) {
 		{"ipv6 offload 200x1400 batch 7", "ipv6", true, repeat(200, 1400), 7},
 		{"ipv4 plain 200x1400 batch 7", "ipv4", false, repeat(200, 1400), 7},
 		{"ipv4 offload jumbo", "ipv4", true, []int{9000, 9000, 9000, 60000, 65507}, 64},
-		{"ipv6 offload jumbo", "ipv6", true, []int{9000, 9000, 9000, 60000, 65527}, 64},
+		// The largest IPv6 one fits loopback's MTU of 65536: with DF set
+		// the kernel no longer fragments it (pmtu_linux.go).
+		{"ipv6 offload jumbo", "ipv6", true, []int{9000, 9000, 9000, 60000, 65536 - 48}, 64},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,141 @@
+//go:build linux
+
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// setPathMTUDiscovery makes every datagram leave with DF set and the
+// kernel refuse, with EMSGSIZE, one larger than the path MTU it has learnt
+// toward its destination, instead of fragmenting it (IPv4) or sending it
+// into a black hole (IPv6, where routers never fragment). On the
+// dual-stack socket the IPv4 option governs the v4-mapped traffic and the
+// IPv6 ones the rest. s is the socket's descriptor. It also opens the
+// sockets that read the path MTU, here, in the socket's network namespace,
+// with its fwmark.
+func (u *UDP) setPathMTUDiscovery(s int, fwMark uint32) error {
+	if err := unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO); err != nil {
+		return fmt.Errorf("IP_MTU_DISCOVER: %w", err)
+	}
+	if u.is6 {
+		if err := unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DO); err != nil {
+			return fmt.Errorf("IPV6_MTU_DISCOVER: %w", err)
+		}
+		if err := unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, 1); err != nil {
+			return fmt.Errorf("IPV6_DONTFRAG: %w", err)
+		}
+	}
+	return u.pmtu.open(u.is6, fwMark)
+}
+
+// sendError is the error of datagrams to ep that failed with errno: a
+// *PathMTUError carrying the kernel's path MTU for EMSGSIZE.
+func (u *UDP) sendError(ep netip.AddrPort, errno unix.Errno) error {
+	err := fmt.Errorf("send to %v: %w", ep, errno)
+	if errno != unix.EMSGSIZE {
+		return err
+	}
+	mtu, _ := u.PathMTU(ep)
+	return &PathMTUError{Endpoint: ep, MTU: mtu, Err: err}
+}
+
+// PathMTU returns the kernel's path MTU toward ep: the MTU of its route
+// there, lowered by any ICMP error the kernel accepted for that
+// destination and has not yet expired (net.ipv4.route.mtu_expires,
+// net.ipv6.route.mtu_expires). Safe for concurrent use; it makes a few
+// system calls and sends nothing.
+func (u *UDP) PathMTU(ep netip.AddrPort) (int, error) {
+	if u.closed.Load() {
+		return 0, errClosedProbe
+	}
+	return u.pmtu.pathMTU(ep)
+}
+
+var errClosedProbe = errors.New("transport closed")
+
+// pmtuProbe holds one UDP socket per address family, opened beside the
+// transport's in its network namespace and with its fwmark, never bound
+// and never sending: connecting one to a destination makes the kernel look
+// up the route there, whose MTU IP_MTU or IPV6_MTU then reports.
+type pmtuProbe struct {
+	mu       sync.Mutex // guards the descriptors and serialises connect and read
+	fd4, fd6 int        // -1 or 0 (never opened): none
+	opened   bool
+}
+
+// open opens the probe sockets: IPv4 always, IPv6 with is6.
+func (p *pmtuProbe) open(is6 bool, fwMark uint32) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fd4, p.fd6 = -1, -1
+	p.opened = true
+	var err error
+	if p.fd4, err = probeSocket(unix.AF_INET, fwMark); err != nil {
+		return err
+	}
+	if is6 {
+		if p.fd6, err = probeSocket(unix.AF_INET6, fwMark); err != nil {
+			unix.Close(p.fd4)
+			p.fd4 = -1
+			return err
+		}
+	}
+	return nil
+}
+
+func probeSocket(domain int, fwMark uint32) (int, error) {
+	s, err := unix.Socket(domain, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("path MTU probe socket: %w", err)
+	}
+	if fwMark != 0 {
+		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_MARK, int(fwMark)); err != nil {
+			unix.Close(s)
+			return -1, fmt.Errorf("path MTU probe socket: set fwmark %d: %w", fwMark, err)
+		}
+	}
+	return s, nil
+}
+
+// pathMTU connects the probe socket of ep's family to ep and reads the
+// route's MTU.
+func (p *pmtuProbe) pathMTU(ep netip.AddrPort) (int, error) {
+	a := ep.Addr().Unmap()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fd, level, opt := p.fd6, unix.IPPROTO_IPV6, unix.IPV6_MTU
+	var sa unix.Sockaddr = &unix.SockaddrInet6{Port: int(ep.Port()), Addr: a.As16()}
+	if a.Is4() {
+		fd, level, opt = p.fd4, unix.IPPROTO_IP, unix.IP_MTU
+		sa = &unix.SockaddrInet4{Port: int(ep.Port()), Addr: a.As4()}
+	}
+	if !p.opened || fd < 0 {
+		return 0, fmt.Errorf("path MTU to %v: %w", ep, errors.ErrUnsupported)
+	}
+	if err := unix.Connect(fd, sa); err != nil {
+		return 0, fmt.Errorf("path MTU to %v: connect: %w", ep, err)
+	}
+	mtu, err := unix.GetsockoptInt(fd, level, opt)
+	if err != nil {
+		return 0, fmt.Errorf("path MTU to %v: %w", ep, err)
+	}
+	return mtu, nil
+}
+
+// close closes the probe sockets. It is idempotent.
+func (p *pmtuProbe) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, fd := range []*int{&p.fd4, &p.fd6} {
+		if p.opened && *fd >= 0 {
+			unix.Close(*fd)
+		}
+		*fd = -1
+	}
+}

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package transport
+
+import (
+	"errors"
+	"net/netip"
+)
+
+// PathMTU is not supported by the portable fallback, which leaves
+// fragmentation to the system.
+func (u *UDP) PathMTU(ep netip.AddrPort) (int, error) { return 0, errors.ErrUnsupported }
