@@ -66,7 +66,10 @@ _warren() {
 		[[ $cur == -* ]] && COMPREPLY=($(compgen -W "-f --foreground --log-level --help" -- "$cur"))
 		;;
 	demo)
-		COMPREPLY=($(compgen -W "--mb --pings --help" -- "$cur"))
+		case $prev in
+		--mode) COMPREPLY=($(compgen -W "tun tap" -- "$cur")); return ;;
+		esac
+		COMPREPLY=($(compgen -W "--mode --mb --pings --help" -- "$cur"))
 		;;
 	bench)
 		case $prev in

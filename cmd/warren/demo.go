@@ -8,6 +8,10 @@ package main
 //  3. ICMP pings over IPv4 and IPv6 through the tunnel, then a TCP transfer
 //     whose SHA-256 is checked on arrival;
 //  4. everything removed, also on Ctrl-C.
+//
+// With --mode tap the tunnel carries Ethernet (demo_tap_linux.go): each
+// side's `warren up` bridges its TAP to a host namespace, and the hosts,
+// in one subnet, find each other by ARP and neighbour discovery across it.
 
 import (
 	"bytes"
@@ -46,10 +50,13 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := newFlagSet("demo")
 	size := fs.Int("mb", 256, "size of the TCP transfer in MiB")
 	pings := fs.Int("pings", 5, "pings per address family")
+	mode := fs.String("mode", "tun", "tun (IP packets) or tap (Ethernet frames between bridged hosts)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	switch {
+	case *mode != "tun" && *mode != "tap":
+		return fmt.Errorf("%w: demo: --mode %q: want tun or tap", errUsage, *mode)
 	case fs.NArg() != 0:
 		return fmt.Errorf("%w: demo: unexpected argument %q", errUsage, fs.Arg(0))
 	case *size <= 0:
@@ -66,6 +73,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	d := &demo{out: stdout, exe: exe}
 	defer d.close()
+	if *mode == "tap" {
+		return d.runTAP(ctx, *pings, int64(*size)<<20)
+	}
 	return d.run(ctx, *pings, int64(*size)<<20)
 }
 
@@ -76,6 +86,7 @@ type demo struct {
 	dir   string
 	names [2]string // interface names
 	procs []*demoProc
+	hosts []*netlab.Namespace // --mode tap: the namespaces behind the bridges
 }
 
 type demoProc struct {
@@ -90,45 +101,39 @@ func (d *demo) step(format string, a ...any) {
 	fmt.Fprintf(d.out, "==> "+format+"\n", a...)
 }
 
-func (d *demo) run(ctx context.Context, pings int, size int64) error {
-	var err error
+// newLab makes the two namespaces, the configuration directory and the
+// keys of both sides.
+func (d *demo) newLab() (keys [2]wgcrypto.PrivateKey, err error) {
 	d.step("creating two network namespaces joined by a veth pair (198.18.0.1 <-> 198.18.0.2)")
 	if d.lab, err = netlab.NewLab("wdemo", 0); err != nil {
-		return err
+		return keys, err
 	}
 	if d.dir, err = os.MkdirTemp("", "warren-demo-"); err != nil {
-		return err
+		return keys, err
 	}
-	var keys [2]wgcrypto.PrivateKey
 	for i := range keys {
 		if keys[i], err = wgcrypto.NewPrivateKey(rand.Reader); err != nil {
-			return err
+			return keys, err
 		}
 	}
 	d.step("generated keys: A %s, B %s", keys[0].PublicKey(), keys[1].PublicKey())
+	return keys, nil
+}
+
+func (d *demo) run(ctx context.Context, pings int, size int64) error {
+	keys, err := d.newLab()
+	if err != nil {
+		return err
+	}
 	underlay := [2]netip.Addr{d.lab.AddrA.Addr(), d.lab.AddrB.Addr()}
 	nss := [2]*netlab.Namespace{d.lab.A, d.lab.B}
-	// The control sockets live in /var/run/wireguard, shared by every
-	// namespace: each side needs its own interface name.
-	var tag [2]byte
-	rand.Read(tag[:])
-	for i := range d.names {
-		d.names[i] = fmt.Sprintf("wd%x%c", tag, 'a'+i)
-	}
+	d.pickNames()
 	start := time.Now()
-	for i := range 2 {
-		path := filepath.Join(d.dir, d.names[i]+".conf")
-		conf := demoConfig(keys[i], keys[1-i].PublicKey(), i, underlay[1-i])
-		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-			return err
-		}
-		p, err := d.start(ctx, nss[i], path)
-		if err != nil {
-			return err
-		}
-		d.procs = append(d.procs, p)
+	if err := d.startBoth(ctx, func(i int) string {
+		return demoConfig(keys[i], keys[1-i].PublicKey(), i, underlay[1-i])
+	}); err != nil {
+		return err
 	}
-	d.step("started `warren up %s.conf` and `warren up %s.conf` in the namespaces", d.names[0], d.names[1])
 	d.step("tunnel addresses: 198.19.0.1 <-> 198.19.0.2 and fd00:7761:1::1 <-> fd00:7761:1::2")
 	for i, ns := range nss {
 		if err := d.waitLink(ctx, ns, d.names[i], d.procs[i]); err != nil {
@@ -136,12 +141,21 @@ func (d *demo) run(ctx context.Context, pings int, size int64) error {
 		}
 	}
 
-	// The first ping needs a handshake: its time is the handshake's.
+	if err := d.ping(ctx, d.lab.A, demoOverlay[1].v4.Addr(), demoOverlay[1].v6.Addr(), pings, start); err != nil {
+		return err
+	}
+	return d.transfer(ctx, d.lab.A, d.lab.B, demoOverlay[1].v4.Addr(), size)
+}
+
+// ping pings v4 and then v6 from ns, pings times each, and prints the
+// round-trip times. The first ping needs a handshake (and in TAP mode ARP
+// across the tunnel): its time since start is printed.
+func (d *demo) ping(ctx context.Context, ns *netlab.Namespace, v4, v6 netip.Addr, pings int, start time.Time) error {
 	for _, fam := range []struct {
 		name string
 		dst  netip.Addr
-	}{{"IPv4", demoOverlay[1].v4.Addr()}, {"IPv6", demoOverlay[1].v6.Addr()}} {
-		rtts, err := demoPing(ctx, d.lab.A, fam.dst, pings)
+	}{{"IPv4", v4}, {"IPv6", v6}} {
+		rtts, err := demoPing(ctx, ns, fam.dst, pings)
 		if err != nil {
 			return fmt.Errorf("ping %s over the tunnel: %w\n%s", fam.dst, err, d.logs())
 		}
@@ -152,12 +166,46 @@ func (d *demo) run(ctx context.Context, pings int, size int64) error {
 		d.step("ping %s %s: %d/%d answered, rtt min %v median %v max %v", fam.name, fam.dst, len(rtts), pings,
 			rtts[0].Round(time.Microsecond), rtts[len(rtts)/2].Round(time.Microsecond), rtts[len(rtts)-1].Round(time.Microsecond))
 	}
+	return nil
+}
 
-	gbps, took, err := demoTransfer(ctx, d.lab.A, d.lab.B, demoOverlay[1].v4.Addr(), size)
+// transfer moves size bytes over TCP from a to dst in b and prints the
+// rate.
+func (d *demo) transfer(ctx context.Context, a, b *netlab.Namespace, dst netip.Addr, size int64) error {
+	gbps, took, err := demoTransfer(ctx, a, b, dst, size)
 	if err != nil {
 		return fmt.Errorf("TCP transfer: %w\n%s", err, d.logs())
 	}
 	d.step("TCP: %d MiB from A to B in %v, SHA-256 matches: %.2f Gbit/s", size>>20, took.Round(time.Millisecond), gbps)
+	return nil
+}
+
+// pickNames chooses the interface names. The control sockets live in
+// /var/run/wireguard, shared by every namespace: each side needs its own
+// name.
+func (d *demo) pickNames() {
+	var tag [2]byte
+	rand.Read(tag[:])
+	for i := range d.names {
+		d.names[i] = fmt.Sprintf("wd%x%c", tag, 'a'+i)
+	}
+}
+
+// startBoth writes side i's configuration conf(i) and starts `warren up`
+// with it in the lab's namespace A or B.
+func (d *demo) startBoth(ctx context.Context, conf func(i int) string) error {
+	for i, ns := range [2]*netlab.Namespace{d.lab.A, d.lab.B} {
+		path := filepath.Join(d.dir, d.names[i]+".conf")
+		if err := os.WriteFile(path, []byte(conf(i)), 0o600); err != nil {
+			return err
+		}
+		p, err := d.start(ctx, ns, path)
+		if err != nil {
+			return err
+		}
+		d.procs = append(d.procs, p)
+	}
+	d.step("started `warren up %s.conf` and `warren up %s.conf` in the namespaces", d.names[0], d.names[1])
 	return nil
 }
 
@@ -235,8 +283,12 @@ func (d *demo) stopTunnels() {
 // close stops the tunnels and removes the namespaces.
 func (d *demo) close() {
 	d.stopTunnels()
+	var errs []error
+	for _, h := range d.hosts {
+		errs = append(errs, h.Close())
+	}
 	if d.lab != nil {
-		if err := d.lab.Close(); err != nil {
+		if err := errors.Join(append(errs, d.lab.Close())...); err != nil {
 			fmt.Fprintf(d.out, "warning: removing the lab: %v\n", err)
 		} else {
 			d.step("removed the namespaces, links and tunnels")

@@ -47,7 +47,7 @@ func init() {
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runShow(ctx, args, stdout, stderr)
 			}},
-		{name: "demo", args: "[--mb N] [--pings N]", summary: "run a tunnel between two namespaces and send traffic through it", help: demoHelp,
+		{name: "demo", args: "[--mode tun|tap] [--mb N] [--pings N]", summary: "run a tunnel between two namespaces and send traffic through it", help: demoHelp,
 			run: func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 				return runDemo(ctx, args, stdout, stderr)
 			}},
@@ -238,14 +238,20 @@ wrote it, and waits up to 10 s for it to end. If it is not running (killed),
 restores what it left behind from its crash journal /run/warren/NAME.host.
 `
 
-const demoHelp = `usage: warren demo [--mb N] [--pings N]
+const demoHelp = `usage: warren demo [--mode tun|tap] [--mb N] [--pings N]
 
 Creates two network namespaces joined by a veth pair, runs 'warren up' in
 each with fresh keys, pings through the tunnel over IPv4 and IPv6, moves
 N MiB over TCP with a SHA-256 check, and removes everything, also on
 Ctrl-C. Needs root.
 
+With --mode tap the tunnels carry Ethernet (Mode = tap): each side bridges
+its TAP to a host namespace, the two hosts share one subnet, and the demo
+shows the pings, the ARP and neighbour entries they learned across the
+tunnel and site A's MAC table.
+
 flags:
+  --mode M    tun (IP packets, the default) or tap (Ethernet frames)
   --mb N      size of the TCP transfer in MiB (default 256)
   --pings N   pings per address family (default 5)
 `
