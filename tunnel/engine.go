@@ -113,8 +113,9 @@ type Engine struct {
 		sync.Mutex // guards r; held while a handshake reads it
 		r          io.Reader
 	}
-	// jitter has its own lock so that arming a timer under peer.mu never
-	// waits for a handshake reading rand.
+	// jitter seeds each peer's timer jitter generator (timers.go); it has
+	// its own lock so that seeding under peer.mu never waits for a
+	// handshake reading rand.
 	jitter struct {
 		sync.Mutex // guards r
 		r          *mrand.Rand
@@ -163,6 +164,7 @@ type Engine struct {
 	pool    bufferPool
 	drops   dropCounters
 	batches batchStats
+	timerq  timerQueue // peers with an armed deadline (timers.go)
 
 	done      chan struct{} // closed by Close: goroutines stop
 	wg        sync.WaitGroup
@@ -230,6 +232,7 @@ func newEngine(adapter Adapter, tr Transport, opts Options) *Engine {
 	}
 	e.adapterBatch = batchSize(adapter.BatchSize())
 	e.retryDelay = readRetryDelay
+	e.initTimers()
 	return e
 }
 
@@ -453,12 +456,3 @@ func (r lockedRand) Read(b []byte) (int, error) {
 
 // randReader returns the engine's randomness for the crypto package.
 func (e *Engine) randReader() io.Reader { return lockedRand{e} }
-
-// jitter returns a random duration in [0, RekeyTimeoutJitter).
-// Jitter needs no secrecy: it comes from a generator seeded once from the
-// injected source, so that arming a timer allocates nothing.
-func (e *Engine) jitterDelay() time.Duration {
-	e.jitter.Lock()
-	defer e.jitter.Unlock()
-	return time.Duration(e.jitter.r.Uint64N(uint64(RekeyTimeoutJitter/time.Millisecond))) * time.Millisecond
-}

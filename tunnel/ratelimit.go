@@ -26,6 +26,10 @@ type rateLimiter struct {
 	// sources fills the table, and must not lock a real peer out of its
 	// cookie; the queue still bounds the work.
 	allowWhenFull bool
+	// onFirst, if set, is called (without mu) when a source enters the
+	// empty table: the engine's timer goroutine, asleep while nothing is
+	// due, then wakes to collect it.
+	onFirst func()
 
 	mu      sync.Mutex         // guards the fields below
 	buckets map[rateKey]bucket // values, not pointers: a new source allocates nothing but map room
@@ -61,18 +65,24 @@ func rateKeyOf(a netip.Addr) rateKey {
 func (r *rateLimiter) allow(src netip.Addr, now time.Duration) bool {
 	k := rateKeyOf(src)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	b, ok := r.buckets[k]
 	if !ok {
 		if len(r.buckets) >= rateLimitMaxKeys {
+			r.mu.Unlock()
 			return r.allowWhenFull
 		}
 		if r.buckets == nil {
 			r.buckets = make(map[rateKey]bucket)
 		}
 		r.buckets[k] = bucket{tokens: rateLimitMaxTokens - rateLimitCost, last: now}
+		first := len(r.buckets) == 1
+		r.mu.Unlock()
+		if first && r.onFirst != nil {
+			r.onFirst()
+		}
 		return true
 	}
+	defer r.mu.Unlock()
 	if now > b.last {
 		b.tokens = min(b.tokens+now-b.last, rateLimitMaxTokens)
 		b.last = now

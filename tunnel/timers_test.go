@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/crypto"
+	"github.com/warrenvpn/warren/transport/transporttest"
+	"github.com/warrenvpn/warren/uapi"
 )
 
 // ticks advances the pair's clock in steps of step until d has passed.
@@ -297,4 +299,147 @@ func TestReconfigureKeepsSessions(t *testing.T) {
 	if got := len(p.a.e.Stats()); got != 1 {
 		t.Errorf("%d peers, want 1", got)
 	}
+}
+
+// tickCount returns how many times Tick ran on e.
+func tickCount(e *Engine) uint64 {
+	e.timerq.tick.Lock()
+	defer e.timerq.tick.Unlock()
+	return e.timerq.ticks
+}
+
+// TestIdlePeersQueueNothing: peers without an armed deadline are not in
+// the timer heap, so a Tick visits none of 10,000 idle peers.
+func TestIdlePeersQueueNothing(t *testing.T) {
+	k, _ := crypto.NewPrivateKey(seededRand(1))
+	e := newEngine(&stepAdapter{mtu: 1420}, newStepNet().transport(outerA), Options{Clock: newFakeClock(), TickInterval: -1})
+	t.Cleanup(func() { e.Close() })
+	if err := e.SetConfig(Config{PrivateKey: k}); err != nil {
+		t.Fatal(err)
+	}
+	applyRequest(t, e, peersRequest(10000))
+	if err := e.Up(); err != nil {
+		t.Fatal(err)
+	}
+	e.Tick()
+	if n := e.timerq.len(); n != 0 {
+		t.Errorf("%d timer entries for idle peers, want 0", n)
+	}
+}
+
+// TestTimerHeapHotPath: traffic both ways re-arms deadlines later and
+// later, which pushes nothing onto the shared heap and allocates nothing;
+// only a deadline earlier than the peer's entry is pushed.
+func TestTimerHeapHotPath(t *testing.T) {
+	p := established(t, pairOptions{keepalive: 25 * time.Second})
+	p.tick(time.Second) // the handshake's entries are visited and requeued
+	before := p.a.e.timerq.len()
+	for i := range 200 {
+		p.a.ad.inject(ping(innerA, innerB, fmt.Sprint(i)))
+		p.b.ad.inject(ping(innerB, innerA, fmt.Sprint(i)))
+		p.run()
+		p.clock.advance(10 * time.Millisecond)
+	}
+	if after := p.a.e.timerq.len(); after > before+2 {
+		t.Errorf("timer heap grew from %d to %d entries over 200 round trips", before, after)
+	}
+	pa := p.a.peer()
+	now := p.clock.Now()
+	allocs := testing.AllocsPerRun(1000, func() {
+		pa.mu.Lock()
+		pa.timersDataSentLocked(now)
+		pa.timersAnySentLocked()
+		pa.timersTraversalLocked(now)
+		pa.timersAnyReceivedLocked()
+		pa.timersTraversalLocked(now)
+		pa.timersDataReceivedLocked(now)
+		pa.mu.Unlock()
+	})
+	if allocs != 0 {
+		t.Errorf("arming timers allocates %.1f times", allocs)
+	}
+}
+
+// TestTimerEntriesStale: an entry replaced by an earlier one, or left by
+// a removed peer, is skipped when due; a deadline armed earlier than the
+// peer's entry runs on time, and the later one still runs.
+func TestTimerEntriesStale(t *testing.T) {
+	p := newPair(t, pairOptions{})
+	pa := p.a.peer()
+	armed := func(d *deadline) bool {
+		pa.mu.Lock()
+		defer pa.mu.Unlock()
+		return d.set
+	}
+	now := p.clock.Now()
+	pa.mu.Lock()
+	pa.armLocked(&pa.timers.zeroKeyMaterial, now+time.Minute)
+	pa.armLocked(&pa.timers.persistentKeepalive, now+time.Second) // earlier: a second entry
+	pa.armLocked(&pa.timers.sendKeepalive, now+2*time.Minute)     // later: no entry
+	pa.mu.Unlock()
+	if n := p.a.e.timerq.len(); n != 2 {
+		t.Fatalf("%d entries, want 2", n)
+	}
+	pa.mu.Lock()
+	pa.timers.sendKeepalive.disarm()
+	pa.mu.Unlock()
+	p.tick(time.Second)
+	if armed(&pa.timers.persistentKeepalive) || !armed(&pa.timers.zeroKeyMaterial) {
+		t.Fatal("the deadline due at 1 s did not run alone")
+	}
+	p.tick(time.Minute)
+	if armed(&pa.timers.zeroKeyMaterial) {
+		t.Error("the deadline due at 1 min did not run")
+	}
+	if n := p.a.e.timerq.len(); n != 0 {
+		t.Errorf("%d entries left, want 0", n)
+	}
+	// A removed peer's entry is dropped when due.
+	pa.mu.Lock()
+	pa.armLocked(&pa.timers.zeroKeyMaterial, p.clock.Now()+time.Second)
+	pa.mu.Unlock()
+	p.a.e.RemovePeer(p.b.pub)
+	p.tick(time.Second)
+	if n := p.a.e.timerq.len(); n != 0 {
+		t.Errorf("%d entries left after removal, want 0", n)
+	}
+}
+
+// TestTimerLoopSleeps: the timer goroutine, on the system clock, does not
+// wake for idle peers, and wakes when a deadline is armed: persistent
+// keepalives every second go out on time without a tick every 100 ms.
+func TestTimerLoopSleeps(t *testing.T) {
+	a, b := newLivePair(t, transporttest.NewNetwork(transporttest.Config{}), nil)
+	applyRequest(t, a.e, peersRequest(1000))
+	t0 := tickCount(a.e)
+	time.Sleep(time.Second)
+	if n := tickCount(a.e) - t0; n > 1 {
+		t.Errorf("%d ticks in 1 s with idle peers, want at most 1", n)
+	}
+	ka := uint16(1)
+	if err := a.e.Apply(&uapi.Change{Peers: []uapi.PeerChange{{PublicKey: b.key.PublicKey(), UpdateOnly: true, PersistentKeepalive: &ka}}}); err != nil {
+		t.Fatal(err)
+	}
+	t0, start := tickCount(a.e), time.Now()
+	deadline := start.Add(20 * time.Second) // a safety net for a broken engine
+	for keepalives(a.e, b.key.PublicKey()) < 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d keepalives in 20 s with a 1 s interval", keepalives(a.e, b.key.PublicKey()))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	el := time.Since(start)
+	if n, max := tickCount(a.e)-t0, uint64(el/time.Second)*4+4; n > max {
+		t.Errorf("%d ticks in %v for one peer with a 1 s keepalive, want at most %d", n, el, max)
+	}
+}
+
+// keepalives returns the keepalives e sent to the peer pk.
+func keepalives(e *Engine, pk crypto.PublicKey) uint64 {
+	for _, c := range e.PeerCounters() {
+		if c.PublicKey == pk {
+			return c.Keepalives
+		}
+	}
+	return 0
 }
