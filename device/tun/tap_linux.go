@@ -53,6 +53,10 @@ const (
 	tapUDPOffloads = unix.TUN_F_USO4 | unix.TUN_F_USO6
 )
 
+// tapSetOffload sets the offloads of the TAP open at fd (TUNSETOFFLOAD);
+// tests replace it to play a kernel that refuses some.
+var tapSetOffload = func(fd, flags int) error { return unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, flags) }
+
 // OpenTAP creates (or attaches to) the TAP interface name in the calling
 // thread's network namespace and sets its MTU (the IP MTU: frames are up to
 // MTU+EthernetOverhead bytes). It does not bring the link up. With offload
@@ -83,15 +87,15 @@ func OpenTAP(name string, mtu int, offload bool) (*TAP, error) {
 	t := &TAP{name: name, mtu: mtu, offloads: "off"}
 	udp := false
 	if !offload {
-		err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0)
-	} else if uerr := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tapTCPOffloads|tapUDPOffloads); uerr == nil {
+		err = tapSetOffload(fd, 0)
+	} else if uerr := tapSetOffload(fd, tapTCPOffloads|tapUDPOffloads); uerr == nil {
 		t.coalesce, udp, t.offloads = true, true, "checksum, TSO, USO"
-	} else if terr := unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, tapTCPOffloads); terr == nil {
+	} else if terr := tapSetOffload(fd, tapTCPOffloads); terr == nil {
 		t.coalesce, t.offloads = true, "checksum, TSO"
 		t.refused = fmt.Errorf("the kernel refused UDP segmentation offload (USO, Linux 6.2): %w", uerr)
 	} else {
 		t.refused = fmt.Errorf("the kernel refused checksum and TCP segmentation offloads: %w", terr)
-		err = unix.IoctlSetInt(fd, unix.TUNSETOFFLOAD, 0)
+		err = tapSetOffload(fd, 0)
 	}
 	if err == nil {
 		// Non-blocking before the file meets the runtime poller, so that

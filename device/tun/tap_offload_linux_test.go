@@ -3,6 +3,7 @@ package tun
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"unsafe"
 
@@ -148,6 +149,45 @@ func TestTAPOffloads(t *testing.T) {
 		}
 		if got != count {
 			t.Errorf("read %d datagrams, want %d", got, count)
+		}
+	}
+}
+
+// TestTAPOffloadsRefused: where the kernel refuses UDP segmentation the TAP
+// keeps checksum offload and TSO, and where it refuses those too it runs
+// with none and does not coalesce; Offloads says which in both cases, for
+// the one log line.
+func TestTAPOffloadsRefused(t *testing.T) {
+	netlabtest.RequireRoot(t)
+	real := tapSetOffload
+	t.Cleanup(func() { tapSetOffload = real })
+	for _, c := range []struct {
+		name    string
+		refuse  int // flags the fake kernel refuses
+		on      string
+		tso     bool
+		mention string
+	}{
+		{"no USO", tapUDPOffloads, "checksum, TSO", true, "USO"},
+		{"none", tapTCPOffloads | tapUDPOffloads, "off", false, "TCP segmentation"},
+	} {
+		tapSetOffload = func(fd, flags int) error {
+			if flags&c.refuse != 0 {
+				return unix.EINVAL
+			}
+			return real(fd, flags)
+		}
+		ns := netlabtest.NewNamespace(t)
+		var tap *TAP
+		if err := ns.Do(func() (err error) { tap, err = OpenTAP("wtap2", 1400, true); return err }); err != nil {
+			t.Fatalf("%s: OpenTAP: %v", c.name, err)
+		}
+		t.Cleanup(func() { tap.Close() })
+		on, refused := tap.Offloads()
+		var tso bool
+		ns.Do(func() error { tso = ethtoolTSO(t, "wtap2"); return nil })
+		if on != c.on || refused == nil || !strings.Contains(refused.Error(), c.mention) || tso != c.tso || tap.coalesce != c.tso || tap.tio.udpGSO {
+			t.Errorf("%s: offloads %q, %v, TSO %v, coalesce %v, UDP GSO %v; want %q, an error naming %s, TSO %v", c.name, on, refused, tso, tap.coalesce, tap.tio.udpGSO, c.on, c.mention, c.tso)
 		}
 	}
 }
