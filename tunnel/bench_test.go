@@ -28,8 +28,8 @@ func (s *pumpSink) Send(bufs [][]byte, ep netip.AddrPort, _ netip.Addr) (int, er
 func (s *pumpSink) Receive([][]byte, []int, []netip.AddrPort, []netip.Addr) (int, error) {
 	return 0, nil
 }
-func (s *pumpSink) BatchSize() int                                         { return len(s.in.bufs) }
-func (s *pumpSink) Close() error                                           { return nil }
+func (s *pumpSink) BatchSize() int { return len(s.in.bufs) }
+func (s *pumpSink) Close() error   { return nil }
 
 // countingAdapter counts written packets and bytes and keeps nothing.
 type countingAdapter struct {

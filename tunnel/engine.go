@@ -27,8 +27,9 @@ import (
 // sends every buffer as one datagram to ep from the source address local, or
 // from the system's choice when local is the zero Addr (RO6, RO7); the
 // buffers are borrowed for the call. A local the host no longer has fails
-// those datagrams with an error wrapping syscall.EINVAL or
-// syscall.EADDRNOTAVAIL, and the engine then forgets it (RO5, RO8). Send
+// those datagrams with an error wrapping syscall.EINVAL, EADDRNOTAVAIL or
+// ENETUNREACH; the engine then sends them from the system's choice and, if
+// that works, forgets local (RO5, RO8). Send
 // tries every datagram and returns how many the system accepted (a datagram
 // lost later in the network counts as sent) and errors.Join of the failures;
 // the engine counts the rest as dropped. Receive and Send may run

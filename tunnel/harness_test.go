@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -117,7 +118,29 @@ func (n *stepNet) setHook(h func(d *datagram) bool) {
 type stepTransport struct {
 	net    *stepNet
 	addr   netip.AddrPort
+	extra  []netip.AddrPort // further addresses (addAddr), guarded by net.mu
 	closed bool
+}
+
+// addAddr gives t a further address on its port, like a host's second
+// uplink: datagrams to it arrive at t with it as their local address.
+func (t *stepTransport) addAddr(a netip.Addr) netip.AddrPort {
+	t.net.mu.Lock()
+	defer t.net.mu.Unlock()
+	ap := netip.AddrPortFrom(a, t.addr.Port())
+	t.extra = append(t.extra, ap)
+	t.net.queues[ap] = nil
+	return ap
+}
+
+// removeAddr takes an address addAddr gave away again: datagrams to it are
+// lost, and a Send from it fails with EINVAL, as the kernel's does.
+func (t *stepTransport) removeAddr(a netip.Addr) {
+	t.net.mu.Lock()
+	defer t.net.mu.Unlock()
+	ap := netip.AddrPortFrom(a, t.addr.Port())
+	t.extra = slices.DeleteFunc(t.extra, func(x netip.AddrPort) bool { return x == ap })
+	delete(t.net.queues, ap)
 }
 
 func (t *stepTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error) {
@@ -126,14 +149,22 @@ func (t *stepTransport) Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort
 	if t.closed {
 		return 0, net.ErrClosed
 	}
-	q := t.net.queues[t.addr]
 	n := 0
-	for n < len(bufs) && n < len(q) {
-		sizes[n] = copy(bufs[n], q[n].data)
-		eps[n], locals[n] = q[n].src, q[n].dst.Addr()
-		n++
+	for i := -1; i < len(t.extra); i++ {
+		addr := t.addr
+		if i >= 0 {
+			addr = t.extra[i]
+		}
+		q := t.net.queues[addr]
+		k := 0
+		for n < len(bufs) && k < len(q) {
+			sizes[n] = copy(bufs[n], q[k].data)
+			eps[n], locals[n] = q[k].src, q[k].dst.Addr()
+			n++
+			k++
+		}
+		t.net.queues[addr] = q[k:]
 	}
-	t.net.queues[t.addr] = q[n:]
 	return n, nil
 }
 
@@ -143,11 +174,15 @@ func (t *stepTransport) Send(bufs [][]byte, ep netip.AddrPort, local netip.Addr)
 	if t.closed {
 		return 0, net.ErrClosed
 	}
-	if local.IsValid() && local != t.addr.Addr() {
-		return 0, fmt.Errorf("send from %v: %w", local, syscall.EINVAL)
+	src := t.addr
+	if local.IsValid() {
+		src = netip.AddrPortFrom(local, t.addr.Port())
+		if src != t.addr && !slices.Contains(t.extra, src) {
+			return 0, fmt.Errorf("send from %v: %w", local, syscall.EINVAL)
+		}
 	}
 	for _, b := range bufs {
-		d := datagram{t.addr, ep, append([]byte(nil), b...)}
+		d := datagram{src, ep, append([]byte(nil), b...)}
 		t.net.sent[ep]++
 		if t.net.hook != nil && !t.net.hook(&d) {
 			continue

@@ -212,18 +212,16 @@ func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Dura
 // send sends bufs to ep from our address local (the zero Addr: the
 // system's choice) and counts the datagrams the transport did not accept as
 // dropped: only those, so that one failure in a batch does not count the
-// whole batch. When the system refuses local because it no longer has that
-// address (RO5, RO8), the batch goes again from the system's choice, as the
-// kernel's implementation does, and send reports true: the caller forgets
-// local (peer.send).
+// whole batch. When the system refuses every datagram from local and takes
+// them from its own choice, local is gone (RO5, RO8): send reports true and
+// the caller forgets local (peer.send), as the kernel's implementation does.
 func (e *Engine) send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (staleLocal bool) {
 	tr := e.transport()
 	n, err := tr.Send(bufs, ep, local)
-	if local.IsValid() && isStaleLocal(err) {
-		staleLocal = true
-		if n <= 0 {
-			n, err = tr.Send(bufs, ep, netip.Addr{})
-		}
+	if n <= 0 && local.IsValid() && isSourceRefused(err) {
+		// Again from the system's choice: if that goes, local was at fault.
+		n, err = tr.Send(bufs, ep, netip.Addr{})
+		staleLocal = n > 0
 	}
 	if n < len(bufs) {
 		e.drops.add(DropSendError, uint64(len(bufs)-max(n, 0)))
@@ -234,10 +232,13 @@ func (e *Engine) send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (stale
 	return staleLocal
 }
 
-// isStaleLocal reports whether err from Transport.Send says that the source
-// address asked for is not one of the host's (any more).
-func isStaleLocal(err error) bool {
-	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EADDRNOTAVAIL)
+// isSourceRefused reports whether err from Transport.Send may say that the
+// source address asked for is not one of the host's (any more): EINVAL or
+// EADDRNOTAVAIL, or ENETUNREACH from Linux's IPv4 route lookup, which also
+// means no route at all (then the send from the system's choice fails too).
+func isSourceRefused(err error) bool {
+	return errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EADDRNOTAVAIL) ||
+		errors.Is(err, syscall.ENETUNREACH)
 }
 
 // sent updates p after messages under kp left: statistics, timers, and a

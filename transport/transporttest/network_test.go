@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -344,5 +345,55 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if s := n.Stats(); s.Delivered != senders*perSender {
 		t.Errorf("Stats = %+v, want %d delivered", s, senders*perSender)
+	}
+}
+
+// TestLocalAddresses covers a transport with two addresses (RO5, RO6):
+// Receive reports which one a packet reached, Send leaves from the one
+// asked for or else the first, a removed address receives nothing, and a
+// Send from it fails with EINVAL and sends nothing.
+func TestLocalAddresses(t *testing.T) {
+	n := NewNetwork(Config{})
+	a, b := newTB(t, n, addrA), newTB(t, n, addrB)
+	second := netip.MustParseAddr("198.18.0.12")
+	if err := b.AddAddr(second); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.AddAddr(second); err == nil {
+		t.Error("AddAddr of an address already there succeeded")
+	}
+	b2 := netip.AddrPortFrom(second, addrB.Port())
+	a.Send(datagrams("to first"), addrB, netip.Addr{})
+	a.Send(datagrams("to second"), b2, netip.Addr{})
+	bufs := [][]byte{make([]byte, 100), make([]byte, 100)}
+	sizes, eps, locals := make([]int, 2), make([]netip.AddrPort, 2), make([]netip.Addr, 2)
+	if k, err := b.Receive(bufs, sizes, eps, locals); k != 2 || err != nil {
+		t.Fatalf("Receive = %d, %v", k, err)
+	}
+	if locals[0] != addrB.Addr() || locals[1] != second || eps[0] != addrA || eps[1] != addrA {
+		t.Errorf("received from %v to %v, want %v to %v and %v", eps, locals, addrA, addrB.Addr(), second)
+	}
+	b.Send(datagrams("from second"), addrA, second)
+	b.Send(datagrams("from first"), addrA, netip.Addr{})
+	want := []received{{b2, "from second"}, {addrB, "from first"}}
+	if diff := cmp.Diff(drain(t, a), want, equateAddrPort); diff != "" {
+		t.Errorf("a received (-got +want):\n%s", diff)
+	}
+
+	if err := b.RemoveAddr(second); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Addrs(); len(got) != 1 || got[0] != addrB.Addr() {
+		t.Errorf("Addrs after RemoveAddr = %v", got)
+	}
+	if sent, err := b.Send(datagrams("x"), addrA, second); sent != 0 || !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("Send from a removed address = %d, %v; want 0 and EINVAL", sent, err)
+	}
+	a.Send(datagrams("lost"), b2, netip.Addr{})
+	if got := drain(t, b); len(got) != 0 {
+		t.Errorf("b received %v at a removed address", got)
+	}
+	if s := n.Stats(); s.NoRoute != 1 {
+		t.Errorf("NoRoute = %d, want 1", s.NoRoute)
 	}
 }
