@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/config"
-	"github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/device/firewall"
 	"github.com/warrenvpn/warren/device/host"
 	"github.com/warrenvpn/warren/metrics"
@@ -52,13 +51,9 @@ type Tunnel struct {
 	preDown    []string // PreDown hooks, run by the undo stack (Reconfigure may change them)
 	postDown   []string // PostDown hooks, run by Close after the undo stack
 
-	// res holds the peers whose endpoint names resolveLoop retries.
+	// res holds the endpoint names resolveLoop follows (endpoints.go).
 	// Lock order: Tunnel.cur, then res, then the engine's locks.
-	res struct {
-		sync.Mutex
-		pending map[crypto.PublicKey]*pendingEndpoint
-		wake    chan struct{} // a new pending peer; buffered, never closed
-	}
+	res resolver
 
 	// jr is the crash journal as last stored; see updateJournal.
 	jr struct {
@@ -438,8 +433,7 @@ func UpDevice(ctx context.Context, name string, opts Options) (_ *Tunnel, err er
 func newTunnel(name string, opts Options) *Tunnel {
 	opts.setDefaults()
 	t := &Tunnel{name: name, opts: opts, log: opts.Logger}
-	t.res.pending = make(map[crypto.PublicKey]*pendingEndpoint)
-	t.res.wake = make(chan struct{}, 1)
+	t.res.init()
 	return t
 }
 
@@ -562,6 +556,7 @@ func (t *Tunnel) listen(port uint16, mark uint32) (tunnel.Transport, error) {
 func (t *Tunnel) startEngine(a tunnel.Adapter, tr tunnel.Transport, l2 *tunnel.Layer2) {
 	t.eng = tunnel.New(a, tr, tunnel.Options{
 		Logger: t.log,
+		Clock:  t.opts.Clock,
 		Layer2: l2,
 		Rebind: func(port uint16, mark uint32) (tunnel.Transport, error) { return t.opts.Listen(port, mark) },
 	})
@@ -619,17 +614,15 @@ func (t *Tunnel) controlLoop() {
 
 // enginePeers resolves endpoints and converts the config's peers. A name
 // that does not resolve leaves its peer without an endpoint, to be retried
-// in the background (endpoints.go).
+// in the background; every name is followed (endpoints.go).
 func (t *Tunnel) enginePeers(ctx context.Context, cfg *config.Config) ([]tunnel.PeerConfig, error) {
 	peers := make([]tunnel.PeerConfig, 0, len(cfg.Peers))
 	for _, p := range cfg.Peers {
 		ep, err := t.resolve(ctx, &p)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, err
-			}
-			t.resolveLater(&p, err)
+		if err != nil && ctx.Err() != nil {
+			return nil, err
 		}
+		t.watch(&p, ep, err)
 		peers = append(peers, tunnel.PeerConfig{
 			PublicKey:           p.PublicKey,
 			PresharedKey:        p.PresharedKey,

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -93,6 +94,24 @@ type Options struct {
 	// WG_ENDPOINT_RESOLUTION_RETRIES): 0 means DefaultEndpointRetries,
 	// a negative value none, math.MaxInt without end.
 	EndpointRetries int
+
+	// ReresolveAfter is how old a peer's last handshake must be (or how
+	// long the peer has gone without one since its name was resolved)
+	// before its Endpoint host name is looked up again, so that a peer
+	// whose address changes behind a dynamic DNS name is followed
+	// (endpoints.go): 0 means DefaultReresolveAfter (135 s, as wg's
+	// reresolve-dns.sh); a negative value turns following off, leaving
+	// only the start-up retries of EndpointRetries.
+	ReresolveAfter time.Duration
+	// ReresolveMax bounds the backoff between look-ups of a name while its
+	// peer's handshake stays old: 0 means DefaultReresolveMax (1 min).
+	ReresolveMax time.Duration
+
+	// Clock is the engine's time source, by which the age of handshakes
+	// is also judged for ReresolveAfter; nil means tunnel.SystemClock.
+	// Tests under testing/synctest pass one that reads time.Now, so that
+	// the engine's timers run on the bubble's clock.
+	Clock tunnel.Clock
 
 	// Firewall adds and removes warren's nftables table. Default:
 	// firewall.NFT in the calling thread's network namespace.
@@ -206,6 +225,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.EndpointRetries == 0 {
 		o.EndpointRetries = DefaultEndpointRetries
+	}
+	if o.ReresolveAfter == 0 {
+		o.ReresolveAfter = DefaultReresolveAfter
+	}
+	if o.ReresolveMax <= 0 {
+		o.ReresolveMax = DefaultReresolveMax
 	}
 	if o.Firewall == nil {
 		o.Firewall = firewall.New(0)

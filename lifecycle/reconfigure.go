@@ -133,12 +133,7 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 		}
 	}
 
-	for _, pc := range fwd {
-		t.forgetPending(pc.PublicKey)
-	}
-	for _, u := range unresolved {
-		t.resolveLater(u.peer, u.err)
-	}
+	t.watchReconfigured(cfg, fwd, unresolved)
 	t.cur.cfg, t.cur.plan = cfg, plan
 	t.preDown, t.postDown = cfg.Interface.PreDown, cfg.Interface.PostDown
 	added, removed, changed := countPeers(change, old)
