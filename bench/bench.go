@@ -28,6 +28,9 @@ const (
 	// the veth MTU less this, so a 1400-byte UDP payload crosses every
 	// scenario of a 1500-byte lab unfragmented.
 	tunnelOverhead = 60 // bytes
+	// frameOverhead is what Mode = tap adds inside the message: the
+	// Ethernet header (14) and warren's frame header (4), untagged.
+	frameOverhead = 18 // bytes
 
 	probeTimeout = 15 * time.Second       // first probe through a new tunnel, handshake included
 	logTailBytes = 2048                   // of a helper process's output kept for its error
@@ -65,9 +68,9 @@ func (o *Options) normalize() error {
 	}
 	for i, s := range o.Scenarios {
 		switch s {
-		case ScenarioVeth, ScenarioWarren, ScenarioWireGuardGo:
+		case ScenarioVeth, ScenarioWarren, ScenarioWarrenTAP, ScenarioWireGuardGo:
 		default:
-			return fmt.Errorf("unknown scenario %q (want %s, %s or %s)", s, ScenarioVeth, ScenarioWarren, ScenarioWireGuardGo)
+			return fmt.Errorf("unknown scenario %q (want %s, %s, %s or %s)", s, ScenarioVeth, ScenarioWarren, ScenarioWarrenTAP, ScenarioWireGuardGo)
 		}
 		if slices.Contains(o.Scenarios[:i], s) {
 			return fmt.Errorf("scenario %q given twice", s)
@@ -110,6 +113,11 @@ func cmpOr[T comparable](v, def T) T {
 
 // tunnelMTU is the MTU of the tunnel interfaces in a lab of o.MTU.
 func (o *Options) tunnelMTU() int { return o.MTU - tunnelOverhead }
+
+// tapMTU is the MTU of the TAPs of ScenarioWarrenTAP: a frame carries an
+// Ethernet header and warren's 4-byte frame header more than an IP packet,
+// so that the outer datagrams are as large as the other tunnels'.
+func (o *Options) tapMTU() int { return o.tunnelMTU() - frameOverhead }
 
 // ErrUnavailable marks a scenario that cannot run on this host, such as
 // wireguard-go not being installed: Run skips it with a note.

@@ -1,7 +1,8 @@
 // Package bench is warren's throughput lab: it builds two network namespaces
 // joined by a veth pair, runs the same traffic through each chosen scenario
-// (the bare veth link, warren, wireguard-go) and reports throughput, packet
-// rate, loss, latency and CPU cost as a table, JSON and an SVG chart.
+// (the bare veth link, warren, warren in Mode = tap, wireguard-go) and
+// reports throughput, packet rate, loss, latency and CPU cost as a table,
+// JSON and an SVG chart.
 //
 // A run goes in these steps:
 //  1. Build the lab (internal/netlab): namespaces A and B, a veth pair between them.

@@ -44,6 +44,8 @@ func planFor(scenario string) tunnelPlan {
 	switch scenario {
 	case ScenarioWireGuardGo:
 		n, tag = 1, "g"
+	case ScenarioWarrenTAP:
+		n, tag = 3, "t"
 	default:
 		n, tag = 2, "w"
 	}
@@ -92,8 +94,8 @@ func (l *nsLab) start(ctx context.Context, scenario string) (*endpoints, error) 
 		ep = l.endpoints(l.lab.AddrB.Addr(), selfCPU, nil)
 	case ScenarioWireGuardGo:
 		ep, err = l.startWireGuardGo(ctx)
-	case ScenarioWarren:
-		ep, err = l.startWarren(ctx)
+	case ScenarioWarren, ScenarioWarrenTAP:
+		ep, err = l.startWarren(ctx, scenario)
 	default:
 		err = fmt.Errorf("unknown scenario %q", scenario)
 	}
@@ -229,8 +231,10 @@ func (l *nsLab) startWireGuardGo(ctx context.Context) (*endpoints, error) {
 }
 
 // startWarren runs `warren up FILE.conf` in each namespace: warren sets up
-// its interface, addresses and routes itself.
-func (l *nsLab) startWarren(ctx context.Context) (*endpoints, error) {
+// its interface, addresses and routes itself. ScenarioWarrenTAP runs it in
+// Mode = tap with the addresses on the TAPs, whose subnet is on the link:
+// the first packet waits for ARP across the tunnel.
+func (l *nsLab) startWarren(ctx context.Context, scenario string) (*endpoints, error) {
 	bin := l.o.WarrenPath
 	if bin == "" {
 		exe, err := os.Executable()
@@ -242,9 +246,13 @@ func (l *nsLab) startWarren(ctx context.Context) (*endpoints, error) {
 	if _, serr := os.Stat(bin); serr != nil {
 		return nil, fmt.Errorf("%w: warren binary: %v", ErrUnavailable, serr)
 	}
-	return l.startTunnel(ScenarioWarren, func(s, peer side, port uint16) (*proc, error) {
+	return l.startTunnel(scenario, func(s, peer side, port uint16) (*proc, error) {
+		text := warrenConfig(s, peer, port, l.o.tunnelMTU())
+		if scenario == ScenarioWarrenTAP {
+			text = warrenTAPConfig(s, peer, port, l.o.tapMTU())
+		}
 		conf := filepath.Join(l.dir, s.iface+".conf")
-		if err := os.WriteFile(conf, []byte(warrenConfig(s, peer, port, l.o.tunnelMTU())), 0o600); err != nil {
+		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 			return nil, err
 		}
 		p, err := startProc(ctx, s.ns, "warren up "+s.iface, nil, bin, "up", conf)
@@ -263,6 +271,23 @@ func warrenConfig(s, peer side, port uint16, mtu int) string {
 	return fmt.Sprintf(`[Interface]
 PrivateKey = %s
 ListenPort = %d
+Address = %s
+MTU = %d
+
+[Peer]
+PublicKey = %s
+AllowedIPs = %s
+Endpoint = %s
+`, s.key, port, s.addr, mtu, peer.key.PublicKey(), netip.PrefixFrom(s.peerAddr.Addr(), 32), s.endpoint)
+}
+
+// warrenTAPConfig is warrenConfig in Mode = tap: the peer's allowed IPs
+// check the senders inside frames; no route is installed.
+func warrenTAPConfig(s, peer side, port uint16, mtu int) string {
+	return fmt.Sprintf(`[Interface]
+PrivateKey = %s
+ListenPort = %d
+Mode = tap
 Address = %s
 MTU = %d
 

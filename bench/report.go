@@ -13,6 +13,9 @@ const (
 	ScenarioVeth        = "veth"
 	ScenarioWarren      = "warren"
 	ScenarioWireGuardGo = "wireguard-go"
+	// ScenarioWarrenTAP is warren in Mode = tap: Ethernet frames between
+	// TAPs that carry the addresses, ARP across the tunnel.
+	ScenarioWarrenTAP = "warren-tap"
 )
 
 // UDPPayloads are the UDP payload sizes of the packet-rate test, in bytes.

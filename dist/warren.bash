@@ -74,7 +74,7 @@ _warren() {
 	bench)
 		case $prev in
 		--json | --chart | --warren | --wireguard-go) COMPREPLY=($(compgen -f -- "$cur")); return ;;
-		--scenarios) COMPREPLY=($(compgen -W "veth warren wireguard-go veth,warren,wireguard-go" -- "$cur")); return ;;
+		--scenarios) COMPREPLY=($(compgen -W "veth warren warren-tap wireguard-go veth,warren,wireguard-go" -- "$cur")); return ;;
 		--tool) COMPREPLY=($(compgen -W "iperf3" -- "$cur")); return ;;
 		esac
 		COMPREPLY=($(compgen -W "--scenarios --runs --duration --streams --mtu --latency-rate --quick --tool --warren --wireguard-go --prefix --json --chart --help" -- "$cur"))

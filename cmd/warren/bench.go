@@ -18,7 +18,8 @@ import (
 const benchUsage = `usage: warren bench [flags]
 
 Builds two network namespaces joined by a veth pair, runs the same traffic
-through each scenario (veth: no tunnel; warren; wireguard-go) and reports
+through each scenario (veth: no tunnel; warren; warren-tap: warren in
+Mode = tap, Ethernet between TAPs; wireguard-go) and reports
 TCP throughput, UDP packet rate and loss, round-trip latency and CPU cost.
 Needs root. Everything it creates is removed at the end, on failure and on
 Ctrl-C.
@@ -37,7 +38,7 @@ type benchFlags struct {
 func defineBenchFlags(fs *flag.FlagSet) *benchFlags {
 	f := &benchFlags{}
 	o := &f.o
-	fs.StringVar(&f.scenarios, "scenarios", "veth,warren,wireguard-go", "comma-separated `list` of scenarios: veth, warren, wireguard-go")
+	fs.StringVar(&f.scenarios, "scenarios", "veth,warren,wireguard-go", "comma-separated `list` of scenarios: veth, warren, warren-tap, wireguard-go")
 	fs.IntVar(&o.Runs, "runs", bench.DefaultRuns, "repetitions of each test (at least 1)")
 	fs.DurationVar(&o.Duration, "duration", bench.DefaultDuration, "measured time of each test (more than 0)")
 	fs.IntVar(&o.Streams, "streams", bench.DefaultStreams, "parallel TCP streams of the multi-stream test")
@@ -80,13 +81,14 @@ func (f *benchFlags) check() error {
 	for s := range strings.SplitSeq(f.scenarios, ",") {
 		switch s = strings.TrimSpace(s); s {
 		case "":
-		case bench.ScenarioVeth, bench.ScenarioWarren, bench.ScenarioWireGuardGo:
+		case bench.ScenarioVeth, bench.ScenarioWarren, bench.ScenarioWarrenTAP, bench.ScenarioWireGuardGo:
 			if slices.Contains(o.Scenarios, s) {
 				return fmt.Errorf("--scenarios: %q given twice", s)
 			}
 			o.Scenarios = append(o.Scenarios, s)
 		default:
-			return fmt.Errorf("--scenarios: unknown scenario %q (want %s, %s or %s)", s, bench.ScenarioVeth, bench.ScenarioWarren, bench.ScenarioWireGuardGo)
+			return fmt.Errorf("--scenarios: unknown scenario %q (want %s, %s, %s or %s)", s,
+				bench.ScenarioVeth, bench.ScenarioWarren, bench.ScenarioWarrenTAP, bench.ScenarioWireGuardGo)
 		}
 	}
 	if len(o.Scenarios) == 0 {

@@ -152,7 +152,7 @@ func checkLabGone(t *testing.T, prefix string) {
 		}
 	}
 	left("/run/netns", prefix)
-	left("/var/run/wireguard", fmt.Sprintf("wbw%d", os.Getpid()), fmt.Sprintf("wbg%d", os.Getpid()))
+	left("/var/run/wireguard", fmt.Sprintf("wbw%d", os.Getpid()), fmt.Sprintf("wbg%d", os.Getpid()), fmt.Sprintf("wbt%d", os.Getpid()))
 }
 
 // checkScenarios fails t unless rep has exactly the scenarios want and each
@@ -213,12 +213,13 @@ func buildWarren(t *testing.T) string {
 	return bin
 }
 
-// TestBenchQuick runs `warren bench --quick --scenarios veth,warren --json -`
-// with real `warren up` processes and checks every figure and that the lab
-// is gone afterwards (issue 4).
+// TestBenchQuick runs `warren bench --quick --scenarios
+// veth,warren,warren-tap --json -` with real `warren up` processes (in TUN
+// and in TAP mode) and checks every figure and that the lab is gone
+// afterwards (issue 4, issue 9).
 func TestBenchQuick(t *testing.T) {
 	netlabtest.RequireRoot(t)
 	bin := buildWarren(t)
-	rep := runBenchJSON(t, "--scenarios", "veth,warren", "--warren", bin)
-	checkScenarios(t, rep, "veth", "warren")
+	rep := runBenchJSON(t, "--scenarios", "veth,warren,warren-tap", "--warren", bin)
+	checkScenarios(t, rep, "veth", "warren", "warren-tap")
 }
