@@ -3,7 +3,7 @@ package lifecycle
 // Reconfigure applies a new configuration to a running tunnel as `wg
 // syncconf` and wg-quick's address and route handling would, in steps:
 //  1. check what cannot change while running (the name, the mode, in Mode
-//     = tap the bridge and the MAC ageing) and
+//     = tap the bridge, the MAC ageing and Offload) and
 //     resolve the endpoints of new and changed peers (a name that does not
 //     resolve is retried in the background once the rest is applied, as
 //     at start); nothing has changed yet;
@@ -61,6 +61,8 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("reconfigure: Mode cannot change while %s is up (%s → %s)", t.name, t.cur.cfg.Interface.Mode, cfg.Interface.Mode)
 	case cfg.Interface.Bridge != t.cur.cfg.Interface.Bridge:
 		return fmt.Errorf("reconfigure: Bridge cannot change while %s is up (%q → %q): run warren down and up", t.name, t.cur.cfg.Interface.Bridge, cfg.Interface.Bridge)
+	case cfg.Interface.OffloadOff != t.cur.cfg.Interface.OffloadOff:
+		return fmt.Errorf("reconfigure: Offload cannot change while %s is up (the TAP's offloads are set when it opens): run warren down and up", t.name)
 	case cfg.Interface.MACAgeing != t.cur.cfg.Interface.MACAgeing:
 		return fmt.Errorf("reconfigure: MACAgeing cannot change while %s is up (%s → %s): run warren down and up",
 			t.name, ageingText(t.cur.cfg.Interface.MACAgeing), ageingText(cfg.Interface.MACAgeing))

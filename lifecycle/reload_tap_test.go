@@ -56,6 +56,8 @@ func TestReconfigureTAP(t *testing.T) {
 			func(c *config.Config) { c.Interface.Bridge = "br0" }},
 		{"ageing", "MACAgeing cannot change while " + testName + " is up (default → 1m0s): run warren down and up",
 			func(c *config.Config) { c.Interface.MACAgeing = time.Minute }},
+		{"offload", "Offload cannot change while " + testName + " is up (the TAP's offloads are set when it opens): run warren down and up",
+			func(c *config.Config) { c.Interface.OffloadOff = true }},
 	} {
 		cfg := *before
 		tc.change(&cfg)
