@@ -1,6 +1,7 @@
 package tun
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"strings"
@@ -60,7 +61,8 @@ func tapFlags(t *testing.T, tap *TAP) uint16 {
 // offloads, has TSO on in the kernel's view (ETHTOOL_GTSO); with offload
 // false it has the header but TSO off. A UDP datagram train sent with
 // UDP_SEGMENT in the TAP's namespace comes out of one Read as separate
-// frames, each with a good checksum.
+// frames, each with a good checksum, and a Write of a coalescing run of
+// frames allocates nothing.
 func TestTAPOffloads(t *testing.T) {
 	netlabtest.RequireRoot(t)
 	for _, offload := range []bool{true, false} {
@@ -149,6 +151,21 @@ func TestTAPOffloads(t *testing.T) {
 		}
 		if got != count {
 			t.Errorf("read %d datagrams, want %d", got, count)
+		}
+
+		// Write: a run of TCP frames is coalesced and written without
+		// an allocation.
+		frames := withEthernet(tcpFlow(false, tcpFlagACK, offset, 1000, 1000, 1000, 1000), offset, 0)
+		copy(frames[0][offset:], link.Attrs().HardwareAddr)
+		head := bytes.Clone(frames[0])
+		allocs := testing.AllocsPerRun(50, func() {
+			copy(frames[0], head) // coalescing rewrote it
+			if n, err := tap.Write(frames, offset); n != len(frames) || err != nil {
+				t.Fatalf("Write = %d, %v", n, err)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("%v allocations per Write of %d frames", allocs, len(frames))
 		}
 	}
 }
