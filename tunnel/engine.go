@@ -63,6 +63,16 @@ type Options struct {
 	// Layer2, if set, makes the engine carry Ethernet frames between a TAP
 	// and its peers (Mode = tap, switch.go) instead of IP packets.
 	Layer2 *Layer2
+	// Pipelines adds pipelines beside the adapter and transport given to
+	// New (pipeline.go): each is one more queue of the same multi-queue
+	// adapter and one more transport on the same port, with its own
+	// goroutines. The engine owns and closes them. Layer 2 mode runs one
+	// pipeline: it closes them at once.
+	Pipelines []Pipeline
+	// RebindPipelines, with Pipelines, opens the n transports of a rebind
+	// in one call (one SO_REUSEPORT group); without it Rebind is called
+	// once per pipeline, the later calls with the port the first got.
+	RebindPipelines func(port uint16, fwMark uint32, n int) ([]Transport, error)
 }
 
 // Layer2 configures the engine's layer 2 mode.
@@ -109,6 +119,10 @@ type Engine struct {
 	clock     Clock
 	tickEvery time.Duration
 	rebind    func(port uint16, fwMark uint32) (Transport, error)
+	rebindN   func(port uint16, fwMark uint32, n int) ([]Transport, error)
+	extra     []*pipeline   // pipelines 1 and up; pipeline 0 is adapter and tr
+	maxLag    uint64        // sendGate's bound, in batches
+	gateWaits atomic.Uint64 // times a pipeline waited at a sendGate
 
 	rand struct {
 		sync.Mutex // guards r; held while a handshake reads it
@@ -182,8 +196,7 @@ type Engine struct {
 // without a private key: call SetConfig and Up.
 func New(adapter Adapter, tr Transport, opts Options) *Engine {
 	e := newEngine(adapter, tr, opts)
-	e.wg.Go(e.readLoop)
-	e.wg.Go(e.receiveLoop)
+	e.startPipelines()
 	e.wg.Go(e.handshakeWorker)
 	if e.tickEvery > 0 {
 		e.wg.Go(e.timerLoop)
@@ -200,6 +213,7 @@ func newEngine(adapter Adapter, tr Transport, opts Options) *Engine {
 		clock:          opts.Clock,
 		tickEvery:      opts.TickInterval,
 		rebind:         opts.Rebind,
+		rebindN:        opts.RebindPipelines,
 		handshakes:     make(chan handshakeWork, handshakeQueueSize),
 		handshakesMAC2: make(chan handshakeWork, handshakeMAC2QueueSize),
 		initiations:    make(chan *peer, handshakeQueueSize),
@@ -231,6 +245,8 @@ func newEngine(adapter Adapter, tr Transport, opts Options) *Engine {
 	if opts.Layer2 != nil {
 		e.l2 = newLayer2(opts.Layer2)
 	}
+	e.addPipelines(opts.Pipelines)
+	e.maxLag = gateLag(e.maxBatch())
 	e.adapterBatch = batchSize(adapter.BatchSize())
 	e.retryDelay = readRetryDelay
 	e.initTimers()
@@ -302,6 +318,7 @@ func (e *Engine) Close() error {
 		if err := e.adapter.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, err)
 		}
+		errs = append(errs, e.closePipelines()...)
 		e.wg.Wait()
 
 		// Wipe what Go lets us wipe (RELIABILITY P18).

@@ -47,6 +47,7 @@ type inbound struct {
 	locals []netip.Addr
 	write  [][]byte
 	seen   []seenKeypair
+	pipe   *pipeline // whose adapter writes; nil is pipeline 0
 }
 
 func newInbound(batch int) *inbound {
@@ -64,12 +65,18 @@ func newInbound(batch int) *inbound {
 	return in
 }
 
-// receiveLoop moves datagrams from the transport to the adapter until the
-// transport is closed. Transient errors are retried (L8).
-func (e *Engine) receiveLoop() {
-	box := e.tr.Load()
+// receiveLoop is pipeline 0's receivePipe.
+func (e *Engine) receiveLoop() { e.receivePipe(nil) }
+
+// receivePipe moves datagrams from pipe's transport to its adapter until
+// the transport is closed; pipe nil is pipeline 0. Transient errors are
+// retried (L8).
+func (e *Engine) receivePipe(pipe *pipeline) {
+	slot := e.boxOf(pipe)
+	box := slot.Load()
 	tr := box.Transport
 	in := newInbound(max(batchSize(tr.BatchSize()), defaultBatchSize))
+	in.pipe = pipe
 	failures := 0
 	for {
 		n, err := tr.Receive(in.bufs[:min(len(in.bufs), batchSize(tr.BatchSize()))], in.sizes, in.eps, in.locals)
@@ -90,7 +97,7 @@ func (e *Engine) receiveLoop() {
 			case <-e.fatal.failed:
 				return
 			case <-box.replaced:
-				box = e.tr.Load()
+				box = slot.Load()
 				tr = box.Transport
 				continue
 			}
@@ -183,12 +190,13 @@ func (e *Engine) processInbound(in *inbound, n int) {
 	}
 	clear(seen)
 	in.seen = seen[:0]
+	ad := e.adapterOf(in.pipe)
 	for rest := write; len(rest) > 0; {
 		chunk := rest[:min(len(rest), e.adapterBatch)]
 		rest = rest[len(chunk):]
 		e.batches.adapterWrite.add(len(chunk))
 		// Only the packets the adapter did not take are lost.
-		w, err := e.adapter.Write(chunk, e.adapterOffset())
+		w, err := ad.Write(chunk, e.adapterOffset())
 		if w = min(max(w, 0), len(chunk)); w < len(chunk) {
 			e.drops.add(DropWriteError, uint64(len(chunk)-w))
 		}

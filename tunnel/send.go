@@ -34,8 +34,9 @@ import (
 type outbound struct {
 	bufs  [][]byte // adapter buffers, bufferSize each
 	sizes []int
-	peers []*peer  // route of packet i, nil once handled
-	group [][]byte // one peer's sealed messages
+	peers []*peer   // route of packet i, nil once handled
+	group [][]byte  // one peer's sealed messages
+	pipe  *pipeline // whose transport sends; nil is pipeline 0
 }
 
 func newOutbound(batch int) *outbound {
@@ -58,13 +59,19 @@ func batchSize(n int) int {
 	return n
 }
 
-// readLoop moves packets from the adapter to the transport until the
-// adapter is closed.
-func (e *Engine) readLoop() {
-	o := newOutbound(batchSize(e.adapter.BatchSize()))
+// readLoop is pipeline 0's readPipe.
+func (e *Engine) readLoop() { e.readPipe(nil) }
+
+// readPipe moves packets from pipe's adapter to its transport until the
+// adapter is closed; pipe nil is pipeline 0. An adapter closed other than
+// by Close stops the engine (a lost queue of a multi-queue TUN).
+func (e *Engine) readPipe(pipe *pipeline) {
+	ad := e.adapterOf(pipe)
+	o := newOutbound(batchSize(ad.BatchSize()))
+	o.pipe = pipe
 	failures := 0
 	for {
-		n, err := e.adapter.Read(o.bufs, o.sizes, e.adapterOffset())
+		n, err := ad.Read(o.bufs, o.sizes, e.adapterOffset())
 		if n > 0 {
 			e.batches.adapterRead.add(n)
 			e.processOutbound(o, n)
@@ -79,11 +86,19 @@ func (e *Engine) readLoop() {
 			continue
 		}
 		if isRemoved(err) && !e.isClosing() {
-			e.log.Info("interface removed, stopping", "interface", e.adapter.Name())
-			e.setFatal(fmt.Errorf("%s: %w", e.adapter.Name(), ErrAdapterRemoved))
+			if e.Err() == nil {
+				e.log.Info("interface removed, stopping", "interface", ad.Name())
+			}
+			e.setFatal(fmt.Errorf("%s: %w", ad.Name(), ErrAdapterRemoved))
 			return
 		}
-		if errors.Is(err, net.ErrClosed) || !e.retryAfter(err, &failures, "adapter read") {
+		if errors.Is(err, net.ErrClosed) {
+			if !e.isClosing() {
+				e.setFatal(fmt.Errorf("%s: %w", ad.Name(), errQueueLost))
+			}
+			return
+		}
+		if !e.retryAfter(err, &failures, "adapter read") {
 			return
 		}
 	}
@@ -171,6 +186,7 @@ func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Dura
 	}
 	p.mu.Unlock()
 
+	e.enterGate(p, o.pipe) // several pipelines: bound their drift (pipeline.go)
 	group := o.group[:0]
 	var bytes uint64
 	exhausted := false
@@ -196,13 +212,16 @@ func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Dura
 	}
 	o.group = group[:0]
 	if len(group) == 0 {
+		e.leaveGate(p, o.pipe)
 		if exhausted {
 			p.requestInitiation()
 		}
 		return
 	}
 	e.batches.transportSend.add(len(group))
-	if e.send(group, ep, local) {
+	stale := e.sendOn(e.transportOf(o.pipe), group, ep, local)
+	e.leaveGate(p, o.pipe)
+	if stale {
 		p.forgetLocal(local)
 	}
 	clear(group) // readLoop's buffers stay referenced by o.bufs only
@@ -216,7 +235,11 @@ func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Dura
 // them from its own choice, local is gone (RO5, RO8): send reports true and
 // the caller forgets local (peer.send), as the kernel's implementation does.
 func (e *Engine) send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (staleLocal bool) {
-	tr := e.transport()
+	return e.sendOn(e.transport(), bufs, ep, local)
+}
+
+// sendOn is send on tr: a pipeline sends its batches on its own transport.
+func (e *Engine) sendOn(tr Transport, bufs [][]byte, ep netip.AddrPort, local netip.Addr) (staleLocal bool) {
 	n, err := tr.Send(bufs, ep, local)
 	if n <= 0 && local.IsValid() && isSourceRefused(err) {
 		// Again from the system's choice: if that goes, local was at fault.

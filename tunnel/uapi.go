@@ -39,7 +39,7 @@ func (e *Engine) State() (*uapi.State, error) {
 			s.Drops = append(s.Drops, uapi.Drop{Reason: r.String(), Count: n})
 		}
 	}
-	s.Extras = e.macExtras()
+	s.Extras = append(e.pipelineExtras(), e.macExtras()...)
 	return s, nil
 }
 
@@ -120,17 +120,18 @@ func (e *Engine) rebindLocked(port uint16, mark uint32) error {
 	if port == e.local.listenPort && mark == e.local.fwMark {
 		return nil
 	}
-	if e.rebind == nil {
+	if !e.canRebind() {
 		return errRebind
 	}
 	if port == 0 || port != e.local.listenPort {
-		// Another port: open the new socket before closing the old one.
-		tr, err := e.rebind(port, mark)
+		// Another port: open the new sockets (one per pipeline) before
+		// closing the old ones.
+		trs, err := e.openTransports(port, mark)
 		if err != nil {
 			return err
 		}
-		e.replaceTransport(tr)
-		if actual := portOf(tr); actual != 0 {
+		e.replaceTransports(trs)
+		if actual := portOf(trs[0]); actual != 0 {
 			port = actual // 0 asked for a random one
 		}
 		e.local.listenPort, e.local.fwMark = port, mark
@@ -140,19 +141,19 @@ func (e *Engine) rebindLocked(port uint16, mark uint32) error {
 	// bound again (as wireguard-go's BindUpdate). On failure the old
 	// settings are restored; if that fails too the engine has no socket
 	// left, which is fatal: Done closes and the caller stops.
-	e.tr.Load().Close()
-	tr, err := e.rebind(port, mark)
+	e.closeTransports()
+	trs, err := e.openTransports(port, mark)
 	if err != nil {
-		restored, rerr := e.rebind(e.local.listenPort, e.local.fwMark)
+		restored, rerr := e.openTransports(e.local.listenPort, e.local.fwMark)
 		if rerr != nil {
 			e.setFatal(fmt.Errorf("UDP port %d lost: rebind with fwmark %#x failed (%v) and restoring fwmark %#x failed: %w",
 				port, mark, err, e.local.fwMark, rerr))
 			return err
 		}
-		e.replaceTransport(restored)
+		e.replaceTransports(restored)
 		return err
 	}
-	e.replaceTransport(tr)
+	e.replaceTransports(trs)
 	e.local.fwMark = mark
 	return nil
 }
