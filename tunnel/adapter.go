@@ -4,8 +4,10 @@ package tunnel
 // Ethernet frames. It has the shape of wireguard-go's tun.Device so that the
 // TUN implementation is a thin wrapper.
 //
-// Read and Write may run concurrently with each other, but each is called by
-// one goroutine at a time. After Close, Read and Write return net.ErrClosed
+// Read and Write may run concurrently with each other. Read is called by one
+// goroutine at a time; Write may be called by several at once (the send path
+// writes ICMP replies to packets over a peer's path MTU, pmtu.go, while the
+// receive path writes packets). After Close, Read and Write return net.ErrClosed
 // (possibly wrapped) and Close returns nil on later calls. When the host
 // interface is deleted from outside, Read returns an error that wraps a
 // value with a method Removed() bool reporting true (device/tun.ErrRemoved):

@@ -60,6 +60,10 @@ type Options struct {
 	// fwmark when a UAPI set asks for one (the caller owns the socket).
 	// Without it such a request fails with ErrnoPortInUse.
 	Rebind func(port uint16, fwMark uint32) (Transport, error)
+	// PathMTUProbe is how long a peer's lowered path MTU stands before the
+	// engine checks whether the path widened again (pmtu.go). 0 means
+	// DefaultPathMTUProbe (10 minutes); a negative value never checks.
+	PathMTUProbe time.Duration
 	// Layer2, if set, makes the engine carry Ethernet frames between a TAP
 	// and its peers (Mode = tap, switch.go) instead of IP packets.
 	Layer2 *Layer2
@@ -172,6 +176,7 @@ type Engine struct {
 	cookieLimiter  rateLimiter        // cookie replies per source under load (D1-D3)
 	adapterBatch   int                // most packets per Adapter.Write
 	retryDelay     time.Duration      // wait after a failed read (readRetryDelay; tests shorten it)
+	pmtuProbe      time.Duration      // Options.PathMTUProbe with the default applied
 
 	// l2 is the layer 2 state; nil in TUN mode.
 	l2 *layer2
@@ -249,6 +254,10 @@ func newEngine(adapter Adapter, tr Transport, opts Options) *Engine {
 	e.maxLag = gateLag(e.maxBatch())
 	e.adapterBatch = batchSize(adapter.BatchSize())
 	e.retryDelay = readRetryDelay
+	e.pmtuProbe = opts.PathMTUProbe
+	if e.pmtuProbe == 0 {
+		e.pmtuProbe = DefaultPathMTUProbe
+	}
 	e.initTimers()
 	return e
 }

@@ -50,6 +50,7 @@ type peer struct {
 	// local because the address is gone (RO5, RO8; forgetLocal).
 	local     netip.Addr
 	keepalive time.Duration // persistent keepalive interval; 0 disables
+	pmtu      pathMTU       // path MTU toward the endpoint (pmtu.go)
 	gate      sendGate      // bounds the drift of several pipelines (pipeline.go)
 	keys      struct {
 		current  *keypair // confirmed session used for sending

@@ -34,9 +34,10 @@ import (
 type outbound struct {
 	bufs  [][]byte // adapter buffers, bufferSize each
 	sizes []int
-	peers []*peer   // route of packet i, nil once handled
-	group [][]byte  // one peer's sealed messages
-	pipe  *pipeline // whose transport sends; nil is pipeline 0
+	peers []*peer     // route of packet i, nil once handled
+	group [][]byte    // one peer's sealed messages
+	pmtu  pmtuScratch // packets over a peer's path MTU (pmtu.go)
+	pipe  *pipeline   // whose transport sends; nil is pipeline 0
 }
 
 func newOutbound(batch int) *outbound {
@@ -190,11 +191,19 @@ func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Dura
 	group := o.group[:0]
 	var bytes uint64
 	exhausted := false
+	lim := e.pathMTULimit(p, ep, now) // 0 unless lowered (pmtu.go)
+	if lim != 0 {
+		mtu = paddingCap(mtu, lim)
+		defer e.finishPathMTU(&o.pmtu, e.adapterOf(o.pipe))
+	}
 	for j := first; j < n; j++ {
 		if o.peers[j] != p {
 			continue
 		}
 		o.peers[j] = nil
+		if lim != 0 && o.sizes[j] > lim && e.overPathMTU(&o.pmtu, o.bufs[j][Offset:Offset+o.sizes[j]], lim) {
+			continue
+		}
 		m, err := kp.Seal(o.bufs[j], o.sizes[j], mtu)
 		if err != nil {
 			// ErrRejectAfterMessages (Seal left the packet intact): keep
@@ -209,6 +218,11 @@ func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Dura
 		}
 		group = append(group, o.bufs[j][:m])
 		bytes += uint64(m)
+	}
+	if len(o.pmtu.frags) > 0 {
+		var fb uint64
+		group, fb = e.sealFragments(&o.pmtu, kp, mtu, group)
+		bytes += fb
 	}
 	o.group = group[:0]
 	if len(group) == 0 {
@@ -241,6 +255,9 @@ func (e *Engine) send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (stale
 // sendOn is send on tr: a pipeline sends its batches on its own transport.
 func (e *Engine) sendOn(tr Transport, bufs [][]byte, ep netip.AddrPort, local netip.Addr) (staleLocal bool) {
 	n, err := tr.Send(bufs, ep, local)
+	if err != nil {
+		e.notePathMTU(ep, err) // EMSGSIZE: the path narrowed (pmtu.go)
+	}
 	if n <= 0 && local.IsValid() && isSourceRefused(err) {
 		// Again from the system's choice: if that goes, local was at fault.
 		n, err = tr.Send(bufs, ep, netip.Addr{})
@@ -366,7 +383,16 @@ func (p *peer) flushStaged() {
 	bufs := make([][]byte, 0, n)
 	var bytes uint64
 	data, exhausted := false, false
+	var over pmtuScratch // packets over the path MTU (pmtu.go), rare here
+	lim := 0
+	if e.l2 == nil {
+		lim = e.pathMTULimit(p, ep, now)
+		mtu = paddingCap(mtu, lim)
+	}
 	for i, b := range staged[:n] {
+		if lim != 0 && b.n > lim && e.overPathMTU(&over, b.b[Offset:Offset+b.n], lim) {
+			continue // b goes back to the pool below
+		}
 		m, err := kp.Seal(b.b, b.n, mtu)
 		if err != nil {
 			exhausted = true // as in sendPeerBatch: stage again
@@ -380,9 +406,16 @@ func (p *peer) flushStaged() {
 		bufs = append(bufs, b.b[:m])
 		bytes += uint64(m)
 	}
+	if len(over.frags) > 0 {
+		var fb uint64
+		bufs, fb = e.sealFragments(&over, kp, mtu, bufs)
+		bytes += fb
+		data = true
+	}
 	if len(bufs) > 0 {
 		p.send(bufs, ep, local)
 	}
+	e.finishPathMTU(&over, e.adapter)
 	for _, b := range staged[:n] {
 		if b != nil {
 			e.pool.put(b)

@@ -47,6 +47,7 @@ const (
 	DropMACTableFull                         // layer 2 mode: the source MAC could not be learned, the MAC table or the peer's share of it being full
 	DropSplitHorizon                         // layer 2 mode: a frame from a peer for a MAC behind another peer, without Forward
 	DropLocalDestination                     // layer 2 mode: a frame read from the TAP for a MAC on this side
+	DropPathMTU                              // outbound packet over the peer's path MTU, answered with ICMP where the RFCs allow (pmtu.go)
 	numDropReasons
 )
 
@@ -57,6 +58,7 @@ var dropNames = [numDropReasons]string{
 	"handshake_invalid", "write_error", "rate_limited", "adapter_malformed",
 	"cookie_reply", "cookie_rate_limited", "mode_mismatch", "frame_size", "ethertype",
 	"spoofed_mac", "mac_table_full", "split_horizon", "local_destination",
+	"path_mtu",
 }
 
 // String returns the reason as a snake_case word.
