@@ -503,3 +503,60 @@ func TestEndpointNameFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestEndpointNameNoHandshake: a peer that never completes a handshake has
+// its name looked up again 135 s after it was resolved, and follows it; a
+// reload that names another host follows the new name only.
+func TestEndpointNameNoHandshake(t *testing.T) {
+	leakcheck.Check(t)
+	k := newReconfigureKeys(t)
+	text := `[Interface]
+PrivateKey = %s
+Address = 198.19.0.1/24
+
+[Peer]
+PublicKey = %s
+AllowedIPs = 198.19.1.0/24
+Endpoint = %s:51820
+`
+	at := func(s string) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr(s), 51820) }
+	synctest.Test(t, func(t *testing.T) {
+		f := newFakes(-1)
+		names := &nameServer{}
+		names.set("a.test", at("198.18.0.2").Addr())
+		names.set("b.test", at("198.18.0.3").Addr())
+		opts := f.options(t.TempDir())
+		opts.Resolver = names
+		opts.Clock = bubbleClock{time.Now()}
+		tun, err := lifecycle.Up(t.Context(), parseConfig(t, text, k.iface, k.a, "a.test"), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tun.Close()
+		names.set("a.test", at("198.18.0.4").Addr())
+		time.Sleep(134 * time.Second)
+		synctest.Wait()
+		if ep := endpointOf(t, f, k.a.String()); ep != at("198.18.0.2") {
+			t.Errorf("endpoint 134 s after start = %v, want 198.18.0.2:51820 still", ep)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if ep := endpointOf(t, f, k.a.String()); ep != at("198.18.0.4") {
+			t.Errorf("endpoint 136 s after start, without a handshake = %v, want a.test's new 198.18.0.4:51820", ep)
+		}
+
+		if err := tun.Reconfigure(t.Context(), parseConfig(t, text, k.iface, k.a, "b.test")); err != nil {
+			t.Fatal(err)
+		}
+		if ep := endpointOf(t, f, k.a.String()); ep != at("198.18.0.3") {
+			t.Errorf("endpoint after the reload to b.test = %v, want 198.18.0.3:51820", ep)
+		}
+		names.set("a.test", at("198.18.0.5").Addr())
+		names.set("b.test", at("198.18.0.6").Addr())
+		time.Sleep(140 * time.Second)
+		synctest.Wait()
+		if ep := endpointOf(t, f, k.a.String()); ep != at("198.18.0.6") {
+			t.Errorf("endpoint 140 s after the reload = %v, want b.test's new 198.18.0.6:51820", ep)
+		}
+	})
+}
