@@ -25,7 +25,9 @@ package lifecycle
 //     (nothing moved), or the peer roamed (an authenticated packet moved its
 //     endpoint away from the address the name gave) and its session is
 //     still fresh (tunnel.EndpointInfo.IsFresh): the peer reaches us there
-//     and the name lags behind it.
+//     and the name lags behind it. "Roamed" is judged against the address
+//     the name last gave, the only one lifecycle sets; an endpoint set
+//     through the control socket (`wg set`) counts as roamed too.
 //
 // Each round of resolveLoop:
 //  1. under res.mu, computes every name's due time from its schedule and
