@@ -390,3 +390,23 @@ func (p *peer) stop() {
 	p.mu.Unlock()
 	p.handshake.Unlock()
 }
+
+// replaced prepares p, named again by a replace_peers change, to be
+// configured as a new peer while keeping what is worth keeping: a live
+// session (current and not expired at now, or awaiting confirmation) keeps
+// p's endpoint, counters and last handshake, since they describe it;
+// without one p looks as wireguard-go's new peer would: no endpoint, zero
+// counters, no last handshake. Either way p keeps its handshake state, so
+// a `wg setconf` of an unchanged set rebuilds nothing.
+func (p *peer) replaced(now time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cur := p.keys.current; cur != nil && !cur.isExpired(now) || p.keys.next != nil {
+		return
+	}
+	p.endpoint = netip.AddrPort{}
+	p.loggedEndpoint = netip.AddrPort{}
+	p.lastHandshake = time.Time{}
+	p.txBytes.Store(0)
+	p.rxBytes.Store(0)
+}

@@ -184,3 +184,39 @@ func TestPeerMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(req)
 }
+
+// setconfRequest returns what `wg setconf` sends for n peers as
+// peersRequest makes them: replace_peers, then each peer with
+// replace_allowed_ips.
+func setconfRequest(n int) string {
+	req := peersRequest(n)
+	req = strings.Replace(req, "set=1\n", "set=1\nreplace_peers=true\n", 1)
+	return strings.ReplaceAll(req, "\nallowed_ip=", "\nreplace_allowed_ips=true\nallowed_ip=")
+}
+
+// BenchmarkSetconfSame measures a `wg setconf` that replaces n peers with
+// the same set, as a reload does: "s/set" is its wall time.
+// go test -run X -bench SetconfSame -benchtime 1x ./tunnel
+func BenchmarkSetconfSame(b *testing.B) {
+	for _, n := range []int{10000} {
+		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) {
+			k, _ := crypto.NewPrivateKey(seededRand(1))
+			e := newEngine(&stepAdapter{mtu: 1420}, newStepNet().transport(outerA), Options{Clock: newFakeClock(), TickInterval: -1})
+			b.Cleanup(func() { e.Close() })
+			if err := e.SetConfig(Config{PrivateKey: k}); err != nil {
+				b.Fatal(err)
+			}
+			req := setconfRequest(n)
+			applyRequest(b, e, req)
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				applyRequest(b, e, req)
+				b.ReportMetric(time.Since(t0).Seconds(), "s/set")
+			}
+			if got := len(e.peerList()); got != n {
+				b.Fatalf("%d peers, want %d", got, n)
+			}
+		})
+	}
+}

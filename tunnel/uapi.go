@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/allowedips"
+	"github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/uapi"
 )
 
@@ -89,15 +90,26 @@ func (e *Engine) Apply(c *uapi.Change) error {
 	if c.PrivateKey != nil {
 		e.setPrivateKeyLocked(*c.PrivateKey)
 	}
+	// replace_peers removes every peer, as far as the change can tell: a
+	// peer is pending until an entry that may create it names it again,
+	// which configures it as a new peer but keeps its session (replaced);
+	// the peers still pending at the end are removed.
+	var pending map[crypto.PublicKey]*peer
 	if c.ReplacePeers {
-		e.removePeersLocked(e.peerList())
+		ps := e.peerList()
+		pending = make(map[crypto.PublicKey]*peer, len(ps))
+		for _, p := range ps {
+			pending[p.publicKey] = p
+		}
 	}
 	// Runs of entries between removals update the allowed-IPs table once
 	// each: a set of 100,000 peers is one update, not 100,000.
 	for rest := c.Peers; len(rest) > 0; {
 		if rest[0].Remove {
-			if p := e.peerForUpdateLocked(rest[0].PublicKey, false); p != nil {
-				e.removePeersLocked([]*peer{p})
+			if pending[rest[0].PublicKey] == nil { // a pending peer is removed at the end
+				if p := e.peerForUpdateLocked(rest[0].PublicKey, false); p != nil {
+					e.removePeersLocked([]*peer{p})
+				}
 			}
 			rest = rest[1:]
 			continue
@@ -106,8 +118,17 @@ func (e *Engine) Apply(c *uapi.Change) error {
 		for n < len(rest) && !rest[n].Remove {
 			n++
 		}
-		e.applyPeersLocked(rest[:n])
+		e.applyPeersLocked(rest[:n], pending)
 		rest = rest[n:]
+	}
+	if len(pending) > 0 {
+		gone := make([]*peer, 0, len(pending))
+		for _, p := range e.peerList() { // configuration order
+			if pending[p.publicKey] == p {
+				gone = append(gone, p)
+			}
+		}
+		e.removePeersLocked(gone)
 	}
 	return nil
 }
@@ -159,17 +180,42 @@ func (e *Engine) rebindLocked(port uint16, mark uint32) error {
 }
 
 // applyPeersLocked applies peer entries of a UAPI change, none of them a
-// removal, with one update of the allowed-IPs table. e.state must be held.
-func (e *Engine) applyPeersLocked(pcs []uapi.PeerChange) {
+// removal, with one update of the allowed-IPs table. A peer in pending (a
+// replace_peers change) does not exist for the change: an update_only entry
+// skips it, and another entry takes it out of pending and configures it as
+// wireguard-go configures a new peer (replaced), keeping its session.
+// e.state must be held.
+func (e *Engine) applyPeersLocked(pcs []uapi.PeerChange, pending map[crypto.PublicKey]*peer) {
 	ps := make([]*peer, len(pcs))
+	var fresh []bool // fresh[i]: pcs[i] configures a replaced peer
+	if len(pending) > 0 {
+		fresh = make([]bool, len(pcs))
+	}
 	var keepalives []*peer
+	now := e.clock.Now()
 	for i := range pcs {
 		pc := &pcs[i]
+		if old := pending[pc.PublicKey]; old != nil {
+			if pc.UpdateOnly {
+				continue
+			}
+			delete(pending, pc.PublicKey)
+			fresh[i] = true
+		}
 		p := e.peerForUpdateLocked(pc.PublicKey, !pc.UpdateOnly)
 		if p == nil {
 			continue
 		}
 		ps[i] = p
+		if fresh != nil && fresh[i] {
+			p.replaced(now)
+			if pc.PresharedKey == nil {
+				p.setPresharedKey(crypto.PresharedKey{})
+			}
+			if pc.PersistentKeepalive == nil {
+				p.setKeepalive(0)
+			}
+		}
 		if pc.PresharedKey != nil {
 			p.setPresharedKey(*pc.PresharedKey)
 		}
@@ -180,13 +226,14 @@ func (e *Engine) applyPeersLocked(pcs []uapi.PeerChange) {
 			keepalives = append(keepalives, p)
 		}
 	}
+	replaceIPs := func(i int) bool { return pcs[i].ReplaceAllowedIPs || fresh != nil && fresh[i] }
 	e.routes.Update(func(b *allowedips.Batch[*peer]) {
 		for i, p := range ps {
 			pc := &pcs[i]
-			if p == nil || !pc.ReplaceAllowedIPs && len(pc.AllowedIPs) == 0 {
+			if p == nil || !replaceIPs(i) && len(pc.AllowedIPs) == 0 {
 				continue
 			}
-			if pc.ReplaceAllowedIPs {
+			if replaceIPs(i) {
 				b.RemoveValue(p)
 			}
 			for _, a := range pc.AllowedIPs {
@@ -200,7 +247,9 @@ func (e *Engine) applyPeersLocked(pcs []uapi.PeerChange) {
 	})
 	for i, p := range ps {
 		if p != nil && e.l2 != nil {
-			p.applyAllowedIPs(&pcs[i])
+			pc := pcs[i]
+			pc.ReplaceAllowedIPs = replaceIPs(i)
+			p.applyAllowedIPs(&pc)
 		}
 	}
 	if e.up.Load() {
