@@ -48,8 +48,9 @@ type Tunnel struct {
 	log        *slog.Logger
 	eng        *tunnel.Engine // nil until step 7
 	listenPort uint16
-	preDown    []string // PreDown hooks, run by the undo stack (Reconfigure may change them)
-	postDown   []string // PostDown hooks, run by Close after the undo stack
+	pipelines  []tunnel.Pipeline // pipelines after the first (Threads; threads.go)
+	preDown    []string          // PreDown hooks, run by the undo stack (Reconfigure may change them)
+	postDown   []string          // PostDown hooks, run by Close after the undo stack
 
 	// res holds the endpoint names resolveLoop follows (endpoints.go).
 	// Lock order: Tunnel.cur, then res, then the engine's locks.
@@ -142,7 +143,12 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 			return t.opts.OpenTAP(name, mtu, !ifc.OffloadOff)
 		}
 	}
-	adapter, err := t.openAdapter(open, ifc.MTU)
+	var adapter tunnel.Adapter
+	if n := t.threads(ifc); n > 1 {
+		adapter, err = t.openQueues(ifc.MTU, n)
+	} else {
+		adapter, err = t.openAdapter(open, ifc.MTU)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +160,11 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 	// spares it.
 	t.opts.Step("step 6")
 	plan := routePlan(cfg)
-	tr, err := t.listen(ifc.ListenPort, plan.FwMark)
+	listen := t.listen
+	if len(t.pipelines) > 0 {
+		listen = t.listenGroup
+	}
+	tr, err := listen(ifc.ListenPort, plan.FwMark)
 	if err != nil {
 		return nil, err
 	}
@@ -559,6 +569,9 @@ func (t *Tunnel) startEngine(a tunnel.Adapter, tr tunnel.Transport, l2 *tunnel.L
 		Clock:  t.opts.Clock,
 		Layer2: l2,
 		Rebind: func(port uint16, mark uint32) (tunnel.Transport, error) { return t.opts.Listen(port, mark) },
+		// Threads above 1 (threads.go): the other queues and sockets.
+		Pipelines:       t.pipelines,
+		RebindPipelines: t.opts.ListenGroup,
 	})
 	t.undo.push(t.closeEngine)
 }

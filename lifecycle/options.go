@@ -50,6 +50,15 @@ type Options struct {
 	// kernel refused offloads.
 	OpenTAP func(name string, mtu int, offload bool) (tunnel.Adapter, error)
 
+	// OpenAdapterQueues creates the interface's adapter as n queues of a
+	// multi-queue TUN (Threads above 1), MTU set, link down. Default:
+	// tun.OpenTUNQueues.
+	OpenAdapterQueues func(name string, mtu, n int) ([]tunnel.Adapter, error)
+	// ListenGroup opens n transports on one port (Threads above 1; 0: a
+	// random one) with the fwmark; the engine also calls it to rebind.
+	// Default: transport.ListenGroup.
+	ListenGroup func(port uint16, fwMark uint32, n int) ([]tunnel.Transport, error)
+
 	// Listen opens the transport on port (0: a random one) with the
 	// fwmark (0: none). The engine also calls it to rebind when `wg set`
 	// changes the listen port or fwmark. Default: transport.Listen.
@@ -123,6 +132,9 @@ type Options struct {
 	// the mesh's state this way.
 	Extras func(st *uapi.State)
 
+	// onePipeline makes an unset Threads mean 1 (setDefaults).
+	onePipeline bool
+
 	// Step, if set, is called at the start of each numbered step of Up
 	// ("step 4") and after each store of the crash journal ("journal"),
 	// from the goroutine making the change. Tests stop start-up there.
@@ -155,6 +167,49 @@ type DNS interface {
 }
 
 func (o *Options) setDefaults() {
+	// Openers injected for one adapter or socket (tests, warren demo)
+	// keep one pipeline unless the config asks for more, which then
+	// opens the queues with OpenAdapter and the sockets with Listen.
+	if (o.OpenAdapter != nil && o.OpenAdapterQueues == nil) || (o.Listen != nil && o.ListenGroup == nil) {
+		o.onePipeline = true
+	}
+	if o.OpenAdapterQueues == nil && o.OpenAdapter != nil {
+		open := o.OpenAdapter
+		o.OpenAdapterQueues = func(name string, mtu, n int) ([]tunnel.Adapter, error) {
+			var qs []tunnel.Adapter
+			for range n {
+				q, err := open(name, mtu)
+				if err != nil {
+					for _, q := range qs {
+						q.Close()
+					}
+					return nil, err
+				}
+				qs = append(qs, q)
+			}
+			return qs, nil
+		}
+	}
+	if o.ListenGroup == nil && o.Listen != nil {
+		listen := o.Listen
+		o.ListenGroup = func(port uint16, mark uint32, n int) ([]tunnel.Transport, error) {
+			var trs []tunnel.Transport
+			for range n {
+				tr, err := listen(port, mark)
+				if err != nil {
+					for _, tr := range trs {
+						tr.Close()
+					}
+					return nil, err
+				}
+				trs = append(trs, tr)
+				if p, ok := tr.(interface{ Port() uint16 }); ok {
+					port = p.Port()
+				}
+			}
+			return trs, nil
+		}
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -188,6 +243,33 @@ func (o *Options) setDefaults() {
 				return nil, err
 			}
 			return u, nil
+		}
+	}
+	if o.OpenAdapterQueues == nil {
+		o.OpenAdapterQueues = func(name string, mtu, n int) ([]tunnel.Adapter, error) {
+			qs, err := tun.OpenTUNQueues(name, mtu, n)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]tunnel.Adapter, len(qs))
+			for i, q := range qs {
+				out[i] = q
+			}
+			return out, nil
+		}
+	}
+	if o.ListenGroup == nil {
+		log := o.Logger
+		o.ListenGroup = func(port uint16, mark uint32, n int) ([]tunnel.Transport, error) {
+			us, err := transport.ListenGroup(transport.Options{Port: port, FwMark: mark, Logger: log}, n)
+			if err != nil {
+				return nil, err
+			}
+			out := make([]tunnel.Transport, len(us))
+			for i, u := range us {
+				out[i] = u
+			}
+			return out, nil
 		}
 	}
 	if o.OpenNetlink == nil {

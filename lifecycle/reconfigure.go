@@ -63,6 +63,9 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("reconfigure: Bridge cannot change while %s is up (%q → %q): run warren down and up", t.name, t.cur.cfg.Interface.Bridge, cfg.Interface.Bridge)
 	case cfg.Interface.OffloadOff != t.cur.cfg.Interface.OffloadOff:
 		return fmt.Errorf("reconfigure: Offload cannot change while %s is up (the TAP's offloads are set when it opens): run warren down and up", t.name)
+	case t.threads(&cfg.Interface) != t.threads(&t.cur.cfg.Interface):
+		return fmt.Errorf("reconfigure: Threads cannot change while %s is up (%d → %d; the TUN's queues and the sockets are opened at start): run warren down and up",
+			t.name, t.threads(&t.cur.cfg.Interface), t.threads(&cfg.Interface))
 	case cfg.Interface.MACAgeing != t.cur.cfg.Interface.MACAgeing:
 		return fmt.Errorf("reconfigure: MACAgeing cannot change while %s is up (%s → %s): run warren down and up",
 			t.name, ageingText(t.cur.cfg.Interface.MACAgeing), ageingText(cfg.Interface.MACAgeing))
