@@ -191,3 +191,30 @@ func TestParseControl(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteSource covers the probe behind RO8: the kernel's choice toward
+// a destination, asked again and again across families without one answer
+// sticking to the next, and without allocating.
+func TestRouteSource(t *testing.T) {
+	u := listenTB(t, Options{})
+	for range 2 {
+		for _, tc := range []struct{ dst, want string }{
+			{"127.0.0.1:9", "127.0.0.1"},
+			{"[::1]:9", "::1"},
+			{"[::ffff:127.0.0.2]:9", "127.0.0.1"},
+		} {
+			got, err := u.RouteSource(netip.MustParseAddrPort(tc.dst))
+			if err != nil || got != netip.MustParseAddr(tc.want) {
+				t.Errorf("RouteSource(%s) = %v, %v; want %s", tc.dst, got, err, tc.want)
+			}
+		}
+	}
+	dst := netip.MustParseAddrPort("127.0.0.1:9")
+	if n := testing.AllocsPerRun(50, func() { u.RouteSource(dst) }); n != 0 {
+		t.Errorf("RouteSource: %v allocations, want 0", n)
+	}
+	u.Close()
+	if _, err := u.RouteSource(dst); err == nil {
+		t.Error("RouteSource after Close succeeded")
+	}
+}

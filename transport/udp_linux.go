@@ -40,7 +40,8 @@ type UDP struct {
 	spill  spill
 	rxFree freeList[rxScratch]
 	txFree freeList[txScratch]
-	pmtu   pmtuProbe // reads the kernel's path MTU (pmtu_linux.go)
+	pmtu   pmtuProbe  // reads the kernel's path MTU (pmtu_linux.go)
+	route  routeProbe // reads the kernel's source address choice (source_linux.go)
 }
 
 // Listen opens the socket described by opts. A port already in use gives an
@@ -92,6 +93,7 @@ func newUDP(conn *net.UDPConn, opts Options) (*UDP, error) {
 	u.rxFree = newFreeList(func() *rxScratch { return newRxScratch(u.batch) })
 	u.txFree = newFreeList(func() *txScratch { return newTxScratch(u.batch, u.is6) })
 	if err := u.configure(opts); err != nil {
+		u.route.close()
 		conn.Close()
 		return nil, err
 	}
@@ -144,6 +146,10 @@ func (u *UDP) configure(opts Options) error {
 		// IPv4 datagrams, v4-mapped.
 		if e := u.setPktinfo(s); e != nil {
 			err = fmt.Errorf("receive local addresses on UDP port %d: %w", u.port, e)
+			return
+		}
+		if e := u.route.open(u.is6, opts.FwMark); e != nil {
+			err = fmt.Errorf("UDP port %d: %w", u.port, e)
 			return
 		}
 		// DF on every datagram; EMSGSIZE past the path MTU (pmtu_linux.go).
@@ -381,5 +387,6 @@ func (u *UDP) Close() error {
 		return nil
 	}
 	u.pmtu.close()
+	u.route.close()
 	return u.conn.Close()
 }

@@ -97,3 +97,9 @@ func (u *UDP) Close() error {
 	}
 	return u.conn.Close()
 }
+
+// RouteSource reports errors.ErrUnsupported: the fallback cannot ask for
+// the system's source address choice.
+func (u *UDP) RouteSource(netip.AddrPort) (netip.Addr, error) {
+	return netip.Addr{}, errors.ErrUnsupported
+}

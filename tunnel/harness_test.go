@@ -119,7 +119,27 @@ type stepTransport struct {
 	net    *stepNet
 	addr   netip.AddrPort
 	extra  []netip.AddrPort // further addresses (addAddr), guarded by net.mu
+	route  netip.Addr       // the system's source choice (setRoute); zero: addr's; guarded by net.mu
 	closed bool
+}
+
+// setRoute makes a, one of t's addresses, the system's own source choice
+// toward every destination, as a new preferred route would.
+func (t *stepTransport) setRoute(a netip.Addr) {
+	t.net.mu.Lock()
+	defer t.net.mu.Unlock()
+	t.route = a
+}
+
+// RouteSource returns the system's source choice: setRoute's, or t's first
+// address.
+func (t *stepTransport) RouteSource(netip.AddrPort) (netip.Addr, error) {
+	t.net.mu.Lock()
+	defer t.net.mu.Unlock()
+	if t.route.IsValid() {
+		return t.route, nil
+	}
+	return t.addr.Addr(), nil
 }
 
 // addAddr gives t a further address on its port, like a host's second
@@ -175,6 +195,9 @@ func (t *stepTransport) Send(bufs [][]byte, ep netip.AddrPort, local netip.Addr)
 		return 0, net.ErrClosed
 	}
 	src := t.addr
+	if t.route.IsValid() {
+		src = netip.AddrPortFrom(t.route, t.addr.Port())
+	}
 	if local.IsValid() {
 		src = netip.AddrPortFrom(local, t.addr.Port())
 		if src != t.addr && !slices.Contains(t.extra, src) {

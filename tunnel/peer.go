@@ -47,8 +47,17 @@ type peer struct {
 	// host with several addresses answers from the one the peer reached
 	// (RO6, RO7). The zero Addr leaves the choice to the system: at first,
 	// after configuration sets the endpoint, and once the system refuses
-	// local because the address is gone (RO5, RO8; forgetLocal).
-	local     netip.Addr
+	// local because the address is gone (RO5; forgetLocal), and once the
+	// system's own choice toward the peer changes, a route having changed
+	// (RO8; checkSource).
+	local netip.Addr
+	// localRoute is the system's own source choice toward endpoint when
+	// checkSource last looked (zero: not yet, since local was learnt);
+	// localChecked is when, and localDue asks for a look at the next packet.
+	localRoute   netip.Addr
+	localChecked time.Duration
+	localDue     bool
+
 	keepalive time.Duration // persistent keepalive interval; 0 disables
 	pmtu      pathMTU       // path MTU toward the endpoint (pmtu.go)
 	gate      sendGate      // bounds the drift of several pipelines (pipeline.go)
@@ -217,7 +226,7 @@ func (p *peer) purgeStagedLocked() {
 func (p *peer) setEndpoint(ep netip.AddrPort) {
 	p.mu.Lock()
 	p.endpoint = netip.AddrPortFrom(ep.Addr().Unmap(), ep.Port())
-	p.local = netip.Addr{}
+	p.local, p.localRoute = netip.Addr{}, netip.Addr{}
 	p.loggedEndpoint = p.endpoint // configured, not roamed
 	p.mu.Unlock()
 }
@@ -242,6 +251,9 @@ func (p *peer) stats() PeerStats {
 // p is sent to: the peer's latest authenticated packet or handshake came
 // from ep to local (RO1-RO3, RO6). p.mu must be held.
 func (p *peer) learnEndpointLocked(ep netip.AddrPort, local netip.Addr) {
+	if ep != p.endpoint || local != p.local {
+		p.localRoute, p.localDue = netip.Addr{}, true
+	}
 	p.endpoint = ep
 	p.local = local
 }
@@ -261,7 +273,7 @@ func (p *peer) forgetLocal(local netip.Addr) {
 	p.mu.Lock()
 	forgot := p.local == local
 	if forgot {
-		p.local = netip.Addr{}
+		p.local, p.localRoute = netip.Addr{}, netip.Addr{}
 	}
 	p.mu.Unlock()
 	if forgot {

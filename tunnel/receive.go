@@ -238,9 +238,12 @@ func (e *Engine) received(s *seenKeypair, latest bool, now time.Duration) {
 	p := kp.peer
 	p.rxBytes.Add(s.bytes)
 	p.mu.Lock()
+	checkSource := false
 	if latest {
 		p.learnEndpointLocked(s.ep, s.local)
+		checkSource = p.sourceCheckDueLocked(now)
 	}
+	ep, local := p.endpoint, p.local
 	confirmed := p.confirmLocked(kp)
 	if confirmed {
 		p.timersHandshakeCompleteLocked() // the responder's handshake ends here
@@ -257,6 +260,9 @@ func (e *Engine) received(s *seenKeypair, latest bool, now time.Duration) {
 		rekey = true
 	}
 	p.mu.Unlock()
+	if checkSource {
+		e.checkSource(p, ep, local) // RO8
+	}
 	if confirmed {
 		p.flushStaged()
 	}

@@ -163,3 +163,59 @@ func TestRO5SourceAddressGone(t *testing.T) {
 		})
 	}
 }
+
+// TestRO8RouteChange covers RO8 in memory: a learnt its source address
+// from b's packets; then a preferred route with a new source address
+// appears on a (a third address becomes the system's choice toward b).
+// Within sourceCheckInterval of b's next packet a notices, forgets its
+// source and answers from the new address; b authenticates that and moves
+// its view of a's endpoint there, and a learns the new address when b
+// writes to it.
+func TestRO8RouteChange(t *testing.T) {
+	p := established(t, pairOptions{})
+	ap := p.a.peer()
+	localOf := func() netip.Addr {
+		ap.mu.Lock()
+		defer ap.mu.Unlock()
+		return ap.local
+	}
+	if got := localOf(); got != outerA.Addr() {
+		t.Fatalf("a sends from %v, want %v", got, outerA.Addr())
+	}
+	rec := p.a.record()
+	newAddr := netip.MustParseAddr("198.18.0.31")
+	outerA3 := p.a.tr.addAddr(newAddr)
+	p.a.tr.setRoute(newAddr)
+
+	exchange := func(what string) {
+		t.Helper()
+		p.b.ad.inject(ping(innerB, innerA, what))
+		p.run()
+		p.a.ad.inject(ping(innerA, innerB, what+" back"))
+		p.run()
+		if got := payloads(p.a.ad.written()); got != what {
+			t.Fatalf("a got %q, want %s", got, what)
+		}
+		if got := payloads(p.b.ad.written()); got != what+" back" {
+			t.Fatalf("b got %q, want %s back", got, what)
+		}
+	}
+	// Within the interval nothing is looked up: a keeps its source.
+	p.clock.advance(sourceCheckInterval / 2)
+	exchange("soon")
+	if got := p.b.peer().currentEndpoint(); got != outerA {
+		t.Errorf("b's endpoint of a moved to %v before a looked", got)
+	}
+	p.clock.advance(sourceCheckInterval)
+	exchange("later")
+	if got := p.b.peer().currentEndpoint(); got != outerA3 {
+		t.Errorf("b's endpoint of a is %v, want %v (RO8)", got, outerA3)
+	}
+	exchange("after")
+	if got := localOf(); got != newAddr {
+		t.Errorf("a sends from %v, want %v learnt anew", got, newAddr)
+	}
+	if n := strings.Count(strings.Join(rec.take(), "\n"), "route toward peer changed"); n != 1 {
+		t.Errorf("a logged the route change %d times, want once", n)
+	}
+}
