@@ -38,11 +38,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/warrenvpn/warren/crypto"
+	"github.com/warrenvpn/warren/uapi"
 )
 
 // Path MTU constants.
@@ -116,7 +118,7 @@ func (p *peer) lowerPathMTU(ep netip.AddrPort, outer int) {
 		}
 		return
 	}
-	if full := e.adapter.MTU(); full > 0 && inner >= full {
+	if full := e.fullInnerMTU(); full > 0 && inner >= full {
 		return // the adapter's MTU fits: nothing to lower
 	}
 	p.pmtu.mu.Lock()
@@ -166,7 +168,7 @@ func (e *Engine) probePathMTU(p *peer, ep netip.AddrPort, now time.Duration) {
 	inner := 0
 	if outer > 0 {
 		inner = outer - outerOverhead(ep)
-		if full := e.adapter.MTU(); full > 0 && inner >= full {
+		if full := e.fullInnerMTU(); full > 0 && inner >= full {
 			inner, outer = 0, 0
 		}
 	}
@@ -185,6 +187,19 @@ func (e *Engine) probePathMTU(p *peer, ep netip.AddrPort, now time.Duration) {
 		return
 	}
 	e.log.Info("path MTU raised", "peer", shortKey(p.publicKey), "endpoint", ep, "path_mtu", outer, "mtu", inner)
+}
+
+// pathMTUExtras returns p's path MTU as the get=warren line of its peer
+// section, none when not lowered:
+//
+//	warren_path_mtu=<outer path MTU> <inner MTU>
+func (p *peer) pathMTUExtras() []uapi.Extra {
+	outer, inner := p.pmtu.outer.Load(), p.pmtu.inner.Load()
+	if inner == 0 {
+		return nil
+	}
+	v := strconv.Itoa(int(outer)) + " " + strconv.Itoa(int(inner))
+	return []uapi.Extra{{Key: "warren_path_mtu", Value: v}}
 }
 
 // paddingCap returns the padding cap of packets to a peer: the adapter's
@@ -214,6 +229,9 @@ type pmtuScratch struct {
 func (e *Engine) overPathMTU(s *pmtuScratch, pkt []byte, lim int) bool {
 	if len(pkt) == 0 {
 		return false
+	}
+	if e.l2 != nil {
+		_ = 0 // a frame (switch.go)
 	}
 	switch pkt[0] >> 4 {
 	case 6:

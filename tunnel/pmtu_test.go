@@ -149,6 +149,16 @@ func TestPathMTULowered(t *testing.T) {
 	if w.queries.Load() != 0 {
 		t.Errorf("PathMTU asked %d times before the probe interval", w.queries.Load())
 	}
+	st, err := p.a.e.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprint(st.Peers[0].Extras), "[{warren_path_mtu 1400 1340}]"; got != want {
+		t.Errorf("get=warren extras of the peer = %s, want %s", got, want)
+	}
+	if st, _ := p.b.e.State(); len(st.Peers[0].Extras) != 0 {
+		t.Errorf("b, not lowered, reports %v", st.Peers[0].Extras)
+	}
 }
 
 // reassemble checks that frags are IPv4 fragments of one packet, with

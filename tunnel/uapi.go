@@ -33,6 +33,7 @@ func (e *Engine) State() (*uapi.State, error) {
 		}
 		p.mu.Unlock()
 		ps.AllowedIPs = e.routes.Entries(p)
+		ps.Extras = p.pathMTUExtras()
 		s.Peers = append(s.Peers, ps)
 	}
 	for r := range numDropReasons {

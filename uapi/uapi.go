@@ -57,6 +57,12 @@
 // frames). "get=1" carries none of it, so `wg show` reads a TAP-mode
 // interface as any other.
 //
+// A peer whose path MTU the engine lowered (a narrower link on the way,
+// learnt from the kernel) ends its section with the outer path MTU and the
+// inner MTU packets to it must fit, in bytes:
+//
+//	warren_path_mtu=1280 1220
+//
 // A separate operation keeps the extension out of the replies of every
 // other client, and needs no second socket or request format.
 package uapi

@@ -213,6 +213,9 @@ func printShow(w io.Writer, t shownTunnel, now time.Time) {
 		if p.Endpoint.IsValid() {
 			fmt.Fprintf(w, "  endpoint: %s\n", p.Endpoint)
 		}
+		if outer, inner := pathMTU(p.Extras); outer != 0 {
+			fmt.Fprintf(w, "  path MTU: %d (%d inside the tunnel)\n", outer, inner)
+		}
 		fmt.Fprintf(w, "  allowed ips: %s\n", allowedIPs(p, ", "))
 		if !p.LastHandshake.IsZero() {
 			fmt.Fprintf(w, "  latest handshake: %s\n", ago(p.LastHandshake, now))
@@ -234,6 +237,15 @@ func extra(es []uapi.Extra, key string) string {
 		}
 	}
 	return ""
+}
+
+// pathMTU returns a peer's lowered path MTU from its warren_path_mtu line
+// (outer and inner, bytes), zeros when absent or malformed.
+func pathMTU(es []uapi.Extra) (outer, inner int) {
+	if _, err := fmt.Sscanf(extra(es, "warren_path_mtu"), "%d %d", &outer, &inner); err != nil {
+		return 0, 0
+	}
+	return outer, inner
 }
 
 // printExtras prints the interface's extra lines (get=warren): the mesh's
@@ -476,6 +488,8 @@ type (
 		TxBytes             uint64     `json:"tx_bytes"`
 		PersistentKeepalive uint16     `json:"persistent_keepalive"` // seconds; 0: off
 		MeshNode            string     `json:"mesh_node"`            // the mesh node's name; "" if not a mesh peer
+		PathMTU             int        `json:"path_mtu"`             // bytes, when a narrower path lowered it; 0: not lowered
+		InnerMTU            int        `json:"inner_mtu"`            // bytes, what packets to the peer must fit with path_mtu; 0: not lowered
 	}
 )
 
@@ -509,6 +523,7 @@ func printShowJSON(w io.Writer, tunnels []shownTunnel) error {
 			if p.Endpoint.IsValid() {
 				pj.Endpoint = p.Endpoint.String()
 			}
+			pj.PathMTU, pj.InnerMTU = pathMTU(p.Extras)
 			for _, ip := range p.AllowedIPs {
 				pj.AllowedIPs = append(pj.AllowedIPs, ip.String())
 			}

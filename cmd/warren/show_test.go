@@ -75,6 +75,9 @@ func TestPrintShow(t *testing.T) {
 			{Key: "warren_mesh_events_total", Value: "0"}, {Key: "warren_mesh_errors_total", Value: "0"}}, nil, true,
 			head + "  dropped packets: 0\n  mesh: network lab, not connected to the store, revision 0\n" +
 				"    nodes: 0, peers: 0, events: 0, errors: 0\n" + peers},
+		{"path MTU", nil, nil, []uapi.Extra{{Key: "warren_path_mtu", Value: "1280 1220"}}, true,
+			head + "  dropped packets: 0\n" + strings.Replace(peers, "  endpoint: 198.18.0.2:51821\n",
+				"  endpoint: 198.18.0.2:51821\n  path MTU: 1280 (1220 inside the tunnel)\n", 1)},
 	}
 	now := st.Peers[0].LastHandshake.Add(90*time.Second + 400*time.Millisecond)
 	// wg show lists the latest handshake first, whatever the daemon's order.
@@ -99,7 +102,7 @@ func TestPrintShowJSON(t *testing.T) {
 	st := showFixture(t)
 	st.Drops = []uapi.Drop{{Reason: "no_route", Count: 3}, {Reason: "send_error", Count: 2}}
 	st.Extras = []uapi.Extra{{Key: "warren_mesh_connected", Value: "1"}, {Key: "warren_mesh_revision", Value: "42"}}
-	st.Peers[0].Extras = []uapi.Extra{{Key: "warren_mesh_node", Value: "site-b"}}
+	st.Peers[0].Extras = []uapi.Extra{{Key: "warren_mesh_node", Value: "site-b"}, {Key: "warren_path_mtu", Value: "1280 1220"}}
 	priv, _ := crypto.ParsePrivateKeyHex(uapitest.KeyA)
 	pubB, _ := crypto.ParsePublicKeyHex(uapitest.KeyB)
 	pubC, _ := crypto.ParsePublicKeyHex(uapitest.KeyC)
@@ -131,7 +134,9 @@ func TestPrintShowJSON(t *testing.T) {
           "rx_bytes": 1372,
           "tx_bytes": 1460,
           "persistent_keepalive": 25,
-          "mesh_node": "site-b"
+          "mesh_node": "site-b",
+          "path_mtu": 1280,
+          "inner_mtu": 1220
         },
         {
           "public_key": "` + pubC.String() + `",
@@ -142,7 +147,9 @@ func TestPrintShowJSON(t *testing.T) {
           "rx_bytes": 0,
           "tx_bytes": 0,
           "persistent_keepalive": 0,
-          "mesh_node": ""
+          "mesh_node": "",
+          "path_mtu": 0,
+          "inner_mtu": 0
         }
       ],
       "drops": {
