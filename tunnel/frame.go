@@ -96,16 +96,11 @@ func frameMACs(frame []byte) (dst, src mactable.MAC) {
 // that carries no address (none such is accepted today) reports an invalid
 // address.
 func frameSender(frame []byte) (addr netip.Addr, reason DropReason, ok bool) {
-	off := 12
-	et := binary.BigEndian.Uint16(frame[off:])
-	for tags := 0; et == etherTypeVLAN || et == etherTypeQinQ; tags++ {
-		if tags == maxVLANTags || len(frame) < off+vlanTagSize+2 {
-			return netip.Addr{}, DropFrameError, false
-		}
-		off += vlanTagSize
-		et = binary.BigEndian.Uint16(frame[off:])
+	hdr, et, ok := frameL3(frame)
+	if !ok {
+		return netip.Addr{}, DropFrameError, false
 	}
-	l3 := frame[off+2:]
+	l3 := frame[hdr:]
 	switch et {
 	case etherTypeIPv4:
 		if len(l3) < 20 || l3[0]>>4 != 4 {
@@ -126,6 +121,22 @@ func frameSender(frame []byte) (addr netip.Addr, reason DropReason, ok bool) {
 		return netip.AddrFrom4([4]byte(l3[arpSenderIPStart : arpSenderIPStart+4])), 0, true
 	}
 	return netip.Addr{}, DropEtherType, false
+}
+
+// frameL3 returns the length of frame's Ethernet header with its VLAN tags
+// (up to maxVLANTags) and the EtherType of what follows; ok is false for
+// more tags or a truncated tag. frame holds at least ethHeaderSize bytes.
+func frameL3(frame []byte) (hdr int, etherType uint16, ok bool) {
+	off := 12
+	et := binary.BigEndian.Uint16(frame[off:])
+	for tags := 0; et == etherTypeVLAN || et == etherTypeQinQ; tags++ {
+		if tags == maxVLANTags || len(frame) < off+vlanTagSize+2 {
+			return 0, 0, false
+		}
+		off += vlanTagSize
+		et = binary.BigEndian.Uint16(frame[off:])
+	}
+	return off + 2, et, true
 }
 
 // senderAllowed reports whether a peer whose allowed IPs are ips may send

@@ -1,6 +1,6 @@
 package tunnel
 
-// Path MTU (DESIGN.md "Path MTU", RELIABILITY PM1-PM6). The outer
+// Path MTU (DESIGN.md "Path MTU", RELIABILITY PM1-PM7). The outer
 // datagrams leave with DF set, so a narrower link on the way to a peer is
 // not hidden by fragmentation (IPv4) or a black hole (IPv6): the kernel
 // learns the path MTU from the routers' ICMP, which it checks against our
@@ -231,7 +231,7 @@ func (e *Engine) overPathMTU(s *pmtuScratch, pkt []byte, lim int) bool {
 		return false
 	}
 	if e.l2 != nil {
-		_ = 0 // a frame (switch.go)
+		return e.overPathMTUFrame(s, pkt, lim) // a frame (switch.go)
 	}
 	switch pkt[0] >> 4 {
 	case 6:

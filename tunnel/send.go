@@ -384,11 +384,11 @@ func (p *peer) flushStaged() {
 	var bytes uint64
 	data, exhausted := false, false
 	var over pmtuScratch // packets over the path MTU (pmtu.go), rare here
-	lim := 0
-	if e.l2 == nil {
-		lim = e.pathMTULimit(p, ep, now)
-		mtu = paddingCap(mtu, lim)
+	if e.l2 != nil {
+		mtu = e.framePaddingMTU()
 	}
+	lim := e.pathMTULimit(p, ep, now)
+	mtu = paddingCap(mtu, lim)
 	for i, b := range staged[:n] {
 		if lim != 0 && b.n > lim && e.overPathMTU(&over, b.b[Offset:Offset+b.n], lim) {
 			continue // b goes back to the pool below

@@ -15,6 +15,10 @@ package tunnel
 //     other frames as sendPeerBatch does for IP packets; one bound locally
 //     is dropped (DropLocalDestination); a group or unknown one is flooded:
 //     a copy to every peer, each peer's copies in one Send (sendBuffers).
+//  4. A frame over the path MTU toward its peer (pmtu.go; for a flood the
+//     lowest of all peers') is dropped (DropPathMTU) and, when it holds an
+//     IPv4 packet with DF or an IPv6 packet, answered with ICMP in an
+//     Ethernet frame written to the TAP (overPathMTUFrame, T4).
 //
 // In, on receiveLoop (inboundFrame), per authenticated payload:
 //
@@ -108,6 +112,77 @@ func (e *Engine) framePaddingMTU() int {
 	return mtu + frameHeaderSize + ethHeaderSize
 }
 
+// fullInnerMTU is the plaintext of the largest packet or frame the adapter
+// gives: its MTU, and in layer 2 mode the frame header, the Ethernet
+// header and one VLAN tag more. A path MTU that leaves at least this much
+// lowers nothing (pmtu.go).
+func (e *Engine) fullInnerMTU() int {
+	mtu := e.adapter.MTU()
+	if e.l2 != nil && mtu > 0 {
+		mtu += FrameOverhead
+	}
+	return mtu
+}
+
+// maxReplyFrame is the largest ICMP reply frame: an Ethernet header with
+// two VLAN tags and the largest reply writeTooBig writes.
+const maxReplyFrame = ethHeaderSize + maxVLANTags*vlanTagSize + icmpv6MaxReply
+
+// overPathMTUFrame is overPathMTU for layer 2 (T4): payload, a frame
+// header and a frame read from the TAP, is over lim, a path MTU in bytes
+// of plaintext. The frame is dropped and counted (DropPathMTU); when it
+// holds an IPv4 packet with DF or an IPv6 packet (writeTooBig's rules),
+// the ICMP reply goes into s inside an Ethernet frame from the frame's
+// destination MAC to its source, with its VLAN tags, carrying as MTU what
+// an IP packet may have in such a frame. It reports true: the frame was
+// handled.
+func (e *Engine) overPathMTUFrame(s *pmtuScratch, payload []byte, lim int) bool {
+	e.drops.add(DropPathMTU, 1)
+	frame := payload[frameHeaderSize:]
+	hdr, et, ok := frameL3(frame)
+	if !ok || et != etherTypeIPv4 && et != etherTypeIPv6 {
+		return true
+	}
+	off := e.adapterOffset()
+	if s.n == len(s.replies) {
+		s.replies = append(s.replies, make([]byte, off+maxReplyFrame))
+	}
+	r := s.replies[s.n]
+	r = r[:cap(r)]
+	if len(r) < off+maxReplyFrame {
+		return true // a buffer made for IP packets: not in layer 2 mode
+	}
+	out := r[off:]
+	k := writeTooBig(out[hdr:], frame[hdr:], lim-frameHeaderSize-hdr)
+	if k == 0 {
+		return true
+	}
+	copy(out[0:6], frame[6:12])
+	copy(out[6:12], frame[0:6])
+	copy(out[12:hdr], frame[12:hdr])
+	s.replies[s.n] = r[:off+hdr+k]
+	s.n++
+	return true
+}
+
+// floodLimit returns the lowest path MTU of the peers ps (0: none
+// lowered), probing each whose probe is due as a unicast send would.
+func (e *Engine) floodLimit(ps []*peer, now time.Duration) int {
+	lim := 0
+	for _, p := range ps {
+		if p.pmtu.inner.Load() == 0 {
+			continue
+		}
+		p.mu.Lock()
+		ep := p.endpoint
+		p.mu.Unlock()
+		if l := e.pathMTULimit(p, ep, now); l != 0 && (lim == 0 || l < lim) {
+			lim = l
+		}
+	}
+	return lim
+}
+
 // processOutboundL2 switches the n frames read from the TAP into o.
 func (e *Engine) processOutboundL2(o *outbound, n int) {
 	l := e.l2
@@ -151,7 +226,25 @@ func (e *Engine) processOutboundL2(o *outbound, n int) {
 	}
 	mtu := e.framePaddingMTU()
 	if len(flood) > 0 {
-		for _, p := range e.peerList() {
+		peers := e.peerList()
+		if lim := e.floodLimit(peers, now); lim != 0 {
+			// A flooded frame must fit every peer's path: the sender
+			// learns the lowest.
+			kept := flood[:0]
+			for _, i := range flood {
+				if o.sizes[i] > lim {
+					e.overPathMTUFrame(&o.pmtu, o.bufs[i][Offset:Offset+o.sizes[i]], lim)
+					continue
+				}
+				kept = append(kept, i)
+			}
+			flood = kept
+			e.finishPathMTU(&o.pmtu, e.adapterOf(o.pipe))
+		}
+		if len(flood) == 0 {
+			peers = nil
+		}
+		for _, p := range peers {
 			bufs := sc.bufs[:0]
 			for _, i := range flood {
 				bufs = append(bufs, e.copyBuffer(o.bufs[i][Offset:Offset+o.sizes[i]]))
@@ -200,7 +293,18 @@ func (e *Engine) sendBuffers(p *peer, bufs []*packetBuffer, sc *frameScratch, no
 	group := sc.group[:0]
 	var bytes uint64
 	exhausted := false
+	lim := e.pathMTULimit(p, ep, now) // 0 unless lowered (pmtu.go)
+	mtu = paddingCap(mtu, lim)
 	for i, b := range bufs {
+		if lim != 0 && b.n > lim {
+			// Over this peer's path (a flood checked every peer's
+			// before): only a hub's forwarded frame, whose sender is
+			// not on the TAP to be told.
+			e.drops.add(DropPathMTU, 1)
+			e.pool.put(b)
+			bufs[i] = nil
+			continue
+		}
 		m, err := kp.Seal(b.b, b.n, mtu)
 		if err != nil {
 			exhausted = true // ErrRejectAfterMessages: stage for the next session

@@ -681,3 +681,110 @@ func TestL2SetAllowedMACs(t *testing.T) {
 		t.Error("SetForward(true) left Forward off")
 	}
 }
+
+// vlanFrame is ethFrame with one 802.1Q tag (VLAN id) before etherType.
+func vlanFrame(dst, src mactable.MAC, id uint16, etherType uint16, payload []byte) []byte {
+	tagged := binary.BigEndian.AppendUint16(nil, id)
+	tagged = binary.BigEndian.AppendUint16(tagged, etherType)
+	return ethFrame(dst, src, etherTypeVLAN, append(tagged, payload...))
+}
+
+// TestT4FrameOverPathMTU: a TAP whose MTU is the LAN's 1500 on a path
+// that carries 1500-byte datagrams (1440 bytes of plaintext over IPv4).
+// The first full frame fails in the transport and lowers the peer's path
+// MTU; then each frame over it is dropped and counted, and an IPv4 packet
+// with DF or an IPv6 packet in it is answered on the TAP with ICMP in an
+// Ethernet frame from the destination's MAC to the sender's, with the
+// frame's VLAN tag, carrying the IP MTU such a frame leaves (1440 - 4 -
+// 14, or 4 less tagged). A frame that fits crosses; an IPv4 packet
+// without DF gets no answer; a flooded frame is answered once.
+func TestT4FrameOverPathMTU(t *testing.T) {
+	m := l2Established(t, l2Options{n: 2})
+	a := m.nodes[0]
+	a.ad.mtu = 1500
+	w := a.narrow(1500)
+	big := func(src, dst netip.Addr, df bool) []byte { return testPacket(src, dst, 1500, df) }
+	a.ad.inject(ipFrame(hostMAC(1), hostMAC(0), hostIP(0), hostIP(1), strings.Repeat("x", 1500-28)))
+	m.run()
+	if got := a.e.Drops(DropSendError); got != 1 {
+		t.Fatalf("send_error = %d, want 1 (the frame that met the narrow path)", got)
+	}
+	if inner := m.peerOf(0, 1).pmtu.inner.Load(); inner != 1440 {
+		t.Fatalf("path MTU = %d bytes of plaintext, want 1440", inner)
+	}
+	m.written()
+
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		pkt   []byte
+		hdr   int // Ethernet header and tags
+		reply bool
+	}{
+		{"IPv4 DF", nil, big(hostIP(0), hostIP(1), true), ethHeaderSize, true},
+		{"IPv6", nil, big(hostIP6(0), hostIP6(1), false), ethHeaderSize, true},
+		{"IPv4 DF tagged", nil, big(hostIP(0), hostIP(1), true), ethHeaderSize + vlanTagSize, true},
+		{"IPv4 without DF", nil, big(hostIP(0), hostIP(1), false), ethHeaderSize, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			et := uint16(etherTypeIPv4)
+			if tc.pkt[0]>>4 == 6 {
+				et = etherTypeIPv6
+			}
+			f := ethFrame(hostMAC(1), hostMAC(0), et, tc.pkt)
+			if tc.hdr > ethHeaderSize {
+				f = vlanFrame(hostMAC(1), hostMAC(0), 7, et, tc.pkt)
+			}
+			drops := a.e.Drops(DropPathMTU)
+			a.ad.inject(f)
+			m.run()
+			if got := a.e.Drops(DropPathMTU) - drops; got != 1 {
+				t.Errorf("path_mtu drops = %d, want 1", got)
+			}
+			w := m.written()
+			if len(w[1]) != 0 {
+				t.Errorf("b's TAP got %d frames, want none", len(w[1]))
+			}
+			if !tc.reply {
+				if len(w[0]) != 0 {
+					t.Errorf("a's TAP got %d frames, want no reply", len(w[0]))
+				}
+				return
+			}
+			if len(w[0]) != 1 {
+				t.Fatalf("a's TAP got %d frames, want 1 ICMP reply", len(w[0]))
+			}
+			r := w[0][0]
+			if dst, src := frameMACs(r); dst != hostMAC(0) || src != hostMAC(1) || !bytes.Equal(r[12:tc.hdr], f[12:tc.hdr]) {
+				t.Errorf("reply's Ethernet header %x, want %x with the MACs swapped", r[:tc.hdr], f[:tc.hdr])
+			}
+			checkTooBig(t, r[tc.hdr:], tc.pkt, 1440-frameHeaderSize-tc.hdr)
+		})
+	}
+	if got := a.e.Drops(DropSendError); got != 1 {
+		t.Errorf("send_error = %d, want still 1: nothing over the limit reached the transport", got)
+	}
+
+	fits := ipFrame(hostMAC(1), hostMAC(0), hostIP(0), hostIP(1), strings.Repeat("y", 1422-28))
+	a.ad.inject(fits)
+	m.run()
+	if w := m.written(); len(w[1]) != 1 || !bytes.Equal(w[1][0], fits) || len(w[0]) != 0 {
+		t.Errorf("a frame of the path MTU: b's TAP got %d frames, a's %d; want it at b", len(w[1]), len(w[0]))
+	}
+
+	// Flooded (an unknown destination MAC): answered once, sent nowhere.
+	drops, sent := a.e.Drops(DropPathMTU), m.net.sentTo(outerAddr(1))
+	pkt := big(hostIP(0), hostIP(1), true)
+	a.ad.inject(ethFrame(mactable.MAC{2, 9, 9, 9, 9, 9}, hostMAC(0), etherTypeIPv4, pkt))
+	m.run()
+	w2 := m.written()
+	if got := a.e.Drops(DropPathMTU) - drops; got != 1 || len(w2[0]) != 1 || len(w2[1]) != 0 || m.net.sentTo(outerAddr(1)) != sent {
+		t.Errorf("flooded frame over the path MTU: path_mtu +%d, a's TAP %d frames, b's %d, datagrams +%d; want +1, 1, 0, +0",
+			got, len(w2[0]), len(w2[1]), m.net.sentTo(outerAddr(1))-sent)
+	} else {
+		checkTooBig(t, w2[0][0][ethHeaderSize:], pkt, 1440-frameHeaderSize-ethHeaderSize)
+	}
+	if w.queries.Load() != 0 {
+		t.Errorf("PathMTU asked %d times before the probe interval", w.queries.Load())
+	}
+}
