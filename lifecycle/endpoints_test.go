@@ -357,7 +357,9 @@ func deliver(t *testing.T, from, to *fakes, src, dst netip.Addr, within time.Dur
 		}
 		select {
 		case <-to.adapter.Load().Written():
-			return time.Since(start)
+			d := time.Since(start)
+			synctest.Wait() // what led to the packet, logs included, is done
+			return d
 		case <-tick.C:
 			if d := time.Since(start); d > within {
 				t.Fatalf("no packet from %v to %v through the tunnel in %v", src, dst, d)
