@@ -17,6 +17,7 @@ import (
 
 	"github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/device/tun/tuntest"
+	"github.com/warrenvpn/warren/internal/netlab"
 	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 	"github.com/warrenvpn/warren/transport"
 )
@@ -48,77 +49,40 @@ func (r *sourceRecorder) take() map[netip.AddrPort]int {
 	return m
 }
 
-// TestRO5RO6SourceAddressRoot covers RO6 and RO5 on real sockets (root): the
-// server's namespace has two addresses on its underlay link, and the
-// kernel's choice toward the client is the first (the second is an IPv4
-// secondary address, or a deprecated IPv6 one). The client knows the server only by the second. Pings through the
-// tunnel are echoed by the server's host, and every datagram the client's
-// socket receives from the server, handshake response, echoes and
-// keepalives, comes from the second address (RO6). Then the second address
-// is removed under traffic: the server's next send from it fails, goes from
-// the first instead, the client authenticates it and moves its endpoint
-// there (RO1), and the echoes resume, within the server's 1 s persistent
-// keepalive (RO5). IPv4 and IPv6.
-func TestRO5RO6SourceAddressRoot(t *testing.T) {
-	for _, family := range []string{"ipv4", "ipv6"} {
-		t.Run(family, func(t *testing.T) { testSourceAddressRoot(t, family) })
-	}
+// echoLab is a client and a server engine on real sockets in the two
+// namespaces of a lab, with memory adapters: the client's host pings the
+// server's through the tunnel every 20 ms, counting up, and the server's
+// host echoes every UDP packet. The client's transport counts the senders
+// of what it receives.
+type echoLab struct {
+	t                        *testing.T
+	lab                      *netlab.Lab
+	family                   string
+	clientAddr, serverAddr   netip.Addr // on the lab's link
+	clientInner, serverInner netip.Addr
+	client, server           *Engine
+	serverPort               uint16
+	rec                      *sourceRecorder
+
+	mu           sync.Mutex // guards sent and echoed
+	sent, echoed int
 }
 
-func testSourceAddressRoot(t *testing.T, family string) {
-	lab := netlabtest.NewLab(t, 0)
-	clientAddr, first := lab.AddrA.Addr(), lab.AddrB.Addr()
-	second := netip.MustParsePrefix("198.18.0.12/24")
-	clientInner, serverInner := netip.MustParseAddr("198.19.0.1"), netip.MustParseAddr("198.19.0.2")
+// newEchoLab makes the lab; setup runs before the engines start, and the
+// client's peer has the endpoint serverEndpoint returns given the server's
+// port.
+func newEchoLab(t *testing.T, family string, setup func(l *echoLab), serverEndpoint func(l *echoLab) netip.Addr) *echoLab {
+	l := &echoLab{t: t, family: family, lab: netlabtest.NewLab(t, 0), echoed: -1}
+	l.clientAddr, l.serverAddr = l.lab.AddrA.Addr(), l.lab.AddrB.Addr()
+	l.clientInner, l.serverInner = netip.MustParseAddr("198.19.0.1"), netip.MustParseAddr("198.19.0.2")
 	if family == "ipv6" {
-		clientAddr, first = lab.Addr6A.Addr(), lab.Addr6B.Addr()
-		second = netip.MustParsePrefix("fd00:7761::12/64")
-		clientInner, serverInner = netip.MustParseAddr("fd00:7761:1::1"), netip.MustParseAddr("fd00:7761:1::2")
+		l.clientAddr, l.serverAddr = l.lab.Addr6A.Addr(), l.lab.Addr6B.Addr()
+		l.clientInner, l.serverInner = netip.MustParseAddr("fd00:7761:1::1"), netip.MustParseAddr("fd00:7761:1::2")
 	}
-	h := lab.B.Handle()
-	link, err := h.LinkByName(lab.LinkB)
-	if err != nil {
-		t.Fatal(err)
+	if setup != nil {
+		setup(l)
 	}
-	secondAddr := &netlink.Addr{IPNet: prefixNet(second), Flags: unix.IFA_F_NODAD}
-	if family == "ipv6" {
-		// Linux picks the newest of two addresses in one /64: deprecate
-		// the second (preferred lifetime 0, valid for ever) so that the
-		// kernel's choice is the first; it still takes and sends traffic.
-		secondAddr.PreferedLft, secondAddr.ValidLft = 0, math.MaxUint32
-	}
-	if err := h.AddrAdd(link, secondAddr); err != nil {
-		t.Fatal(err)
-	}
-	if err := lab.B.WaitLocal(second.Addr()); err != nil {
-		t.Fatal(err)
-	}
-
-	// The kernel's own choice toward the client is the first address, so
-	// only a source set per datagram makes the second one appear.
-	var chosen netip.Addr
-	if err := lab.B.Do(func() error {
-		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(clientAddr, 9)))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		chosen = c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if chosen != first {
-		t.Fatalf("the kernel's source toward %v is %v, want %v", clientAddr, chosen, first)
-	}
-
-	type side struct {
-		e   *Engine
-		mem *tuntest.Memory
-		key crypto.PrivateKey
-	}
-	var rec *sourceRecorder
-	mk := func(do func(func() error) error, record bool) side {
+	mk := func(do func(func() error) error, record bool) (*Engine, *tuntest.Memory, crypto.PrivateKey, uint16) {
 		var udp *transport.UDP
 		if err := do(func() (err error) {
 			udp, err = transport.Listen(transport.Options{})
@@ -126,45 +90,44 @@ func testSourceAddressRoot(t *testing.T, family string) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		s := side{mem: tuntest.NewMemory(tuntest.MemoryOptions{})}
-		s.key, _ = crypto.NewPrivateKey(rand.Reader)
+		mem := tuntest.NewMemory(tuntest.MemoryOptions{})
+		key, _ := crypto.NewPrivateKey(rand.Reader)
 		var tr Transport = udp
 		if record {
-			rec = &sourceRecorder{UDP: udp, from: make(map[netip.AddrPort]int)}
-			tr = rec
+			l.rec = &sourceRecorder{UDP: udp, from: make(map[netip.AddrPort]int)}
+			tr = l.rec
 		}
-		s.e = New(s.mem, tr, Options{})
+		e := New(mem, tr, Options{})
 		t.Cleanup(func() {
-			if err := s.e.Close(); err != nil {
+			if err := e.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}
 		})
-		return s
+		return e, mem, key, udp.Port()
 	}
-	server, client := mk(lab.B.Do, false), mk(lab.A.Do, true)
-	serverPort := server.e.transport().(*transport.UDP).Port()
-	if err := server.e.SetConfig(Config{PrivateKey: server.key, Peers: []PeerConfig{{
-		PublicKey:           client.key.PublicKey(),
-		AllowedIPs:          []netip.Prefix{netip.PrefixFrom(clientInner, clientInner.BitLen())},
+	server, serverMem, serverKey, serverPort := mk(l.lab.B.Do, false)
+	client, clientMem, clientKey, _ := mk(l.lab.A.Do, true)
+	l.server, l.client, l.serverPort = server, client, serverPort
+	if err := server.SetConfig(Config{PrivateKey: serverKey, Peers: []PeerConfig{{
+		PublicKey:           clientKey.PublicKey(),
+		AllowedIPs:          []netip.Prefix{netip.PrefixFrom(l.clientInner, l.clientInner.BitLen())},
 		PersistentKeepalive: time.Second,
 	}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := client.e.SetConfig(Config{PrivateKey: client.key, Peers: []PeerConfig{{
-		PublicKey:  server.key.PublicKey(),
-		Endpoint:   netip.AddrPortFrom(second.Addr(), serverPort),
-		AllowedIPs: []netip.Prefix{netip.PrefixFrom(serverInner, serverInner.BitLen())},
+	if err := client.SetConfig(Config{PrivateKey: clientKey, Peers: []PeerConfig{{
+		PublicKey:  serverKey.PublicKey(),
+		Endpoint:   netip.AddrPortFrom(serverEndpoint(l), serverPort),
+		AllowedIPs: []netip.Prefix{netip.PrefixFrom(l.serverInner, l.serverInner.BitLen())},
 	}}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []side{server, client} {
-		if err := s.e.Up(); err != nil {
+	for _, e := range []*Engine{server, client} {
+		if err := e.Up(); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	// The server's host echoes every UDP packet; the client's pings every
-	// 20 ms, counting up, and notes the highest echo.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	t.Cleanup(wg.Wait)
@@ -174,18 +137,16 @@ func testSourceAddressRoot(t *testing.T, family string) {
 			select {
 			case <-stop:
 				return
-			case pkt, ok := <-server.mem.Written():
+			case pkt, ok := <-serverMem.Written():
 				if !ok {
 					return
 				}
 				if src, dst, payload, ok := tuntest.ParseUDP(pkt); ok {
-					server.mem.Inject(tuntest.UDPPacket(dst, src, payload))
+					serverMem.Inject(tuntest.UDPPacket(dst, src, payload))
 				}
 			}
 		}
 	})
-	var mu sync.Mutex // guards sent and echoed
-	sent, echoed := 0, -1
 	wg.Go(func() {
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
@@ -193,83 +154,214 @@ func testSourceAddressRoot(t *testing.T, family string) {
 			select {
 			case <-stop:
 				return
-			case pkt, ok := <-client.mem.Written():
+			case pkt, ok := <-clientMem.Written():
 				if !ok {
 					return
 				}
 				if _, _, payload, ok := tuntest.ParseUDP(pkt); ok {
 					if n, err := strconv.Atoi(strings.TrimPrefix(string(payload), "ping ")); err == nil {
-						mu.Lock()
-						echoed = max(echoed, n)
-						mu.Unlock()
+						l.mu.Lock()
+						l.echoed = max(l.echoed, n)
+						l.mu.Unlock()
 					}
 				}
 			case <-tick.C:
-				mu.Lock()
-				n := sent
-				sent++
-				mu.Unlock()
-				client.mem.Inject(tuntest.UDPPacket(netip.AddrPortFrom(clientInner, 1000),
-					netip.AddrPortFrom(serverInner, 2000), fmt.Appendf(nil, "ping %d", n)))
+				l.mu.Lock()
+				n := l.sent
+				l.sent++
+				l.mu.Unlock()
+				clientMem.Inject(tuntest.UDPPacket(netip.AddrPortFrom(l.clientInner, 1000),
+					netip.AddrPortFrom(l.serverInner, 2000), fmt.Appendf(nil, "ping %d", n)))
 			}
 		}
 	})
-	// echoAfter waits until a ping sent after now is echoed and returns how
-	// long that took.
-	echoAfter := func(what string, limit time.Duration) time.Duration {
-		t.Helper()
-		mu.Lock()
-		from := sent
-		mu.Unlock()
-		start := time.Now()
-		for time.Since(start) < limit {
-			mu.Lock()
-			ok := echoed >= from
-			mu.Unlock()
-			if ok {
-				return time.Since(start)
-			}
-			time.Sleep(5 * time.Millisecond)
+	return l
+}
+
+// echoAfter waits until a ping sent from now on is echoed and returns how
+// long that took.
+func (l *echoLab) echoAfter(what string, limit time.Duration) time.Duration {
+	l.t.Helper()
+	l.mu.Lock()
+	from := l.sent
+	l.mu.Unlock()
+	start := time.Now()
+	for time.Since(start) < limit {
+		l.mu.Lock()
+		ok := l.echoed >= from
+		l.mu.Unlock()
+		if ok {
+			return time.Since(start)
 		}
-		t.Fatalf("%s: no echo within %v (client drops %v, server drops %v)", what, limit, client.e.DropCounts(), server.e.DropCounts())
-		return 0
+		time.Sleep(5 * time.Millisecond)
 	}
+	l.t.Fatalf("%s: no echo within %v (client drops %v, server drops %v)", what, limit, l.client.DropCounts(), l.server.DropCounts())
+	return 0
+}
 
-	secondEP, firstEP := netip.AddrPortFrom(second.Addr(), serverPort), netip.AddrPortFrom(first, serverPort)
-	echoAfter("first echo", 10*time.Second)
-	time.Sleep(1200 * time.Millisecond) // more echoes, and a keepalive of the server's
-	echoAfter("echo", 5*time.Second)
-	from := rec.take()
-	if len(from) != 1 || from[secondEP] == 0 {
-		t.Fatalf("RO6: the client received from %v, want only %v", from, secondEP)
+// addAddr adds p to ns's link (without duplicate address detection;
+// deprecated, so that the kernel never picks it by itself).
+func (l *echoLab) addAddr(ns *netlab.Namespace, linkName string, p netip.Prefix, deprecated bool) (*netlink.Addr, netlink.Link) {
+	l.t.Helper()
+	h := ns.Handle()
+	link, err := h.LinkByName(linkName)
+	if err != nil {
+		l.t.Fatal(err)
 	}
-	t.Logf("RO6: the client received %d datagrams, all from %v", from[secondEP], secondEP)
-	sp := server.e.peerList()[0]
-	if ep := sp.currentEndpoint(); ep.Addr().Unmap() != clientAddr {
-		t.Fatalf("server's endpoint of the client is %v, want %v", ep, clientAddr)
+	a := &netlink.Addr{IPNet: prefixNet(p), Flags: unix.IFA_F_NODAD}
+	if deprecated {
+		a.PreferedLft, a.ValidLft = 0, math.MaxUint32 // valid for ever
 	}
+	if err := h.AddrAdd(link, a); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := ns.WaitLocal(p.Addr()); err != nil {
+		l.t.Fatal(err)
+	}
+	return a, link
+}
 
-	// RO5: the second address goes under traffic.
-	if err := h.AddrDel(link, secondAddr); err != nil {
+// kernelSource returns the kernel's own source address in ns toward dst.
+func kernelSource(t *testing.T, ns *netlab.Namespace, dst netip.Addr) netip.Addr {
+	t.Helper()
+	var chosen netip.Addr
+	if err := ns.Do(func() error {
+		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, 9)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		chosen = c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
-	took := echoAfter("RO5: after the second address went", 10*time.Second)
-	t.Logf("RO5: echoes resumed %v after the second address went", took)
-	echoAfter("echo", 5*time.Second)
-	from = rec.take()
-	if from[firstEP] == 0 {
-		t.Errorf("RO5: the client received from %v, want from %v", from, firstEP)
+	return chosen
+}
+
+// localOf returns p's source address.
+func localOf(p *peer) netip.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.local
+}
+
+// TestRO5RO6SourceAddressRoot covers RO6 and RO5 on real sockets (root): the
+// server's namespace has two addresses on its underlay link, and the
+// kernel's choice toward the client is the first (the second is an IPv4
+// secondary address, or a deprecated IPv6 one, as Linux would pick the
+// newer of two in one /64). The client knows the server only by the
+// second. Every datagram the client's socket receives from the server,
+// handshake response, echoes and keepalives, comes from the second address
+// (RO6). Then the second address is removed under traffic: the server's
+// next send from it fails, goes from the first instead, the client
+// authenticates it and moves its endpoint there (RO1), and the echoes
+// resume, within the server's 1 s persistent keepalive (RO5). IPv4 and
+// IPv6.
+func TestRO5RO6SourceAddressRoot(t *testing.T) {
+	for _, family := range []string{"ipv4", "ipv6"} {
+		t.Run(family, func(t *testing.T) {
+			second := netip.MustParsePrefix("198.18.0.12/24")
+			if family == "ipv6" {
+				second = netip.MustParsePrefix("fd00:7761::12/64")
+			}
+			var secondAddr *netlink.Addr
+			var link netlink.Link
+			l := newEchoLab(t, family, func(l *echoLab) {
+				secondAddr, link = l.addAddr(l.lab.B, l.lab.LinkB, second, family == "ipv6")
+				if got := kernelSource(t, l.lab.B, l.clientAddr); got != l.serverAddr {
+					t.Fatalf("the kernel's source toward %v is %v, want %v", l.clientAddr, got, l.serverAddr)
+				}
+			}, func(*echoLab) netip.Addr { return second.Addr() })
+			secondEP := netip.AddrPortFrom(second.Addr(), l.serverPort)
+			firstEP := netip.AddrPortFrom(l.serverAddr, l.serverPort)
+
+			l.echoAfter("first echo", 10*time.Second)
+			time.Sleep(1200 * time.Millisecond) // more echoes, and a keepalive of the server's
+			l.echoAfter("echo", 5*time.Second)
+			from := l.rec.take()
+			if len(from) != 1 || from[secondEP] == 0 {
+				t.Fatalf("RO6: the client received from %v, want only %v", from, secondEP)
+			}
+			t.Logf("RO6: the client received %d datagrams, all from %v", from[secondEP], secondEP)
+			sp := l.server.peerList()[0]
+			if ep := sp.currentEndpoint(); ep.Addr().Unmap() != l.clientAddr {
+				t.Fatalf("server's endpoint of the client is %v, want %v", ep, l.clientAddr)
+			}
+
+			// RO5: the second address goes under traffic.
+			if err := l.lab.B.Handle().AddrDel(link, secondAddr); err != nil {
+				t.Fatal(err)
+			}
+			took := l.echoAfter("RO5: after the second address went", 10*time.Second)
+			t.Logf("RO5: echoes resumed %v after the second address went", took)
+			l.echoAfter("echo", 5*time.Second)
+			from = l.rec.take()
+			if from[firstEP] == 0 {
+				t.Errorf("RO5: the client received from %v, want from %v", from, firstEP)
+			}
+			if ep := l.client.peerList()[0].currentEndpoint(); ep != firstEP {
+				t.Errorf("RO5: the client's endpoint of the server is %v, want %v", ep, firstEP)
+			}
+			if local := localOf(sp); local != l.serverAddr {
+				t.Errorf("RO5: the server sends from %v, want %v (learnt again)", local, l.serverAddr)
+			}
+			if took > 3*time.Second {
+				t.Errorf("RO5: recovery took %v, want within the 1 s keepalive and a few pings", took)
+			}
+		})
 	}
-	if ep := client.e.peerList()[0].currentEndpoint(); ep != firstEP {
-		t.Errorf("RO5: the client's endpoint of the server is %v, want %v", ep, firstEP)
-	}
-	sp.mu.Lock()
-	local := sp.local
-	sp.mu.Unlock()
-	if local != first {
-		t.Errorf("RO5: the server sends from %v, want %v (learnt again)", local, first)
-	}
-	if took > 3*time.Second {
-		t.Errorf("RO5: recovery took %v, want within the 1 s keepalive and a few pings", took)
+}
+
+// TestRO8RouteChangeRoot covers RO8 on real sockets (root): mid-session a
+// preferred route toward the server with a new source address appears in
+// the client's namespace (a third address, and a host route to the server
+// naming it as the source). Within the 2 s between the client's looks at
+// the kernel's choice, the client forgets the source it had learnt and
+// sends from the new one; the server authenticates that and moves its view
+// of the client's endpoint there (RO1), its echoes follow, and the client
+// learns the new address as its source. IPv4 and IPv6.
+func TestRO8RouteChangeRoot(t *testing.T) {
+	for _, family := range []string{"ipv4", "ipv6"} {
+		t.Run(family, func(t *testing.T) {
+			l := newEchoLab(t, family, nil, func(l *echoLab) netip.Addr { return l.serverAddr })
+			l.echoAfter("first echo", 10*time.Second)
+			cp, sp := l.client.peerList()[0], l.server.peerList()[0]
+			if local := localOf(cp); local != l.clientAddr {
+				t.Fatalf("the client sends from %v, want %v", local, l.clientAddr)
+			}
+
+			moved := netip.MustParsePrefix("198.18.0.21/24")
+			if family == "ipv6" {
+				moved = netip.MustParsePrefix("fd00:7761::21/64")
+			}
+			_, link := l.addAddr(l.lab.A, l.lab.LinkA, moved, true)
+			route := &netlink.Route{
+				LinkIndex: link.Attrs().Index,
+				Dst:       prefixNet(netip.PrefixFrom(l.serverAddr, l.serverAddr.BitLen())),
+				Src:       moved.Addr().AsSlice(),
+				Scope:     netlink.SCOPE_LINK,
+			}
+			if err := l.lab.A.Handle().RouteAdd(route); err != nil {
+				t.Fatalf("add route %v: %v", route, err)
+			}
+			if got := kernelSource(t, l.lab.A, l.serverAddr); got != moved.Addr() {
+				t.Fatalf("the kernel's source toward %v is %v, want %v", l.serverAddr, got, moved.Addr())
+			}
+			start := time.Now()
+			want := netip.AddrPortFrom(moved.Addr(), cp.e.transport().(*sourceRecorder).Port())
+			for sp.currentEndpoint() != want {
+				if time.Since(start) > 3*sourceCheckInterval {
+					t.Fatalf("RO8: the server's endpoint of the client is still %v after %v, want %v",
+						sp.currentEndpoint(), time.Since(start), want)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			t.Logf("RO8: the server saw the client at %v %v after the route appeared", want, time.Since(start))
+			l.echoAfter("RO8: echo after the move", 5*time.Second)
+			if local := localOf(cp); local != moved.Addr() {
+				t.Errorf("RO8: the client sends from %v, want %v", local, moved.Addr())
+			}
+		})
 	}
 }
