@@ -309,7 +309,8 @@ func TestPathMTUAllocs(t *testing.T) {
 		e.finishPathMTU(&s, p.a.ad)
 	}
 	run()
-	if a := testing.AllocsPerRun(100, run); a != 0 {
+	// Under the race detector sync.Pool drops buffers at random.
+	if a := testing.AllocsPerRun(100, run); a != 0 && !raceEnabled {
 		t.Errorf("%v allocations per run, want 0", a)
 	}
 	if out := e.pool.out.Load(); out != 0 {
