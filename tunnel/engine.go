@@ -104,8 +104,8 @@ type Layer2 struct {
 // is taken under peer.mu only with peer.handshake held (Clear,
 // SetPresharedKey); Engine.rand comes after it (a handshake reads
 // randomness). Engine.peers, the allowed-IPs table's lock, Engine.jitter,
-// Engine.rand, Engine.fatal, rateLimiter.mu and rateLimitedLog.mu are
-// leaves: nothing is taken while one is held.
+// Engine.rand, Engine.fatal, rateLimiter.mu, rateLimitedLog.mu and a peer's
+// pathMTU.mu are leaves: nothing is taken while one is held.
 //
 // The send and receive loops take only peer.mu, indexTable.mu and leaves
 // other than Engine.rand, each briefly; the receive loop also takes a
