@@ -6,6 +6,8 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -364,4 +366,120 @@ func TestRO8RouteChangeRoot(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRO7SecondUplinkRoot covers RO7 on real sockets (root): the server
+// has a second link to the client's namespace (a second uplink), while
+// its default route, and its connected route to the client's address, go
+// over the first; its policy routing sends what leaves from the second
+// link's address over the second link, as an operator of two uplinks sets
+// it up. The client reaches the server at the second link's address, from
+// its first link's address. Every datagram the client receives from the
+// server comes from the second link's address, and over the second link:
+// the kernel's own choice would have been the first link's address over
+// the first link. IPv4 and IPv6.
+func TestRO7SecondUplinkRoot(t *testing.T) {
+	for _, family := range []string{"ipv4", "ipv6"} {
+		t.Run(family, func(t *testing.T) {
+			clientUp2, serverUp2 := netip.MustParsePrefix("198.18.4.1/24"), netip.MustParsePrefix("198.18.4.2/24")
+			if family == "ipv6" {
+				clientUp2, serverUp2 = netip.MustParsePrefix("fd00:7761:4::1/64"), netip.MustParsePrefix("fd00:7761:4::2/64")
+			}
+			const linkA2, linkB2 = "veth-a2", "veth-b2"
+			l := newEchoLab(t, family, func(l *echoLab) {
+				ns, err := os.Open(filepath.Join("/run/netns", l.lab.B.Name()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer ns.Close()
+				if err := l.lab.A.Handle().LinkAdd(&netlink.Veth{
+					LinkAttrs:     netlink.LinkAttrs{Name: linkA2},
+					PeerName:      linkB2,
+					PeerNamespace: netlink.NsFd(ns.Fd()),
+				}); err != nil {
+					t.Fatalf("add veth pair %s/%s: %v", linkA2, linkB2, err)
+				}
+				a2 := l.up(l.lab.A, linkA2, clientUp2)
+				b2 := l.up(l.lab.B, linkB2, serverUp2)
+				b1, err := l.lab.B.Handle().LinkByName(l.lab.LinkB)
+				if err != nil {
+					t.Fatal(err)
+				}
+				host := func(a netip.Addr) *net.IPNet { return prefixNet(netip.PrefixFrom(a, a.BitLen())) }
+				for _, c := range []struct {
+					ns *netlab.Namespace
+					r  *netlink.Route
+				}{
+					// The client reaches the server's second address over
+					// its second link, from its first link's address.
+					{l.lab.A, &netlink.Route{LinkIndex: a2.Attrs().Index, Dst: host(serverUp2.Addr()), Src: l.clientAddr.AsSlice(), Scope: netlink.SCOPE_LINK}},
+					// The server's default route is its first link.
+					{l.lab.B, &netlink.Route{LinkIndex: b1.Attrs().Index, Gw: l.clientAddr.AsSlice()}},
+					// Its table 100 goes over the second link.
+					{l.lab.B, &netlink.Route{LinkIndex: b2.Attrs().Index, Dst: host(l.clientAddr), Gw: clientUp2.Addr().AsSlice(), Table: 100}},
+				} {
+					if err := c.ns.Handle().RouteAdd(c.r); err != nil {
+						t.Fatalf("add route %v: %v", c.r, err)
+					}
+				}
+				rule := netlink.NewRule()
+				rule.Src, rule.Table, rule.Priority = host(serverUp2.Addr()), 100, 100
+				rule.Family = unix.AF_INET
+				if family == "ipv6" {
+					rule.Family = unix.AF_INET6
+				}
+				if err := l.lab.B.Handle().RuleAdd(rule); err != nil {
+					t.Fatalf("add rule %v: %v", rule, err)
+				}
+				if got := kernelSource(t, l.lab.B, l.clientAddr); got != l.serverAddr {
+					t.Fatalf("the kernel's source toward %v is %v, want %v", l.clientAddr, got, l.serverAddr)
+				}
+			}, func(*echoLab) netip.Addr { return serverUp2.Addr() })
+			l.echoAfter("first echo", 10*time.Second)
+			rxA1, rxA2 := l.rxPackets(l.lab.LinkA), l.rxPackets(linkA2)
+			l.rec.take()
+			time.Sleep(time.Second)
+			l.echoAfter("echo", 5*time.Second)
+			from := l.rec.take()
+			want := netip.AddrPortFrom(serverUp2.Addr(), l.serverPort)
+			if len(from) != 1 || from[want] == 0 {
+				t.Fatalf("RO7: the client received from %v, want only %v", from, want)
+			}
+			d1, d2 := l.rxPackets(l.lab.LinkA)-rxA1, l.rxPackets(linkA2)-rxA2
+			if d2 < uint64(from[want]) || d1 > 5 {
+				t.Errorf("RO7: %d datagrams arrived; the first link received %d packets, the second %d; want them all over the second", from[want], d1, d2)
+			}
+			t.Logf("RO7: the client received %d datagrams, all from %v and over the second link (%d packets there, %d on the first)", from[want], want, d2, d1)
+		})
+	}
+}
+
+// up puts p on ns's link name and brings it up.
+func (l *echoLab) up(ns *netlab.Namespace, name string, p netip.Prefix) netlink.Link {
+	l.t.Helper()
+	h := ns.Handle()
+	link, err := h.LinkByName(name)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if err := h.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(p), Flags: unix.IFA_F_NODAD}); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := ns.WaitLocal(p.Addr()); err != nil {
+		l.t.Fatal(err)
+	}
+	return link
+}
+
+// rxPackets returns how many packets the client's link name received.
+func (l *echoLab) rxPackets(name string) uint64 {
+	l.t.Helper()
+	link, err := l.lab.A.Handle().LinkByName(name)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return link.Attrs().Statistics.RxPackets
 }
