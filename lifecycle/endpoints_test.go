@@ -256,6 +256,7 @@ func (b *syncBuffer) String() string {
 // synctest, on the bubble's clock.
 type dynPair struct {
 	cli, srv       *fakes
+	cliTun         *lifecycle.Tunnel
 	srvKey         wgcrypto.PublicKey
 	names          *nameServer
 	log            *syncBuffer
@@ -284,6 +285,7 @@ func newDynPair(t *testing.T, cliAddr, srvAddr netip.Addr, opts func(*lifecycle.
 	}
 	p.names.set(dynName, srvAddr)
 	clock := bubbleClock{time.Now()}
+	var last *lifecycle.Tunnel
 	up := func(addr netip.Addr, text string, args []any, adjust func(*lifecycle.Options)) *fakes {
 		f := newFakes(-1)
 		o := f.options(t.TempDir())
@@ -305,6 +307,7 @@ func newDynPair(t *testing.T, cliAddr, srvAddr netip.Addr, opts func(*lifecycle.
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { tun.Close() })
+		last = tun
 		return f
 	}
 	p.srv = up(srvAddr, `[Interface]
@@ -331,6 +334,7 @@ Endpoint = `+dynName+`:51820
 			opts(o)
 		}
 	})
+	p.cliTun = last
 	return p
 }
 
@@ -559,6 +563,26 @@ Endpoint = %s:51820
 		synctest.Wait()
 		if ep := endpointOf(t, f, k.a.String()); ep != at("198.18.0.6") {
 			t.Errorf("endpoint 140 s after the reload = %v, want b.test's new 198.18.0.6:51820", ep)
+		}
+	})
+}
+
+// TestEndpointNameSaved: the running configuration SaveConfig writes keeps
+// a followed endpoint name, not the address it gives now, so that the
+// next start follows the name too.
+func TestEndpointNameSaved(t *testing.T) {
+	leakcheck.Check(t)
+	synctest.Test(t, func(t *testing.T) {
+		p := newDynPair(t, netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2"), nil)
+		deliver(t, p.cli, p.srv, p.innerC, p.innerS, 10*time.Second)
+		if err := p.srv.tr.Load().Move(netip.MustParseAddrPort("198.18.0.3:51820")); err != nil {
+			t.Fatal(err)
+		}
+		p.names.set(dynName, netip.MustParseAddr("198.18.0.3"))
+		deliver(t, p.cli, p.srv, p.innerC, p.innerS, 3*time.Minute)
+		cfg := p.cliTun.RunningConfig()
+		if got, want := cfg.Peers[0].Endpoint, dynName+":51820"; got != want {
+			t.Errorf("RunningConfig's Endpoint after the name moved = %q, want %q", got, want)
 		}
 	})
 }

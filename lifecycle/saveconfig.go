@@ -52,8 +52,9 @@ func (t *Tunnel) withTable(cfg *config.Config) (*config.Config, error) {
 // RunningConfig returns the configuration as it runs now, as wg-quick's
 // SaveConfig writes it: the file's [Interface] as last applied, with the
 // engine's private key, listen port and peers (those added or changed at
-// run time with `wg set` included, endpoints where they are now; a peer
-// whose endpoint name has not resolved keeps its name). A fwmark the
+// run time with `wg set` included, endpoints where they are now, except
+// that a peer whose Endpoint is a host name keeps its name, which warren
+// follows where wg-quick would write the address it found). A fwmark the
 // engine carries only because the routes need it is not written. It is
 // nil for a tunnel of UpDevice.
 func (t *Tunnel) RunningConfig() *config.Config {
@@ -82,6 +83,8 @@ func (t *Tunnel) RunningConfig() *config.Config {
 			PersistentKeepalive: ep.PersistentKeepalive,
 		}
 		switch old := byKey[ep.PublicKey.String()]; {
+		case old != nil && config.IsHostName(old.Endpoint):
+			p.Endpoint = old.Endpoint // followed (endpoints.go): the name is what lasts
 		case ep.Endpoint.IsValid():
 			p.Endpoint = ep.Endpoint.String()
 		case old != nil:
