@@ -788,3 +788,24 @@ func TestT4FrameOverPathMTU(t *testing.T) {
 		t.Errorf("PathMTU asked %d times before the probe interval", w.queries.Load())
 	}
 }
+
+// TestT4FrameReplyAllocs pins the answer to a frame over the path MTU at
+// zero allocations once its reply buffer exists (STYLE "Hot path").
+func TestT4FrameReplyAllocs(t *testing.T) {
+	m := l2Established(t, l2Options{n: 2})
+	a := m.nodes[0]
+	a.ad.discard = true
+	payload := framePayload(ethFrame(hostMAC(1), hostMAC(0), etherTypeIPv4, testPacket(hostIP(0), hostIP(1), 1500, true)))
+	var s pmtuScratch
+	run := func() {
+		a.e.overPathMTUFrame(&s, payload, 1440)
+		if s.n != 1 {
+			t.Fatalf("%d replies queued, want 1", s.n)
+		}
+		a.e.finishPathMTU(&s, a.ad)
+	}
+	run()
+	if n := testing.AllocsPerRun(200, run); n != 0 {
+		t.Errorf("%v allocations per answered frame, want 0", n)
+	}
+}
