@@ -30,12 +30,23 @@ func receiveFrom(tb testing.TB, u *UDP, want int) (eps []netip.AddrPort, locals 
 // 127.0.0.0/8: a datagram to 127.0.0.2 reports that local address, and
 // replies sent from it arrive from it, whether they leave one by one or as a
 // GSO super-datagram; without a source they arrive from the kernel's choice,
-// 127.0.0.1. The same over IPv6 with ::1.
+// 127.0.0.1. The same over IPv6 with ::1, and on an IPv4-only socket
+// (IP_PKTINFO rather than IPV6_PKTINFO).
 func TestSourceAddress(t *testing.T) {
-	for _, offload := range []bool{true, false} {
-		t.Run(fmt.Sprint("offload ", offload), func(t *testing.T) {
-			opts := Options{DisableOffload: !offload}
-			client, server := listenTB(t, opts), listenTB(t, opts)
+	for _, tc := range []struct {
+		offload, dualStack bool
+	}{{true, true}, {false, true}, {true, false}} {
+		t.Run(fmt.Sprintf("offload %v dual-stack %v", tc.offload, tc.dualStack), func(t *testing.T) {
+			opts := Options{DisableOffload: !tc.offload}
+			client := listenTB(t, opts)
+			server, err := listen(opts, tc.dualStack)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { server.Close() })
+			if server.is6 != tc.dualStack {
+				t.Fatalf("dual-stack socket %v, want %v", server.is6, tc.dualStack)
+			}
 			second := netip.MustParseAddr("127.0.0.2")
 			sendAll(t, client, [][]byte{datagram(0, 100)}, netip.AddrPortFrom(second, server.Port()))
 			eps, locals := receiveFrom(t, server, 1)
@@ -68,6 +79,9 @@ func TestSourceAddress(t *testing.T) {
 				}
 			}
 
+			if !tc.dualStack {
+				return
+			}
 			v6 := listenTB(t, opts)
 			sendAll(t, v6, [][]byte{datagram(0, 100)}, loopback(t, server, "ipv6"))
 			eps, locals = receiveFrom(t, server, 1)
@@ -208,6 +222,17 @@ func TestRouteSource(t *testing.T) {
 				t.Errorf("RouteSource(%s) = %v, %v; want %s", tc.dst, got, err, tc.want)
 			}
 		}
+	}
+	u4, err := listen(Options{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u4.Close()
+	if got, err := u4.RouteSource(netip.MustParseAddrPort("127.0.0.2:9")); err != nil || got != netip.MustParseAddr("127.0.0.1") {
+		t.Errorf("IPv4 socket: RouteSource(127.0.0.2:9) = %v, %v; want 127.0.0.1", got, err)
+	}
+	if got, err := u4.RouteSource(netip.MustParseAddrPort("[::1]:9")); err == nil {
+		t.Errorf("IPv4 socket: RouteSource([::1]:9) = %v, want an error", got)
 	}
 	dst := netip.MustParseAddrPort("127.0.0.1:9")
 	if n := testing.AllocsPerRun(50, func() { u.RouteSource(dst) }); n != 0 {
