@@ -301,10 +301,12 @@ type node struct {
 	addr netip.AddrPort // outer address
 	out  *outbound
 	in   *inbound
+	pipe pipeTurns // with -pipelines N, the scratch of each pipeline (pipeline_test.go)
 }
 
 // step moves what is pending on n once and reports whether anything moved.
 func (n *node) step() bool {
+	n.nextPipeline()
 	moved := false
 	if k, _ := n.ad.Read(n.out.bufs, n.out.sizes, Offset); k > 0 {
 		n.e.processOutbound(n.out, k)
@@ -363,6 +365,7 @@ func newNode(t testing.TB, clock *fakeClock, net *stepNet, seed byte, addr netip
 	n.e = newEngine(n.ad, n.tr, Options{Clock: clock, Rand: r, TickInterval: -1})
 	n.out = newOutbound(16)
 	n.in = newInbound(16)
+	n.addPipelines()
 	t.Cleanup(func() { n.e.Close() })
 	return n
 }

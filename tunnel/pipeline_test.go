@@ -3,6 +3,7 @@ package tunnel
 import (
 	"encoding/binary"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/netip"
@@ -418,4 +419,44 @@ func testPipelines(t *testing.T, k int) {
 	if err := a.e.Close(); !errors.Is(err, errQueueLost) {
 		t.Errorf("Close() = %v, want a lost queue", err)
 	}
+}
+
+// harnessPipelines runs the step-driven protocol tests (harness_test.go)
+// with several pipelines: each node's engine gets that many, sharing its
+// adapter and transport, and each step moves its batches through the next
+// pipeline in turn. Tests that replace pipeline 0's transport or adapter
+// (e.tr.Store, e.adapter =) see only a share of the batches through it.
+//
+//	go test ./tunnel -pipelines 4
+var harnessPipelines = flag.Int("pipelines", 1, "pipelines of each engine in the step-driven tests")
+
+// pipeTurns is a node's scratch per pipeline and whose turn it is.
+type pipeTurns struct {
+	outs []*outbound
+	ins  []*inbound
+	turn int
+}
+
+// addPipelines gives n's engine the pipelines -pipelines asks for.
+func (n *node) addPipelines() {
+	n.pipe = pipeTurns{outs: []*outbound{n.out}, ins: []*inbound{n.in}}
+	for i := 1; i < *harnessPipelines; i++ {
+		p := &pipeline{index: i, adapter: n.ad}
+		p.tr.Store(newTransportBox(n.tr)) // one socket, as Transport allows
+		n.e.extra = append(n.e.extra, p)
+		o, in := newOutbound(len(n.out.bufs)), newInbound(len(n.in.bufs))
+		o.pipe, in.pipe = p, p
+		n.pipe.outs = append(n.pipe.outs, o)
+		n.pipe.ins = append(n.pipe.ins, in)
+	}
+	n.e.maxLag = gateLag(n.e.maxBatch())
+}
+
+// nextPipeline makes the next pipeline's scratch n's.
+func (n *node) nextPipeline() {
+	if len(n.pipe.outs) < 2 {
+		return
+	}
+	n.pipe.turn = (n.pipe.turn + 1) % len(n.pipe.outs)
+	n.out, n.in = n.pipe.outs[n.pipe.turn], n.pipe.ins[n.pipe.turn]
 }
