@@ -45,6 +45,25 @@ func (u *UDP) sendError(ep netip.AddrPort, errno unix.Errno) error {
 	return &PathMTUError{Endpoint: ep, MTU: mtu, Err: err}
 }
 
+// overPathMTU reports whether errno from a GSO send to ep is EINVAL because
+// segments of size bytes exceed the kernel's path MTU toward ep, as they do
+// once the path narrowed (the kernel checks the segment size against it):
+// then GSO itself is fine.
+func (u *UDP) overPathMTU(errno unix.Errno, ep netip.AddrPort, size int) bool {
+	if errno != unix.EINVAL {
+		return false
+	}
+	mtu, err := u.PathMTU(ep)
+	if err != nil {
+		return false
+	}
+	hdr := 40 + 8
+	if ep.Addr().Unmap().Is4() {
+		hdr = 20 + 8
+	}
+	return size+hdr > mtu
+}
+
 // PathMTU returns the kernel's path MTU toward ep: the MTU of its route
 // there, lowered by any ICMP error the kernel accepted for that
 // destination and has not yet expired (net.ipv4.route.mtu_expires,

@@ -91,6 +91,19 @@ func TestPathMTU(t *testing.T) {
 			}
 		})
 	}
+	// More GSO runs over the path MTU than gsoEINVALLimit: a kernel
+	// refuses each with EMSGSIZE (this one) or EINVAL (the segment size
+	// checked against the path MTU), which says nothing against GSO.
+	ep4 := netip.MustParseAddrPort("198.18.7.2:9")
+	if !u.overPathMTU(unix.EINVAL, ep4, 1300-28+1) || u.overPathMTU(unix.EINVAL, ep4, 1300-28) || u.overPathMTU(unix.EIO, ep4, 1400) {
+		t.Errorf("overPathMTU does not excuse exactly EINVAL for segments over the path MTU")
+	}
+	for range gsoEINVALLimit + 1 {
+		bufs := [][]byte{make([]byte, 1300), make([]byte, 1300)}
+		if n, err := u.Send(bufs, ep4, netip.Addr{}); n != 0 || err == nil {
+			t.Errorf("Send of 2 x 1300 bytes = %d, %v, want 0 and an error", n, err)
+		}
+	}
 	if gso, _ := u.Offload(); !gso && gsoBefore {
 		t.Errorf("GSO turned off by sends over the path MTU")
 	}

@@ -304,7 +304,7 @@ func (u *UDP) Send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, err
 			if errno == 0 {
 				break
 			}
-			if s.groups[i].count > 1 && u.gsoRefused(errno, local.IsValid()) {
+			if s.groups[i].count > 1 && u.gsoRefused(errno, local.IsValid() || u.overPathMTU(errno, ep, s.groups[i].size)) {
 				// Resend from this message on without GSO.
 				gso, next = false, s.groups[i].start
 				break
@@ -350,14 +350,15 @@ func (u *UDP) write(s *txScratch, from, to int) (sent int, errno unix.Errno, err
 // go again without GSO, and turns GSO off for good where the route or kernel
 // cannot do it. EIO: the device cannot checksum the segments (udp(7)).
 // EINVAL: also a segment larger than the route MTU, so only repeated ones
-// turn GSO off; with a source address (sourced) also that address gone
-// (RO5), so those do not count: the message goes again without GSO, where
-// a gone source fails alone.
-func (u *UDP) gsoRefused(errno unix.Errno, sourced bool) bool {
+// turn GSO off; excused ones do not count: with a source address that
+// address may be gone (RO5), and a segment over the kernel's path MTU
+// (overPathMTU) is refused without GSO too. The message goes again without
+// GSO, where a gone source or an oversize datagram fails alone.
+func (u *UDP) gsoRefused(errno unix.Errno, excused bool) bool {
 	switch errno {
 	case unix.EIO, unix.ENOPROTOOPT, unix.EOPNOTSUPP:
 	case unix.EINVAL:
-		if sourced {
+		if excused {
 			return true
 		}
 		if u.gsoEINVAL.Add(1) < gsoEINVALLimit {
