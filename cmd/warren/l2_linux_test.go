@@ -20,7 +20,7 @@ import (
 // underlay between the gateways is the lab's 198.18.0.0/24.
 const (
 	l2Bridge = "brl2"
-	l2MTU    = 1402 // config.DefaultTAPMTU: the hosts' links match it (no PMTU help yet, T4)
+	l2MTU    = 1402 // config.DefaultTAPMTU: the hosts' links match it (hosts at 1500 need MTU = 1500: TestT4LANMTURoot)
 )
 
 func l2HostIP(site, k int) netip.Prefix {
