@@ -809,3 +809,37 @@ func TestT4FrameReplyAllocs(t *testing.T) {
 		t.Errorf("%v allocations per answered frame, want 0", n)
 	}
 }
+
+// FuzzOverPathMTUFrame feeds arbitrary frames from the TAP over an
+// arbitrary path MTU to the ICMP answer of T4: no panic, and a reply, if
+// any, is a frame from the frame's destination MAC to its source, with
+// its Ethernet header and tags, no longer than maxReplyFrame.
+func FuzzOverPathMTUFrame(f *testing.F) {
+	f.Add(ethFrame(hostMAC(1), hostMAC(0), etherTypeIPv4, testPacket(hostIP(0), hostIP(1), 1500, true)), 1440)
+	f.Add(vlanFrame(hostMAC(1), hostMAC(0), 7, etherTypeIPv6, testPacket(hostIP6(0), hostIP6(1), 1500, false)), 1440)
+	f.Add(ethFrame(hostMAC(1), hostMAC(0), etherTypeQinQ, []byte{0, 1, 0x81, 0, 0, 2, 8, 0}), 100)
+	m := l2Established(f, l2Options{n: 2})
+	e := m.nodes[0].e
+	var s pmtuScratch
+	f.Fuzz(func(t *testing.T, frame []byte, lim int) {
+		if len(frame) < ethHeaderSize || len(frame) > 9000 {
+			return // processOutboundL2 drops these first (frame_size)
+		}
+		payload := framePayload(frame)
+		e.overPathMTUFrame(&s, payload, lim)
+		for _, r := range s.replies[:s.n] {
+			r = r[e.adapterOffset():]
+			if len(r) > maxReplyFrame {
+				t.Fatalf("reply of %d bytes, more than %d", len(r), maxReplyFrame)
+			}
+			hdr, _, _ := frameL3(frame)
+			if !bytes.Equal(r[0:6], frame[6:12]) || !bytes.Equal(r[6:12], frame[0:6]) || !bytes.Equal(r[12:hdr], frame[12:hdr]) {
+				t.Fatalf("reply header %x for frame header %x", r[:hdr], frame[:hdr])
+			}
+		}
+		for i, r := range s.replies[:s.n] {
+			s.replies[i] = r[:cap(r)]
+		}
+		s.n = 0
+	})
+}
