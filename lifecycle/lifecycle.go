@@ -49,6 +49,7 @@ type Tunnel struct {
 	eng        *tunnel.Engine // nil until step 7
 	listenPort uint16
 	pipelines  []tunnel.Pipeline // pipelines after the first (Threads; threads.go)
+	netns      uint64            // the network namespace the run files are named after (rundir.go)
 	preDown    []string          // PreDown hooks, run by the undo stack (Reconfigure may change them)
 	postDown   []string          // PostDown hooks, run by Close after the undo stack
 
@@ -442,7 +443,7 @@ func UpDevice(ctx context.Context, name string, opts Options) (_ *Tunnel, err er
 
 func newTunnel(name string, opts Options) *Tunnel {
 	opts.setDefaults()
-	t := &Tunnel{name: name, opts: opts, log: opts.Logger}
+	t := &Tunnel{name: name, opts: opts, log: opts.Logger, netns: CurrentNetns()}
 	t.res.init()
 	return t
 }

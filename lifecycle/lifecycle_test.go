@@ -249,7 +249,7 @@ func TestRunDir(t *testing.T) {
 			},
 			errText: "already up",
 			want:    func(_, _ []string) []string { return step4 },
-			left:    []string{testName + ".pid"},
+			left:    []string{filepath.Base(lifecycle.PIDFile("", testName))},
 		},
 		{
 			// Issue 14: the pid was reused by a process that is not
@@ -288,9 +288,9 @@ func TestRunDir(t *testing.T) {
 			prepare: func(t *testing.T, dir string) {
 				mkdir(t, lifecycle.JournalFile(dir, testName))
 			},
-			errText: testName + ".host",
+			errText: filepath.Base(lifecycle.JournalFile("", testName)),
 			want:    func(_, _ []string) []string { return step4 },
-			left:    []string{testName + ".host"},
+			left:    []string{filepath.Base(lifecycle.JournalFile("", testName))},
 		},
 		{
 			name: "malformed journal",
@@ -306,11 +306,11 @@ func TestRunDir(t *testing.T) {
 				mkdir(t, lifecycle.PIDFile(dir, testName))
 				writeFile(t, filepath.Join(lifecycle.PIDFile(dir, testName), "x"), "")
 			},
-			errText: testName + ".pid",
+			errText: filepath.Base(lifecycle.PIDFile("", testName)),
 			want: func(_, _ []string) []string {
 				return []string{"resolve peer.test", "hook PreUp: pre wt0", "netlink open", "adapter open wt0 mtu 1420", "adapter close wt0", "netlink close"}
 			},
-			left: []string{testName + ".pid"},
+			left: []string{filepath.Base(lifecycle.PIDFile("", testName))},
 		},
 	}
 	// A clean run gives the calls of every step and of their undo.

@@ -32,7 +32,7 @@ var (
 )
 
 // DefaultRunDir holds one pid file (for `warren down`) and one crash journal
-// per running interface.
+// per running interface and network namespace (rundir.go).
 const DefaultRunDir = "/run/warren"
 
 // Options inject the openers Up and UpDevice use. Every nil or zero field

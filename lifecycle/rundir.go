@@ -1,6 +1,13 @@
 package lifecycle
 
-// The run directory holds, per interface, a pid file and a crash journal.
+// The run directory holds, per interface and network namespace, a pid file
+// and a crash journal. Their names carry the inode of the namespace warren
+// runs in (wg0.net-4026531840.pid), since an interface name is unique only
+// within its namespace: `warren down wg0` in one namespace must not signal
+// the wg0 of another, nor a start there restore another's journal (issue
+// 14). `warren up` and `warren down` of one interface run in the same
+// namespace and so find the same files. Where the namespace cannot be
+// told (no /proc, or not Linux) the names are the interface's alone.
 //
 // The pid file names the running instance by pid and start time (field 22
 // of /proc/PID/stat), so that neither a second `warren up` nor `warren
@@ -30,16 +37,49 @@ import (
 	"github.com/warrenvpn/warren/uapi"
 )
 
-// PIDFile is the path of the pid file of interface name in dir: `warren down`
-// sends SIGTERM to the process it names.
-func PIDFile(dir, name string) string { return filepath.Join(dir, name+".pid") }
+// PIDFile is the path of the pid file of interface name in dir, for the
+// network namespace of the calling thread: `warren down` sends SIGTERM to
+// the process it names.
+func PIDFile(dir, name string) string { return PIDFileIn(dir, name, CurrentNetns()) }
 
-// JournalFile is the path of the crash journal of interface name in dir.
-func JournalFile(dir, name string) string { return filepath.Join(dir, name+".host") }
+// JournalFile is the path of the crash journal of interface name in dir,
+// for the network namespace of the calling thread.
+func JournalFile(dir, name string) string { return JournalFileIn(dir, name, CurrentNetns()) }
 
-func (t *Tunnel) pidFile() string { return PIDFile(t.opts.RunDir, t.name) }
+// PIDFileIn is PIDFile for the network namespace whose inode is netns (0:
+// unknown, the interface's name alone).
+func PIDFileIn(dir, name string, netns uint64) string { return runFile(dir, name, netns, ".pid") }
 
-func (t *Tunnel) journalFile() string { return JournalFile(t.opts.RunDir, t.name) }
+// JournalFileIn is JournalFile for the network namespace whose inode is
+// netns.
+func JournalFileIn(dir, name string, netns uint64) string { return runFile(dir, name, netns, ".host") }
+
+// runFile names a file of interface name in namespace netns. Read from the
+// right, the digits before the extension are the inode and the rest before
+// ".net-" the name, so no two interfaces or namespaces share a file.
+func runFile(dir, name string, netns uint64, ext string) string {
+	if netns == 0 {
+		return filepath.Join(dir, name+ext)
+	}
+	return filepath.Join(dir, name+".net-"+strconv.FormatUint(netns, 10)+ext)
+}
+
+// CurrentNetns returns the inode of the calling thread's network namespace,
+// or 0 where it cannot be told.
+func CurrentNetns() uint64 {
+	for _, p := range []string{"/proc/thread-self/ns/net", "/proc/self/ns/net"} {
+		if ino, err := NetnsInode(p); err == nil {
+			return ino
+		}
+	}
+	return 0
+}
+
+// The Tunnel's files are named after the namespace it was created in: its
+// later steps may run on other threads.
+func (t *Tunnel) pidFile() string { return PIDFileIn(t.opts.RunDir, t.name, t.netns) }
+
+func (t *Tunnel) journalFile() string { return JournalFileIn(t.opts.RunDir, t.name, t.netns) }
 
 // journal is the crash journal's content. host.Journal's fields are inline,
 // so a journal written before the other fields existed still reads.
@@ -60,8 +100,11 @@ func (j *journal) isEmpty() bool {
 // pid file is in dir, and whether there is one: the file names a live
 // process with the start time recorded. A pid file without a start time, or
 // whose process is gone or started at another time, names no instance.
-func Running(dir, name string) (pid int, ok bool) {
-	b, err := os.ReadFile(PIDFile(dir, name))
+func Running(dir, name string) (pid int, ok bool) { return runningAt(PIDFile(dir, name)) }
+
+// runningAt is Running for the pid file at path.
+func runningAt(path string) (pid int, ok bool) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, false
 	}
@@ -88,7 +131,7 @@ func Running(dir, name string) (pid int, ok bool) {
 // interface, and restores what an instance killed without cleanup left
 // behind (RELIABILITY L6).
 func (t *Tunnel) recoverCrashed(nl host.Netlink) error {
-	if pid, ok := Running(t.opts.RunDir, t.name); ok && pid != os.Getpid() {
+	if pid, ok := runningAt(t.pidFile()); ok && pid != os.Getpid() {
 		return fmt.Errorf("%s is already up (pid %d)", t.name, pid)
 	}
 	os.Remove(t.pidFile()) // stale; a failure shows when step 5 writes it
@@ -160,7 +203,7 @@ func (t *Tunnel) restore(nl host.Netlink, j *journal) error {
 func Recover(name string, opts Options) (bool, error) {
 	defaultSocket := opts.ListenControl == nil
 	t := newTunnel(name, opts)
-	if pid, ok := Running(t.opts.RunDir, name); ok {
+	if pid, ok := runningAt(t.pidFile()); ok {
 		return false, fmt.Errorf("%s is running (pid %d)", name, pid)
 	}
 	_, perr := os.Stat(t.pidFile())

@@ -177,7 +177,7 @@ func TestStopSignals(t *testing.T) {
 				t.Errorf("exit status %d after %v, want 0:\n%s", code, tc.stop, pr.log)
 			}
 			compareHost(t, "after "+tc.name, before, stableDump(t, p.lab.A))
-			checkGone(t, pidPath(p.names[0]), lifecycle.JournalFile(lifecycle.DefaultRunDir, p.names[0]))
+			checkGone(t, nsPIDFile(t, p.lab.A, p.names[0]), nsJournalFile(t, p.lab.A, p.names[0]))
 		})
 	}
 }
@@ -212,7 +212,7 @@ func TestCrashAtEveryStep(t *testing.T) {
 			t.Errorf("killed at %s: warren down: %v\n%s", point, err, out)
 		}
 		compareHost(t, "after a kill at "+point+" and warren down", before, stableDump(t, p.lab.A))
-		checkGone(t, pidPath(name), lifecycle.JournalFile(lifecycle.DefaultRunDir, name), uapi.SocketPath(uapi.DefaultDir, name))
+		checkGone(t, nsPIDFile(t, p.lab.A, name), nsJournalFile(t, p.lab.A, name), uapi.SocketPath(uapi.DefaultDir, name))
 		if t.Failed() {
 			t.Logf("warren up's log:\n%s\nwarren down's output:\n%s", pr.log, out)
 			return

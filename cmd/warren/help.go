@@ -232,10 +232,11 @@ flags:
 
 const downHelp = `usage: warren down NAME
 
-Stops the 'warren up' of interface NAME (or of NAME.conf): sends SIGTERM to
-the pid in /run/warren/NAME.pid, if that process is still the warren that
-wrote it, and waits up to 10 s for it to end. If it is not running (killed),
-restores what it left behind from its crash journal /run/warren/NAME.host.
+Stops the 'warren up' of interface NAME (or of NAME.conf) in this network
+namespace: sends SIGTERM to the pid in /run/warren/NAME.net-INODE.pid (INODE:
+the namespace's), if that process is still the warren that wrote it, and
+waits up to 10 s for it to end. If it is not running (killed), restores what
+it left behind from its crash journal /run/warren/NAME.net-INODE.host.
 `
 
 const demoHelp = `usage: warren demo [--mode tun|tap] [--mb N] [--pings N]

@@ -379,8 +379,8 @@ func TestL4LinkDeleted(t *testing.T) {
 	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("control socket %s still there after exit (stat: %v)", sock, err)
 	}
-	if _, err := os.Stat(pidPath(p.names[0])); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("pid file %s still there after exit (stat: %v)", pidPath(p.names[0]), err)
+	if pf := nsPIDFile(t, p.lab.A, p.names[0]); !errors.Is(statErr(pf), os.ErrNotExist) {
+		t.Errorf("pid file %s still there after exit (stat: %v)", pf, statErr(pf))
 	}
 	// The other side is unaffected.
 	if err := syscall.Kill(p.procs[1].pid, 0); err != nil {

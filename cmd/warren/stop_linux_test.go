@@ -98,7 +98,7 @@ func TestStopInterfaceDeleted(t *testing.T) {
 		pr := p.up(t, 0, defaultRouteConfig(p, 0))
 		sock := uapi.SocketPath(uapi.DefaultDir, name)
 		waitFor(t, "the control socket", func() bool { _, err := os.Stat(sock); return err == nil })
-		if _, err := os.Stat(lifecycle.JournalFile(lifecycle.DefaultRunDir, name)); err != nil {
+		if _, err := os.Stat(nsJournalFile(t, p.lab.A, name)); err != nil {
 			t.Errorf("no crash journal while up with fwmark rules: %v", err)
 		}
 		p.run(t, 0, "ip", "link", "del", name)
@@ -111,7 +111,7 @@ func TestStopInterfaceDeleted(t *testing.T) {
 		if after := stableDump(t, p.lab.A); after != before {
 			t.Errorf("host differs after the interface was deleted (-before +after):\n%s", cmp.Diff(strings.Split(before, "\n"), strings.Split(after, "\n")))
 		}
-		checkGone(t, sock, pidPath(name), lifecycle.JournalFile(lifecycle.DefaultRunDir, name))
+		checkGone(t, sock, nsPIDFile(t, p.lab.A, name), nsJournalFile(t, p.lab.A, name))
 	})
 
 	t.Run("userspace", func(t *testing.T) {
@@ -300,7 +300,7 @@ func TestStopEngineFailure(t *testing.T) {
 				if after := stableDump(t, ns); after != before {
 					t.Errorf("host differs after the failure (-before +after):\n%s", cmp.Diff(strings.Split(before, "\n"), strings.Split(after, "\n")))
 				}
-				checkGone(t, sock, lifecycle.PIDFile(runDir, name), lifecycle.JournalFile(runDir, name))
+				checkGone(t, sock, lifecycle.PIDFileIn(runDir, name, netnsOf(t, ns)), lifecycle.JournalFileIn(runDir, name, netnsOf(t, ns)))
 				if t.Failed() || testing.Verbose() {
 					t.Logf("log:\n%s", logs.String())
 				}
