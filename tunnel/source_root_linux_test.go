@@ -446,7 +446,8 @@ func TestRO7SecondUplinkRoot(t *testing.T) {
 				t.Fatalf("RO7: the client received from %v, want only %v", from, want)
 			}
 			d1, d2 := l.rxPackets(l.lab.LinkA)-rxA1, l.rxPackets(linkA2)-rxA2
-			if d2 < uint64(from[want]) || d1 > 5 {
+			// Packets, not datagrams: a GSO run crosses the veth as one.
+			if d2 == 0 || d1 > 5 {
 				t.Errorf("RO7: %d datagrams arrived; the first link received %d packets, the second %d; want them all over the second", from[want], d1, d2)
 			}
 			t.Logf("RO7: the client received %d datagrams, all from %v and over the second link (%d packets there, %d on the first)", from[want], want, d2, d1)
