@@ -14,30 +14,56 @@ import (
 	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 )
 
-// ethtoolGTSO is ETHTOOL_GTSO: whether TCP segmentation offload is on.
-const ethtoolGTSO = 0x1e
-
-// ethtoolTSO asks the kernel, with the SIOCETHTOOL ioctl, whether name has
-// TCP segmentation offload on.
-func ethtoolTSO(t *testing.T, name string) bool {
+// ethtoolFeatures returns the names of name's active features, as
+// `ethtool -k` shows them, from the ETHTOOL_GFEATURES ioctl (the names from
+// ETHTOOL_GSTRINGS of the ETH_SS_FEATURES string set).
+func ethtoolFeatures(t *testing.T, name string) map[string]bool {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	value := struct{ cmd, data uint32 }{cmd: ethtoolGTSO}
-	var ifr struct {
-		name [unix.IFNAMSIZ]byte
-		data uintptr
-		_    [16]byte
+	ioctl := func(data unsafe.Pointer) {
+		t.Helper()
+		var ifr struct {
+			name [unix.IFNAMSIZ]byte
+			data unsafe.Pointer
+			_    [16]byte
+		}
+		copy(ifr.name[:], name)
+		ifr.data = data
+		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); e != 0 {
+			t.Fatalf("SIOCETHTOOL %s: %v", name, e)
+		}
 	}
-	copy(ifr.name[:], name)
-	ifr.data = uintptr(unsafe.Pointer(&value))
-	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr))); e != 0 {
-		t.Fatalf("ETHTOOL_GTSO %s: %v", name, e)
+	const ethSSFeatures, gstringLen = 4, 32 // ETH_SS_FEATURES, ETH_GSTRING_LEN
+	info := struct {
+		cmd, _ uint32
+		mask   uint64
+		count  uint32
+	}{cmd: unix.ETHTOOL_GSSET_INFO, mask: 1 << ethSSFeatures}
+	ioctl(unsafe.Pointer(&info))
+	count := int(info.count)
+	strs := make([]uint32, 3+count*gstringLen/4)
+	strs[0], strs[1], strs[2] = unix.ETHTOOL_GSTRINGS, ethSSFeatures, uint32(count)
+	ioctl(unsafe.Pointer(&strs[0]))
+	blocks := (count + 31) / 32
+	feats := make([]uint32, 2+4*blocks)
+	feats[0], feats[1] = unix.ETHTOOL_GFEATURES, uint32(blocks)
+	ioctl(unsafe.Pointer(&feats[0]))
+	names := unsafe.Slice((*byte)(unsafe.Pointer(&strs[3])), count*gstringLen)
+	active := map[string]bool{}
+	for k := range count {
+		if feats[2+4*(k/32)+2]&(1<<(k%32)) != 0 { // the block's active word
+			n := names[k*gstringLen : (k+1)*gstringLen]
+			if z := bytes.IndexByte(n, 0); z >= 0 {
+				n = n[:z]
+			}
+			active[string(n)] = true
+		}
 	}
-	return value.data != 0
+	return active
 }
 
 // tapFlags returns the TUNGETIFF flags of tap's file.
@@ -58,7 +84,8 @@ func tapFlags(t *testing.T, tap *TAP) uint16 {
 }
 
 // TestTAPOffloads: the TAP is open with a virtio-net header and, with
-// offloads, has TSO on in the kernel's view (ETHTOOL_GTSO); with offload
+// offloads, has checksum offload, TSO and USO on in the kernel's view
+// (ETHTOOL_GFEATURES, what `ethtool -k` shows); with offload
 // false it has the header but TSO off. A UDP datagram train sent with
 // UDP_SEGMENT in the TAP's namespace comes out of one Read as separate
 // frames, each with a good checksum, and a Write of a coalescing run of
@@ -75,15 +102,19 @@ func TestTAPOffloads(t *testing.T) {
 		if f := tapFlags(t, tap); f&unix.IFF_VNET_HDR == 0 || f&unix.IFF_TAP == 0 {
 			t.Errorf("offload %v: TUNGETIFF flags %#x lack IFF_TAP|IFF_VNET_HDR", offload, f)
 		}
-		var tso bool
-		ns.Do(func() error { tso = ethtoolTSO(t, "wtap1"); return nil })
+		var feats map[string]bool
+		ns.Do(func() error { feats = ethtoolFeatures(t, "wtap1"); return nil })
+		tso := feats["tx-tcp-segmentation"] && feats["tx-tcp6-segmentation"]
 		on, refused := tap.Offloads()
-		t.Logf("offload %v: offloads %q (%v), TSO %v", offload, on, refused, tso)
-		if offload && (!tso || refused != nil && on == "off") {
-			t.Errorf("offloads on: TSO %v, offloads %q, %v", tso, on, refused)
+		t.Logf("offload %v: offloads %q (%v), TSO %v, USO %v, checksum %v", offload, on, refused, tso, feats["tx-udp-segmentation"], feats["tx-checksum-ip-generic"])
+		if offload && (!tso || !feats["tx-checksum-ip-generic"] || refused != nil && on == "off") {
+			t.Errorf("offloads on: active features %v, offloads %q, %v", feats, on, refused)
 		}
-		if !offload && (tso || on != "off" || tap.coalesce) {
-			t.Errorf("Offload = off: TSO %v, offloads %q, coalesce %v", tso, on, tap.coalesce)
+		if offload && on == "checksum, TSO, USO" && !feats["tx-udp-segmentation"] {
+			t.Errorf("offloads %q, but the kernel shows no tx-udp-segmentation", on)
+		}
+		if !offload && (tso || feats["tx-udp-segmentation"] || on != "off" || tap.coalesce) {
+			t.Errorf("Offload = off: active features %v, offloads %q, coalesce %v", feats, on, tap.coalesce)
 		}
 		if !offload {
 			continue
@@ -202,7 +233,7 @@ func TestTAPOffloadsRefused(t *testing.T) {
 		t.Cleanup(func() { tap.Close() })
 		on, refused := tap.Offloads()
 		var tso bool
-		ns.Do(func() error { tso = ethtoolTSO(t, "wtap2"); return nil })
+		ns.Do(func() error { tso = ethtoolFeatures(t, "wtap2")["tx-tcp-segmentation"]; return nil })
 		if on != c.on || refused == nil || !strings.Contains(refused.Error(), c.mention) || tso != c.tso || tap.coalesce != c.tso || tap.tio.udpGSO {
 			t.Errorf("%s: offloads %q, %v, TSO %v, coalesce %v, UDP GSO %v; want %q, an error naming %s, TSO %v", c.name, on, refused, tso, tap.coalesce, tap.tio.udpGSO, c.on, c.mention, c.tso)
 		}
