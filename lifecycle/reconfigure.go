@@ -38,6 +38,7 @@ import (
 	"github.com/warrenvpn/warren/crypto"
 	"github.com/warrenvpn/warren/device/host"
 	"github.com/warrenvpn/warren/mactable"
+	"github.com/warrenvpn/warren/tunnel"
 	"github.com/warrenvpn/warren/uapi"
 )
 
@@ -158,22 +159,21 @@ func ageingText(d time.Duration) string {
 }
 
 // allowedMACChanges returns the AllowedMACs of the peers of cfg whose list
-// differs from old's (new peers with a list included), and the lists they
-// had in old (empty for new peers), to restore on failure. Both are empty
-// outside Mode = tap, where AllowedMACs is refused.
-func allowedMACChanges(old, cfg *config.Config) (fwd, rev map[crypto.PublicKey][]mactable.MAC) {
+// differs from old's (new peers with a list included), in cfg's order, and
+// the lists they had in old (empty for new peers), to restore on failure.
+// Both are empty outside Mode = tap, where AllowedMACs is refused.
+func allowedMACChanges(old, cfg *config.Config) (fwd, rev []tunnel.PeerConfig) {
 	oldMACs := make(map[crypto.PublicKey][]mactable.MAC, len(old.Peers))
 	for _, p := range old.Peers {
 		oldMACs[p.PublicKey] = p.AllowedMACs
 	}
-	fwd, rev = map[crypto.PublicKey][]mactable.MAC{}, map[crypto.PublicKey][]mactable.MAC{}
 	for _, p := range cfg.Peers {
 		was := oldMACs[p.PublicKey]
 		if sameMACs(was, p.AllowedMACs) {
 			continue
 		}
-		fwd[p.PublicKey] = p.AllowedMACs
-		rev[p.PublicKey] = was
+		fwd = append(fwd, tunnel.PeerConfig{PublicKey: p.PublicKey, AllowedMACs: p.AllowedMACs})
+		rev = append(rev, tunnel.PeerConfig{PublicKey: p.PublicKey, AllowedMACs: was})
 	}
 	return fwd, rev
 }

@@ -483,26 +483,23 @@ func (e *Engine) setAllowedMACsLocked(ps []*peer, pcs []PeerConfig) {
 	e.l2.allowedMACs.Store(&m)
 }
 
-// SetAllowedMACs replaces the AllowedMACs of the peers named in macs (an
-// empty list lets the peer send from any MAC), as a reload does (T1).
-// MAC table entries the new lists forbid are removed at once: a MAC now
-// listed for one peer and bound to another port, and a MAC bound to a
-// peer whose list no longer has it; they are learned again from the next
-// frame that may carry them. Keys of unknown peers are ignored. It does
-// nothing in TUN mode.
-func (e *Engine) SetAllowedMACs(macs map[crypto.PublicKey][]mactable.MAC) {
+// SetAllowedMACs replaces the AllowedMACs of the peers pcs name (only
+// PublicKey and AllowedMACs are read; an empty list lets the peer send
+// from any MAC), as a reload does (T1); a MAC two of them list belongs to
+// the later one, as with SetConfig. MAC table entries the new lists forbid
+// are removed at once: a MAC now listed for one peer and bound to another
+// port, and a MAC bound to a peer whose list no longer has it; they are
+// learned again from the next frame that may carry them. Unknown peers
+// are ignored. It does nothing in TUN mode.
+func (e *Engine) SetAllowedMACs(pcs []PeerConfig) {
 	e.state.Lock()
 	defer e.state.Unlock()
 	if e.l2 == nil || e.state.closed {
 		return
 	}
-	var ps []*peer
-	var pcs []PeerConfig
-	for pk, list := range macs {
-		if p := e.peerByKey(pk); p != nil {
-			ps = append(ps, p)
-			pcs = append(pcs, PeerConfig{AllowedMACs: list})
-		}
+	ps := make([]*peer, len(pcs))
+	for i := range pcs {
+		ps[i] = e.peerByKey(pcs[i].PublicKey) // nil: skipped
 	}
 	e.setAllowedMACsLocked(ps, pcs)
 	allowed := *e.l2.allowedMACs.Load()

@@ -645,9 +645,9 @@ func TestL2SetAllowedMACs(t *testing.T) {
 		t.Fatalf("stray MAC bound to %v, %v, want peer 1", p, ok)
 	}
 	// Peer 1 may send only from its host's MAC; peer 2 gets the stray one.
-	e.SetAllowedMACs(map[crypto.PublicKey][]mactable.MAC{
-		m.nodes[1].pub: {hostMAC(1)},
-		m.nodes[2].pub: {hostMAC(2), stray},
+	e.SetAllowedMACs([]PeerConfig{
+		{PublicKey: m.nodes[1].pub, AllowedMACs: []mactable.MAC{hostMAC(1)}},
+		{PublicKey: m.nodes[2].pub, AllowedMACs: []mactable.MAC{hostMAC(2), stray}},
 	})
 	if _, ok := e.l2.macs.Lookup(stray, m.clock.Now()); ok {
 		t.Errorf("stray MAC still bound after it was listed for peer 2")
@@ -667,7 +667,7 @@ func TestL2SetAllowedMACs(t *testing.T) {
 		t.Errorf("peer 1's listed MAC: %d frames reached the TAP, want 1", len(w[0]))
 	}
 	// Lists emptied: anything goes again; unknown peers are ignored.
-	e.SetAllowedMACs(map[crypto.PublicKey][]mactable.MAC{m.nodes[1].pub: nil, m.nodes[2].pub: nil, {9}: {stray}})
+	e.SetAllowedMACs([]PeerConfig{{PublicKey: m.nodes[1].pub}, {PublicKey: m.nodes[2].pub}, {PublicKey: crypto.PublicKey{9}, AllowedMACs: []mactable.MAC{stray}}})
 	m.nodes[1].ad.inject(arpFrame(stray, hostIP(1), hostIP(0)))
 	m.run()
 	if w := m.written(); len(w[0]) != 1 {
