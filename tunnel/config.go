@@ -192,6 +192,10 @@ func (p *peer) setIdentity(id *crypto.Identity) {
 	defer p.handshake.Unlock()
 	p.mu.Lock()
 	p.wipeLocked()
+	// The sessions are gone: the next packet may handshake at once, not
+	// only 5 s after the last initiation under the old key (L15; as
+	// wireguard-go's ExpireCurrentKeypairs and the kernel).
+	p.timers.initiated = false
 	ini, res, psk := p.initiator, p.responder, p.psk
 	p.mu.Unlock()
 	switch {
