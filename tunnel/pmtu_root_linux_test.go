@@ -372,11 +372,18 @@ func TestPathMTURoot(t *testing.T) {
 				// Traffic lets the probe run: a's next packet to b does it.
 				l.a.ns.Command(context.Background(), "ping", "-c1", "-W1", "-s", "1000", l.b.inner.Addr().String()).Run()
 			}
-			// The host's own lowered path MTU toward b expires too.
-			time.Sleep(pmtuProbeInterval)
-			args := []string{"-c1", "-W2", "-M", "do", "-s", fmt.Sprint(1420 - 28), l.b.inner.Addr().String()}
-			if out, err := l.a.ns.Command(context.Background(), "ping", args...).CombinedOutput(); err != nil {
-				t.Errorf("ping %v: %v\n%s", args, err, out)
+			// The host's own lowered path MTU toward b (from warren's ICMP)
+			// expires too, after the lab's mtu_expires.
+			args := []string{"-c1", "-W1", "-M", "do", "-s", fmt.Sprint(1420 - 28), l.b.inner.Addr().String()}
+			for deadline := time.Now().Add(5 * pmtuProbeInterval); ; {
+				out, err := l.a.ns.Command(context.Background(), "ping", args...).CombinedOutput()
+				if err == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("ping %v: %v\n%s", args, err, out)
+				}
+				time.Sleep(pmtuProbeInterval / 4)
 			}
 		})
 	}
