@@ -517,7 +517,7 @@ func (p *peer) initiateLocked(msg []byte, isRetry bool) (netip.AddrPort, netip.A
 	p.timersTraversalLocked(now)
 	p.timersAnySentLocked()
 	p.timersHandshakeInitiatedLocked(now)
-	ep, local := p.endpoint, p.local
+	ep, local := p.endpoint, p.sourceLocked()
 	p.mu.Unlock()
 	return ep, local, true
 }

@@ -166,7 +166,7 @@ func (e *Engine) processOutbound(o *outbound, n int) {
 func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Duration, mtu int) {
 	p.mu.Lock()
 	kp := p.sendKeypairLocked(now)
-	ep, local := p.endpoint, p.local
+	ep, local := p.endpoint, p.sourceLocked()
 	if kp == nil || p.staged.len() > 0 || !ep.IsValid() {
 		for j := first; j < n; j++ {
 			if o.peers[j] != p {
@@ -361,7 +361,7 @@ func (p *peer) flushStaged() {
 	var staged [maxStagedPackets]*packetBuffer
 	p.mu.Lock()
 	kp := p.sendKeypairLocked(now)
-	ep, local := p.endpoint, p.local
+	ep, local := p.endpoint, p.sourceLocked()
 	if kp == nil || !ep.IsValid() {
 		pending := p.staged.len() > 0
 		p.mu.Unlock()

@@ -318,11 +318,12 @@ func TestRO5RO6SourceAddressRoot(t *testing.T) {
 // TestRO8RouteChangeRoot covers RO8 on real sockets (root): mid-session a
 // preferred route toward the server with a new source address appears in
 // the client's namespace (a third address, and a host route to the server
-// naming it as the source). Within the 2 s between the client's looks at
-// the kernel's choice, the client forgets the source it had learnt and
-// sends from the new one; the server authenticates that and moves its view
-// of the client's endpoint there (RO1), its echoes follow, and the client
-// learns the new address as its source. IPv4 and IPv6.
+// naming it as the source). The client's learnt source was the kernel's
+// own choice, so it sends without one and its next packet leaves from the
+// new address; the server authenticates that and moves its view of the
+// client's endpoint there (RO1), its echoes follow, and the client learns
+// the new address as its source (and at its next look at the kernel's
+// choice keeps it). Within 3 look intervals at most. IPv4 and IPv6.
 func TestRO8RouteChangeRoot(t *testing.T) {
 	for _, family := range []string{"ipv4", "ipv6"} {
 		t.Run(family, func(t *testing.T) {

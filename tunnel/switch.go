@@ -276,7 +276,7 @@ func (e *Engine) copyBuffer(payload []byte) *packetBuffer {
 func (e *Engine) sendBuffers(p *peer, bufs []*packetBuffer, sc *frameScratch, now time.Duration, mtu int) {
 	p.mu.Lock()
 	kp := p.sendKeypairLocked(now)
-	ep, local := p.endpoint, p.local
+	ep, local := p.endpoint, p.sourceLocked()
 	if kp == nil || p.staged.len() > 0 || !ep.IsValid() {
 		for _, b := range bufs {
 			p.stageLocked(b)
