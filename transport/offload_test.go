@@ -79,8 +79,9 @@ func TestSplitMessages(t *testing.T) {
 	ep1 := netip.MustParseAddrPort("198.18.0.1:1")
 	ep2 := netip.MustParseAddrPort("[fd00:7761::2]:2")
 	type dgram struct {
-		EP   netip.AddrPort
-		Data []byte
+		EP    netip.AddrPort
+		Local netip.Addr // the message's: one per message, distinct
+		Data  []byte
 	}
 	// message is a received message made of datagrams of the given sizes
 	// (all but the last equal when coalesced).
@@ -112,10 +113,11 @@ func TestSplitMessages(t *testing.T) {
 			id := 0
 			for j, m := range tc.msgs {
 				var payload []byte
+				local := netip.AddrFrom4([4]byte{198, 18, 1, byte(j)})
 				for _, n := range m.sizes {
 					d := datagram(id, n)
 					id++
-					want = append(want, dgram{m.ep, d})
+					want = append(want, dgram{m.ep, local, d})
 					payload = append(payload, d...)
 				}
 				seg := 0
@@ -123,7 +125,7 @@ func TestSplitMessages(t *testing.T) {
 					seg = m.sizes[0]
 				}
 				copy(bufs[j], payload)
-				msgs = append(msgs, rxMessage{n: len(payload), segment: seg, ep: m.ep})
+				msgs = append(msgs, rxMessage{n: len(payload), segment: seg, ep: m.ep, local: local})
 			}
 			sizes := make([]int, tc.nbufs)
 			eps := make([]netip.AddrPort, tc.nbufs)
@@ -132,7 +134,7 @@ func TestSplitMessages(t *testing.T) {
 			n, _ := splitMessages(bufs, sizes, eps, locals, msgs, &sp)
 			var got []dgram
 			for i := range n {
-				got = append(got, dgram{eps[i], bytes.Clone(bufs[i][:sizes[i]])})
+				got = append(got, dgram{eps[i], locals[i], bytes.Clone(bufs[i][:sizes[i]])})
 			}
 			for {
 				k := sp.deliver(bufs, sizes, eps, locals)
@@ -140,10 +142,11 @@ func TestSplitMessages(t *testing.T) {
 					break
 				}
 				for i := range k {
-					got = append(got, dgram{eps[i], bytes.Clone(bufs[i][:sizes[i]])})
+					got = append(got, dgram{eps[i], locals[i], bytes.Clone(bufs[i][:sizes[i]])})
 				}
 			}
-			if diff := cmp.Diff(got, want, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
+			if diff := cmp.Diff(got, want, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
+				cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
 				t.Errorf("datagrams (-got +want):\n%s", diff)
 			}
 			if sp.pending.Load() != 0 || len(sp.queue) != 0 {
