@@ -34,7 +34,7 @@ func nsJournalFile(t testing.TB, ns *netlab.Namespace, name string) string {
 	return lifecycle.JournalFileIn(lifecycle.DefaultRunDir, name, netnsOf(t, ns))
 }
 
-// TestRunFilesPerNamespace (issue 14): the pid file and crash journal are
+// TestRunFilesPerNamespace (L22, issue 14): the pid file and crash journal are
 // named per network namespace. warren down of an interface run in namespace
 // A, given in namespace B or the host's, neither stops it nor, after a
 // kill -9, restores A's journal there; in A it does both.
