@@ -29,12 +29,13 @@ import (
 // buffers are borrowed for the call. A local the host no longer has fails
 // those datagrams with an error wrapping syscall.EINVAL, EADDRNOTAVAIL or
 // ENETUNREACH; the engine then sends them from the system's choice and, if
-// that works, forgets local (RO5, RO8). Send
-// tries every datagram and returns how many the system accepted (a datagram
-// lost later in the network counts as sent) and errors.Join of the failures;
-// the engine counts the rest as dropped. Receive and Send may run
-// concurrently, and Send from several goroutines. After Close, Receive and
-// Send return net.ErrClosed.
+// that works, forgets local (RO5, RO8). Send tries every datagram and
+// returns how many the system accepted (a datagram lost later in the
+// network counts as sent) and errors.Join of the failures; the engine
+// counts the rest as dropped. Receive and Send may run concurrently, and
+// Send from several goroutines. After Close, Receive and Send return
+// net.ErrClosed. A Transport may also tell the system's own source choice
+// toward an endpoint (routeSourcer, source.go).
 type Transport interface {
 	Receive(bufs [][]byte, sizes []int, eps []netip.AddrPort, locals []netip.Addr) (int, error)
 	Send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, error)
