@@ -104,9 +104,10 @@ type Layer2 struct {
 // (or crypto.Identity's) own lock comes after peer.handshake and peer.mu, and
 // is taken under peer.mu only with peer.handshake held (Clear,
 // SetPresharedKey); Engine.rand comes after it (a handshake reads
-// randomness). Engine.peers, the allowed-IPs table's lock, Engine.jitter,
-// Engine.rand, Engine.fatal, rateLimiter.mu, rateLimitedLog.mu and a peer's
-// pathMTU.mu are leaves: nothing is taken while one is held.
+// randomness). Tick's timerQueue.tick comes before peer.handshake.
+// Engine.peers, the allowed-IPs table's lock, Engine.jitter, Engine.rand,
+// Engine.fatal, rateLimiter.mu, rateLimitedLog.mu, timerQueue.mu and a
+// peer's pathMTU.mu are leaves: nothing is taken while one is held.
 //
 // The send and receive loops take only peer.mu, indexTable.mu and leaves
 // other than Engine.rand, each briefly; the receive loop also takes a
