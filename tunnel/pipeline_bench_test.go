@@ -168,6 +168,7 @@ func BenchmarkPipelines(b *testing.B) {
 				pb.run(b.N)
 				b.StopTimer()
 				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "packets/s")
+				b.ReportMetric(float64(pb.p.a.e.gateWaits.Load())/float64(b.N), "gatewaits/op")
 				if got := pb.delivered(); got != b.N*batch {
 					b.Fatalf("delivered %d of %d (drops %v / %v)", got, b.N*batch, pb.p.a.e.DropCounts(), pb.p.b.e.DropCounts())
 				}
