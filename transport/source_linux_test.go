@@ -270,3 +270,26 @@ func BenchmarkSendSource(b *testing.B) {
 		}
 	}
 }
+
+// FuzzParseControl feeds parseControl arbitrary control buffers, as a
+// kernel that wrote something unexpected would: it must not panic, and any
+// local address it returns is a valid one other than IPv6 link-local.
+func FuzzParseControl(f *testing.F) {
+	f.Add([]byte{})
+	ctrl := make([]byte, unix.CmsgSpace(unix.SizeofInet6Pktinfo))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&ctrl[0]))
+	h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+	ctrl[unix.CmsgLen(0)] = 0xfd
+	f.Add(ctrl)
+	f.Fuzz(func(t *testing.T, ctrl []byte) {
+		// Aligned as the kernel's buffers are.
+		buf := make([]uint64, (len(ctrl)+7)/8)
+		b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(buf))), len(buf)*8)[:len(ctrl)]
+		copy(b, ctrl)
+		_, local := parseControl(b)
+		if local.IsValid() && (local.Is4In6() || local.IsLinkLocalUnicast() && local.Is6()) {
+			t.Errorf("local %v", local)
+		}
+	})
+}
