@@ -329,7 +329,7 @@ func (e *Engine) timerLoop() {
 		return
 	}
 	sleep := time.NewTimer(time.Hour)
-	defer sleep.Stop()
+	sleep.Stop() // armed only while something is due
 	var batches batchLog
 	nextStats := e.clock.Now() + batchStatsEvery
 	lastRun := e.clock.Now() - e.tickEvery
