@@ -86,6 +86,75 @@ type pmtuProbe struct {
 	mu       sync.Mutex // guards the descriptors and serialises connect and read
 	fd4, fd6 int        // -1 or 0 (never opened): none
 	opened   bool
+
+	fragMu sync.Mutex // serialises SendFragmentable's changes of the socket's options
+}
+
+// SendFragmentable is Send for datagrams the kernel may fragment to the
+// path MTU instead of refusing them: the engine's IPv6 packets over a path
+// narrower than IPv6's 1280 bytes, which RFC 8200 5 asks the link to
+// fragment below IPv6. DF is an option of the socket (IPv4 has no
+// per-datagram control), so for the call the socket's path MTU discovery
+// toward ep's family is relaxed (IP_PMTUDISC_WANT, or IPV6_PMTUDISC_WANT
+// with IPV6_DONTFRAG off) and then set back; a datagram another goroutine
+// sends to that family meanwhile may be fragmented too instead of refused,
+// which delivers it. Calls are serialised; the rest is as Send.
+func (u *UDP) SendFragmentable(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, error) {
+	u.pmtu.fragMu.Lock()
+	defer u.pmtu.fragMu.Unlock()
+	v4 := ep.Addr().Unmap().Is4()
+	if err := u.setFragmentable(v4, true); err != nil {
+		return 0, fmt.Errorf("send to %v: allow fragments: %w", ep, err)
+	}
+	// One datagram per call: a GSO run over the path MTU is refused even
+	// where the kernel would fragment each datagram alone.
+	var (
+		n    int
+		errs []error
+	)
+	for i := range bufs {
+		k, err := u.Send(bufs[i:i+1], ep, local)
+		n += k
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	err := errors.Join(errs...)
+	if rerr := u.setFragmentable(v4, false); rerr != nil {
+		// Left as is, the socket would fragment what it should refuse:
+		// fail closed by closing it (the engine's loops then stop).
+		u.log.Error("path MTU discovery not restored, closing the socket", "port", u.port, "err", rerr)
+		u.Close()
+	}
+	return n, err
+}
+
+// setFragmentable relaxes (on) or restores path MTU discovery for IPv4
+// (v4) or IPv6 datagrams.
+func (u *UDP) setFragmentable(v4, on bool) error {
+	var err error
+	cerr := u.raw.Control(func(fd uintptr) {
+		s := int(fd)
+		if v4 {
+			mode := unix.IP_PMTUDISC_DO
+			if on {
+				mode = unix.IP_PMTUDISC_WANT
+			}
+			err = unix.SetsockoptInt(s, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, mode)
+			return
+		}
+		mode, dontfrag := unix.IPV6_PMTUDISC_DO, 1
+		if on {
+			mode, dontfrag = unix.IPV6_PMTUDISC_WANT, 0
+		}
+		if err = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, mode); err == nil {
+			err = unix.SetsockoptInt(s, unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG, dontfrag)
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // open opens the probe sockets: IPv4 always, IPv6 with is6.

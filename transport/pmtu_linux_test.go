@@ -91,6 +91,27 @@ func TestPathMTU(t *testing.T) {
 			}
 		})
 	}
+	// SendFragmentable lets the kernel fragment datagrams over the path
+	// MTU, a run of them too, and sets DF back after.
+	for _, ep := range []netip.AddrPort{netip.MustParseAddrPort("198.18.7.2:9"), netip.MustParseAddrPort("[fd00:7761:7::2]:9")} {
+		bufs := [][]byte{make([]byte, 1400), make([]byte, 1400), make([]byte, 1400)}
+		if n, err := u.SendFragmentable(bufs, ep, netip.Addr{}); n != 3 || err != nil {
+			t.Errorf("SendFragmentable of 3 x 1400 bytes to %v = %d, %v, want 3, nil", ep, n, err)
+		}
+		var pm *PathMTUError
+		if n, err := u.Send(bufs[:1], ep, netip.Addr{}); n != 0 || !errors.As(err, &pm) {
+			t.Errorf("Send of 1400 bytes to %v after SendFragmentable = %d, %v, want 0 and a PathMTUError", ep, n, err)
+		}
+	}
+	u.raw.Control(func(fd uintptr) {
+		if v, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER); err != nil || v != unix.IP_PMTUDISC_DO {
+			t.Errorf("after SendFragmentable IP_MTU_DISCOVER = %d, %v, want %d", v, err, unix.IP_PMTUDISC_DO)
+		}
+		if v, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_DONTFRAG); err != nil || v != 1 {
+			t.Errorf("after SendFragmentable IPV6_DONTFRAG = %d, %v, want 1", v, err)
+		}
+	})
+
 	// More GSO runs over the path MTU than gsoEINVALLimit: a kernel
 	// refuses each with EMSGSIZE (this one) or EINVAL (the segment size
 	// checked against the path MTU), which says nothing against GSO.

@@ -14,7 +14,10 @@ package tunnel
 //     endpoint to the path MTU less the outer IP and UDP headers and the
 //     32 bytes of a data message's header and tag. A value that leaves
 //     less than IPv4's minimum is refused; one below IPv6's 1280 applies
-//     to IPv4 packets only (RFC 8200 5). Both are logged.
+//     to IPv4 packets only (RFC 8200 5): IPv6 packets over 1280 learn
+//     1280, and those up to 1280 leave in outer datagrams the kernel may
+//     fragment (sendLoose), the link fragmentation RFC 8200 asks of such a
+//     path. Both are logged.
 //  3. sendPeerBatch and flushStaged check each packet against the peer's
 //     limit before sealing (overPathMTU): an IPv4 packet without DF is
 //     fragmented as a router would (RFC 791); any other is dropped
@@ -219,13 +222,73 @@ type pmtuScratch struct {
 	replies [][]byte        // each adapterOffset+icmpv6MaxReply bytes
 	n       int             // replies in use
 	frags   []*packetBuffer // fragments to seal, from the engine's pool
+	// loose are IPv6 packets over a limit below 1280 bytes, to seal and
+	// send in datagrams the kernel may fragment (sendLoose).
+	loose  []*packetBuffer
+	sealed [][]byte // loose's messages, for the send
+}
+
+// looseSender is a transport that can send datagrams the kernel may
+// fragment (transport.UDP.SendFragmentable).
+type looseSender interface {
+	SendFragmentable(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, error)
+}
+
+// loose copies pkt into a pool buffer on s.loose, to be sent where the
+// kernel may fragment it, and reports whether the transport can.
+func (e *Engine) loose(s *pmtuScratch, pkt []byte) bool {
+	if _, ok := e.transport().(looseSender); !ok {
+		return false
+	}
+	b := e.pool.get(len(pkt))
+	b.n = copy(b.b[Offset:], pkt)
+	s.loose = append(s.loose, b)
+	return true
+}
+
+// sendLoose seals s.loose under kp, padded to at most pad, and sends them
+// to ep from local on tr in datagrams the kernel may fragment: the link
+// fragmentation RFC 8200 5 asks of a path narrower than IPv6's minimum. It
+// returns the bytes sent. The buffers go back to the pool in
+// finishPathMTU.
+func (e *Engine) sendLoose(s *pmtuScratch, kp *keypair, pad int, tr Transport, ep netip.AddrPort, local netip.Addr) uint64 {
+	ls, ok := tr.(looseSender)
+	if !ok {
+		e.drops.add(DropPathMTU, uint64(len(s.loose)))
+		return 0
+	}
+	var bytes uint64
+	s.sealed = s.sealed[:0]
+	for _, b := range s.loose {
+		m, err := kp.Seal(b.b, b.n, pad)
+		if err != nil {
+			e.drops.add(DropPathMTU, 1)
+			continue
+		}
+		s.sealed = append(s.sealed, b.b[:m])
+		bytes += uint64(m)
+	}
+	if len(s.sealed) == 0 {
+		return 0
+	}
+	n, err := ls.SendFragmentable(s.sealed, ep, local)
+	if n < len(s.sealed) {
+		e.drops.add(DropSendError, uint64(len(s.sealed)-max(n, 0)))
+	}
+	if err != nil {
+		e.warn.warn("send", "send failed", "endpoint", ep, "err", err)
+	}
+	clear(s.sealed)
+	return bytes
 }
 
 // overPathMTU handles pkt, a packet over lim, p's path MTU, and reports
 // whether it did (step 3): an IPv4 packet without DF is split into
 // fragments appended to s.frags, any other is dropped and, where the RFCs
-// allow, answered with an ICMP reply queued in s. An IPv6 packet over a
-// limit below IPv6's minimum is not handled: it goes on as it is.
+// allow, answered with an ICMP reply queued in s. Over a limit below
+// IPv6's minimum, an IPv6 packet of up to 1280 bytes goes on s.loose when
+// the transport can send it fragmentable (else it goes on as it is, not
+// handled), and a larger one is answered with 1280.
 func (e *Engine) overPathMTU(s *pmtuScratch, pkt []byte, lim int) bool {
 	if len(pkt) == 0 {
 		return false
@@ -233,10 +296,17 @@ func (e *Engine) overPathMTU(s *pmtuScratch, pkt []byte, lim int) bool {
 	if e.l2 != nil {
 		return e.overPathMTUFrame(s, pkt, lim) // a frame (switch.go)
 	}
+	mtu := lim
 	switch pkt[0] >> 4 {
 	case 6:
 		if lim < ipv6MinMTU {
-			return false
+			// IPv6 needs 1280 bytes of link (RFC 8200 5): up to that the
+			// packet goes in an outer datagram the kernel may fragment,
+			// beyond it the host learns 1280.
+			if len(pkt) <= ipv6MinMTU {
+				return e.loose(s, pkt) // or it goes on as it is
+			}
+			mtu = ipv6MinMTU
 		}
 	case 4:
 		if len(pkt) >= ipv4HeaderSize && binary.BigEndian.Uint16(pkt[6:8])&ipv4FlagDF == 0 {
@@ -250,7 +320,7 @@ func (e *Engine) overPathMTU(s *pmtuScratch, pkt []byte, lim int) bool {
 		s.replies = append(s.replies, make([]byte, e.adapterOffset()+icmpv6MaxReply))
 	}
 	r := s.replies[s.n]
-	if k := writeTooBig(r[e.adapterOffset():], pkt, lim); k > 0 {
+	if k := writeTooBig(r[e.adapterOffset():], pkt, mtu); k > 0 {
 		s.replies[s.n] = r[:e.adapterOffset()+k]
 		s.n++
 	}
@@ -312,6 +382,11 @@ func (e *Engine) finishPathMTU(s *pmtuScratch, ad Adapter) {
 	}
 	clear(s.frags)
 	s.frags = s.frags[:0]
+	for _, b := range s.loose {
+		e.pool.put(b)
+	}
+	clear(s.loose)
+	s.loose = s.loose[:0]
 	if s.n == 0 {
 		return
 	}

@@ -389,18 +389,31 @@ func TestPathMTURoot(t *testing.T) {
 	}
 }
 
-// TestPathMTURootIPv6Inside (root, PM2) narrows the router's link toward b
-// to 1400 on an IPv4 underlay, which leaves 1340 bytes inside the tunnel,
-// above IPv6's minimum: an unfragmentable 1408-byte ping6 from a's host
-// gets warren's packet too big, which a's host accepts (Icmp6InPktTooBigs,
-// and its route toward b's tunnel address takes MTU 1340), and then a TCP
-// transfer over IPv6 inside the tunnel completes with a matching checksum.
+// TestPathMTURootIPv6Inside (root, PM2, PM4) narrows the router's link
+// toward b on an IPv4 underlay, to 1400 (1340 bytes inside the tunnel, above
+// IPv6's minimum) and to 1280 (1220 inside, below it): an unfragmentable
+// 1408-byte ping6 from a's host gets warren's packet too big carrying 1340,
+// or 1280 (never less), which a's host accepts (Icmp6InPktTooBigs, and its
+// route toward b's tunnel address takes that MTU); then a TCP transfer over
+// IPv6 inside the tunnel completes with a matching checksum, through the
+// 1280-byte path in outer datagrams the kernel fragments (RFC 8200 5).
 func TestPathMTURootIPv6Inside(t *testing.T) {
+	for _, tc := range []struct {
+		path, inner, host int // the router's MTU, warren's limit, the host's MTU toward b
+	}{
+		{1400, 1340, 1340},
+		{1280, 1220, 1280},
+	} {
+		t.Run(fmt.Sprint(tc.path), func(t *testing.T) { testPathMTUIPv6Inside(t, tc.path, tc.inner, tc.host) })
+	}
+}
+
+func testPathMTUIPv6Inside(t *testing.T, path, wantInner, wantHost int) {
 	l := newPMTULab(t, pmtuAddrs4)
 	// The lab's kernels forget a path MTU after a second, about the gap
 	// between two pings: here they keep it, as by default.
 	sysctl(t, l.a.ns, "net.ipv4.route.mtu_expires=600", "net.ipv6.route.mtu_expires=600")
-	if err := l.router.Handle().LinkSetMTU(l.rb, 1400); err != nil {
+	if err := l.router.Handle().LinkSetMTU(l.rb, path); err != nil {
 		t.Fatal(err)
 	}
 	dst := pmtuInner6(l.b.inner.Addr()).Addr()
@@ -416,12 +429,12 @@ func TestPathMTURootIPv6Inside(t *testing.T) {
 		}
 		l.a.ns.Command(context.Background(), "ping", ping...).Run()
 	}
-	if outer, inner := l.pathMTU(); outer != 1400 || inner != 1340 {
-		t.Errorf("a's path MTU toward b = %d (inner %d), want 1400 (1340)", outer, inner)
+	if outer, inner := l.pathMTU(); outer != path || inner != wantInner {
+		t.Errorf("a's path MTU toward b = %d (inner %d), want %d (%d)", outer, inner, path, wantInner)
 	}
 	out, err := l.a.ns.Command(context.Background(), "ip", "-6", "route", "get", dst.String()).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "mtu 1340") {
-		t.Errorf("ip -6 route get %v: %v\n%s\nwant mtu 1340", dst, err, out)
+	if want := fmt.Sprintf("mtu %d", wantHost); err != nil || !strings.Contains(string(out), want) {
+		t.Errorf("ip -6 route get %v: %v\n%s\nwant %s", dst, err, out, want)
 	}
 
 	// TCP over IPv6 inside the tunnel.

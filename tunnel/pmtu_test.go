@@ -246,10 +246,11 @@ func TestPathMTUProbe(t *testing.T) {
 	}
 }
 
-// TestPathMTURefused (PM3) reports path MTUs below the protocols' minima:
+// TestPathMTURefused (PM4) reports path MTUs below the protocols' minima:
 // one that leaves less than IPv4's 68 bytes is not applied at all; one that
-// leaves 1240, below IPv6's 1280, applies to IPv4 packets only, an IPv6
-// packet over it going on unanswered.
+// leaves 1240, below IPv6's 1280, applies to IPv4 packets only: an IPv6
+// packet over 1280 learns 1280, and one up to 1280 goes in a datagram the
+// kernel may fragment where the transport can send one.
 func TestPathMTURefused(t *testing.T) {
 	p := established(t, pairOptions{})
 	pr := p.a.peer()
@@ -276,15 +277,55 @@ func TestPathMTURefused(t *testing.T) {
 	} else {
 		checkTooBig(t, got[0], v4, 1240)
 	}
+	v6 := testPacket(inner6A, inner6B, 1300, true)
+	p.a.ad.inject(v6)
+	p.run()
+	if got := p.a.ad.written(); len(got) != 1 {
+		t.Fatalf("IPv6 over 1280: %d replies, want 1", len(got))
+	} else {
+		checkTooBig(t, got[0], v6, 1280) // never below IPv6's minimum
+	}
+	// Up to 1280 bytes IPv6 must pass (RFC 8200 5): a transport that
+	// cannot let the kernel fragment gets the packet as it is, and
+	// refuses it.
 	drops := p.a.e.Drops(DropSendError)
-	p.a.ad.inject(testPacket(inner6A, inner6B, 1300, true))
+	p.a.ad.inject(testPacket(inner6A, inner6B, 1270, true))
 	p.run()
 	if got := p.a.ad.written(); len(got) != 0 {
-		t.Errorf("IPv6 over 1240: %d replies, want none (1240 is below IPv6's minimum)", len(got))
+		t.Errorf("IPv6 of 1270 bytes over 1240: %d replies, want none", len(got))
 	}
 	if got := p.a.e.Drops(DropSendError) - drops; got != 1 {
-		t.Errorf("IPv6 over 1240: send_error +%d, want +1 (the transport refuses it)", got)
+		t.Errorf("IPv6 of 1270 bytes over 1240: send_error +%d, want +1 (the transport refuses it)", got)
 	}
+
+	// One that can (transport.UDP.SendFragmentable) sends it so.
+	f := &fragTransport{pmtuTransport: w}
+	p.a.e.tr.Store(newTransportBox(f))
+	p.b.ad.written()
+	pkt := testPacket(inner6A, inner6B, 1270, true)
+	p.a.ad.inject(pkt)
+	p.run()
+	if got := p.b.ad.written(); len(got) != 1 || !bytes.Equal(got[0], pkt) || f.calls != 1 {
+		t.Errorf("IPv6 of 1270 bytes over 1240: b got %d packets, %d fragmentable sends; want the packet, 1", len(got), f.calls)
+	}
+	if got := p.a.e.Drops(DropSendError) - drops; got != 1 {
+		t.Errorf("send_error +%d, want still +1", got)
+	}
+	if out := p.a.e.pool.out.Load(); out != 0 {
+		t.Errorf("%d pool buffers not returned", out)
+	}
+}
+
+// fragTransport is a pmtuTransport whose SendFragmentable sends whatever
+// the size, as the kernel does when it may fragment.
+type fragTransport struct {
+	*pmtuTransport
+	calls int
+}
+
+func (t *fragTransport) SendFragmentable(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, error) {
+	t.calls++
+	return t.pmtuTransport.Transport.Send(bufs, ep, local)
 }
 
 // TestPathMTUAllocs pins the handling of packets over the path MTU at zero

@@ -224,10 +224,15 @@ func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Dura
 		group, fb = e.sealFragments(&o.pmtu, kp, mtu, group)
 		bytes += fb
 	}
+	if len(o.pmtu.loose) > 0 {
+		bytes += e.sendLoose(&o.pmtu, kp, mtu, e.transportOf(o.pipe), ep, local)
+	}
 	o.group = group[:0]
 	if len(group) == 0 {
 		e.leaveGate(p, o.pipe)
-		if exhausted {
+		if bytes > 0 { // only packets sendLoose sent (pmtu.go)
+			p.sent(kp, now, bytes, true, exhausted)
+		} else if exhausted {
 			p.requestInitiation()
 		}
 		return
@@ -410,6 +415,10 @@ func (p *peer) flushStaged() {
 		var fb uint64
 		bufs, fb = e.sealFragments(&over, kp, mtu, bufs)
 		bytes += fb
+		data = true
+	}
+	if len(over.loose) > 0 {
+		bytes += e.sendLoose(&over, kp, mtu, e.transport(), ep, local)
 		data = true
 	}
 	if len(bufs) > 0 {
