@@ -81,6 +81,50 @@ func (t *Tunnel) pidFile() string { return PIDFileIn(t.opts.RunDir, t.name, t.ne
 
 func (t *Tunnel) journalFile() string { return JournalFileIn(t.opts.RunDir, t.name, t.netns) }
 
+// inHostNetns reports whether netns is the namespace of pid 1 (the host's;
+// readable by root only). There the files of a warren from before
+// per-namespace names, NAME.pid and NAME.host, are honoured too: after an
+// upgrade, an instance it started is still found and its crash journal
+// restored.
+func inHostNetns(netns uint64) bool {
+	if netns == 0 {
+		return false
+	}
+	ino, err := hostNetns()
+	return err == nil && ino == netns
+}
+
+// hostNetns returns the inode of the host's network namespace; tests
+// replace it.
+var hostNetns = func() (uint64, error) { return NetnsInode("/proc/1/ns/net") }
+
+// journalFiles returns the paths of t's crash journals: its own, and in
+// the host's namespace the one of an older warren.
+func (t *Tunnel) journalFiles() []string {
+	if inHostNetns(t.netns) {
+		return []string{t.journalFile(), JournalFileIn(t.opts.RunDir, t.name, 0)}
+	}
+	return []string{t.journalFile()}
+}
+
+// pidFiles is journalFiles for the pid files.
+func (t *Tunnel) pidFiles() []string {
+	if inHostNetns(t.netns) {
+		return []string{t.pidFile(), PIDFileIn(t.opts.RunDir, t.name, 0)}
+	}
+	return []string{t.pidFile()}
+}
+
+// running reports the running instance of t's interface, as Running.
+func (t *Tunnel) running() (pid int, ok bool) {
+	for _, f := range t.pidFiles() {
+		if pid, ok := runningAt(f); ok {
+			return pid, true
+		}
+	}
+	return 0, false
+}
+
 // journal is the crash journal's content. host.Journal's fields are inline,
 // so a journal written before the other fields existed still reads.
 type journal struct {
@@ -100,7 +144,9 @@ func (j *journal) isEmpty() bool {
 // pid file is in dir, and whether there is one: the file names a live
 // process with the start time recorded. A pid file without a start time, or
 // whose process is gone or started at another time, names no instance.
-func Running(dir, name string) (pid int, ok bool) { return runningAt(PIDFile(dir, name)) }
+func Running(dir, name string) (pid int, ok bool) {
+	return (&Tunnel{name: name, opts: Options{RunDir: dir}, netns: CurrentNetns()}).running()
+}
 
 // runningAt is Running for the pid file at path.
 func runningAt(path string) (pid int, ok bool) {
@@ -131,18 +177,28 @@ func runningAt(path string) (pid int, ok bool) {
 // interface, and restores what an instance killed without cleanup left
 // behind (RELIABILITY L6).
 func (t *Tunnel) recoverCrashed(nl host.Netlink) error {
-	if pid, ok := runningAt(t.pidFile()); ok && pid != os.Getpid() {
+	if pid, ok := t.running(); ok && pid != os.Getpid() {
 		return fmt.Errorf("%s is already up (pid %d)", t.name, pid)
 	}
-	os.Remove(t.pidFile()) // stale; a failure shows when step 5 writes it
-	j, err := readJournal(t.journalFile())
-	if err != nil || j == nil {
-		return err
+	for _, f := range t.pidFiles() {
+		os.Remove(f) // stale; a failure shows when step 5 writes it
 	}
-	if err := t.restore(nl, j); err != nil {
-		return err
+	for _, f := range t.journalFiles() {
+		j, err := readJournal(f)
+		if err != nil {
+			return err
+		}
+		if j == nil {
+			continue
+		}
+		if err := t.restore(nl, j, f); err != nil {
+			return err
+		}
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
-	return t.removeJournal()
+	return nil
 }
 
 // readJournal reads the journal at path; nil if there is none. A malformed
@@ -162,9 +218,9 @@ func readJournal(path string) (*journal, error) {
 	return &j, nil
 }
 
-// restore undoes what the journal j of a dead instance records: its rules
-// and sysctls, its nftables table and its DNS entry.
-func (t *Tunnel) restore(nl host.Netlink, j *journal) error {
+// restore undoes what the journal j (read from path) of a dead instance
+// records: its rules and sysctls, its nftables table and its DNS entry.
+func (t *Tunnel) restore(nl host.Netlink, j *journal, path string) error {
 	var errs []error
 	if err := host.RestoreJournal(nl, t.opts.Sysctl, j.Journal); err != nil {
 		errs = append(errs, err)
@@ -185,7 +241,7 @@ func (t *Tunnel) restore(nl host.Netlink, j *journal) error {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("restore what a crashed warren left for %s (%s): %w", t.name, t.journalFile(), err)
+		return fmt.Errorf("restore what a crashed warren left for %s (%s): %w", t.name, path, err)
 	}
 	if !j.isEmpty() {
 		t.log.Info("restored what a crashed warren left behind", "interface", t.name,
@@ -203,35 +259,44 @@ func (t *Tunnel) restore(nl host.Netlink, j *journal) error {
 func Recover(name string, opts Options) (bool, error) {
 	defaultSocket := opts.ListenControl == nil
 	t := newTunnel(name, opts)
-	if pid, ok := runningAt(t.pidFile()); ok {
+	if pid, ok := t.running(); ok {
 		return false, fmt.Errorf("%s is running (pid %d)", name, pid)
 	}
-	_, perr := os.Stat(t.pidFile())
-	j, err := readJournal(t.journalFile())
-	if err != nil {
-		return false, err
-	}
-	if j != nil {
+	found := false
+	for _, f := range t.journalFiles() {
+		j, err := readJournal(f)
+		if err != nil {
+			return false, err
+		}
+		if j == nil {
+			continue
+		}
+		found = true
 		nl, err := t.opts.OpenNetlink()
 		if err != nil {
 			return false, fmt.Errorf("netlink: %w", err)
 		}
-		err = t.restore(nl, j)
+		err = t.restore(nl, j, f)
 		nl.Close()
 		if err != nil {
 			return false, err
 		}
-		if err := t.removeJournal(); err != nil {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return false, err
 		}
 	}
-	if err := os.Remove(t.pidFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return false, err
+	for _, f := range t.pidFiles() {
+		err := os.Remove(f)
+		if err == nil {
+			found = true
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return false, err
+		}
 	}
 	if defaultSocket {
 		removeStaleSocket(uapi.SocketPath(uapi.DefaultDir, name))
 	}
-	return j != nil || perr == nil, nil
+	return found, nil
 }
 
 // removeStaleSocket removes the control socket at path if nothing listens
