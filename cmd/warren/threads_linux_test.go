@@ -6,13 +6,15 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestThreads: two warren up with Threads = 2 and 3 (queues of a
 // multi-queue TUN and SO_REUSEPORT sockets) ping each other over IPv4 and
 // IPv6 and carry 16 MiB of TCP each way with matching SHA-256; warren show
 // says "threads: N"; every socket listens on the port, and a new listen
-// port set with wg moves all of them, traffic going on.
+// port set with wg moves all of them, traffic going on; deleting the link
+// stops warren up cleanly, with one log line.
 func TestThreads(t *testing.T) {
 	p := newTestPair(t)
 	threads := []int{2, 3}
@@ -50,6 +52,23 @@ func TestThreads(t *testing.T) {
 	}
 	p.ping(t, 1, demoOverlay[0].v4.Addr(), 3) // side 0 learns the new port from side 1
 	p.ping(t, 0, demoOverlay[1].v4.Addr(), 3)
+
+	// Deleting the link ends every queue: warren up logs it once and
+	// exits 0 within 1 s, as with one queue (L4).
+	pr := p.procs[1]
+	p.run(t, 1, "ip", "link", "del", p.names[1])
+	select {
+	case err := <-pr.done:
+		pr.done <- err
+		if err != nil {
+			t.Errorf("warren up exited with %v after its link was deleted, want 0", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatalf("warren up still running 1 s after its link was deleted\n%s", pr.log)
+	}
+	if n := strings.Count(pr.log.String(), "interface removed"); n != 1 {
+		t.Errorf("warren up logged the removal %d times, want once:\n%s", n, pr.log)
+	}
 }
 
 // udpSockets counts the UDP sockets bound to port in side i's namespace
