@@ -12,10 +12,11 @@ import (
 // busy under load (reading and sealing, receiving and opening), so one
 // already fills a machine of two cores; at most config.MaxThreads.
 //
-// On the 2-core machine of issue 10 one pipeline measures best (the
-// engine benchmark and warren bench: two pipelines on two cores only add
-// the sharing of one peer's state between them); machines with more cores
-// were not measured.
+// On the 2-core machine of issue 10, shared with other work, two pipelines
+// measured no better than one in warren bench (two rounds of --runs 3
+// --duration 5s, alternating: each round favoured the one run first,
+// within the noise), so one it is there; machines with more cores were not
+// measured.
 func DefaultThreads() int {
 	return max(1, min(runtime.NumCPU()/2, config.MaxThreads))
 }
