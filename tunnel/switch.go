@@ -134,12 +134,28 @@ const maxReplyFrame = ethHeaderSize + maxVLANTags*vlanTagSize + icmpv6MaxReply
 // holds an IPv4 packet with DF or an IPv6 packet (writeTooBig's rules),
 // the ICMP reply goes into s inside an Ethernet frame from the frame's
 // destination MAC to its source, with its VLAN tags, carrying as MTU what
-// an IP packet may have in such a frame. It reports true: the frame was
-// handled.
+// an IP packet may have in such a frame. Where that is below IPv6's 1280
+// bytes, an IPv6 packet up to 1280 goes on in a datagram the kernel may
+// fragment (e.loose, as for IP packets) and a larger one learns 1280. It
+// reports true: the frame was handled.
 func (e *Engine) overPathMTUFrame(s *pmtuScratch, payload []byte, lim int) bool {
-	e.drops.add(DropPathMTU, 1)
+	return e.answerFrame(s, payload, lim, true)
+}
+
+// answerFrame is overPathMTUFrame; without loose an IPv6 packet up to
+// 1280 bytes is dropped too (a flood: its frames go through no
+// sendPeerBatch that could send them so).
+func (e *Engine) answerFrame(s *pmtuScratch, payload []byte, lim int, loose bool) bool {
 	frame := payload[frameHeaderSize:]
 	hdr, et, ok := frameL3(frame)
+	mtu := lim - frameHeaderSize - hdr
+	if ok && et == etherTypeIPv6 && mtu < ipv6MinMTU {
+		if loose && len(frame)-hdr <= ipv6MinMTU && e.loose(s, payload) {
+			return true
+		}
+		mtu = ipv6MinMTU
+	}
+	e.drops.add(DropPathMTU, 1)
 	if !ok || et != etherTypeIPv4 && et != etherTypeIPv6 {
 		return true
 	}
@@ -153,7 +169,7 @@ func (e *Engine) overPathMTUFrame(s *pmtuScratch, payload []byte, lim int) bool 
 		return true // a buffer made for IP packets: not in layer 2 mode
 	}
 	out := r[off:]
-	k := writeTooBig(out[hdr:], frame[hdr:], lim-frameHeaderSize-hdr)
+	k := writeTooBig(out[hdr:], frame[hdr:], mtu)
 	if k == 0 {
 		return true
 	}
@@ -233,7 +249,7 @@ func (e *Engine) processOutboundL2(o *outbound, n int) {
 			kept := flood[:0]
 			for _, i := range flood {
 				if o.sizes[i] > lim {
-					e.overPathMTUFrame(&o.pmtu, o.bufs[i][Offset:Offset+o.sizes[i]], lim)
+					e.answerFrame(&o.pmtu, o.bufs[i][Offset:Offset+o.sizes[i]], lim, false)
 					continue
 				}
 				kept = append(kept, i)

@@ -843,3 +843,49 @@ func FuzzOverPathMTUFrame(f *testing.F) {
 		s.n = 0
 	})
 }
+
+// TestT4FrameIPv6Minimum: over a path that leaves an IP packet in a frame
+// less than IPv6's 1280 bytes (1340 outer: 1280 of plaintext, 1262 inside
+// an untagged frame), a larger IPv6 packet learns 1280, never less, and
+// one up to 1280 goes on in a datagram the kernel may fragment, where the
+// transport can send one (RFC 8200 5), as for IP packets in TUN mode.
+func TestT4FrameIPv6Minimum(t *testing.T) {
+	m := l2Established(t, l2Options{n: 2})
+	a := m.nodes[0]
+	a.ad.mtu = 1500
+	w := a.narrow(1340)
+	a.ad.inject(ipFrame(hostMAC(1), hostMAC(0), hostIP(0), hostIP(1), strings.Repeat("x", 1400)))
+	m.run()
+	if inner := m.peerOf(0, 1).pmtu.inner.Load(); inner != 1280 {
+		t.Fatalf("path MTU = %d bytes of plaintext, want 1280", inner)
+	}
+	m.written()
+
+	big := testPacket(hostIP6(0), hostIP6(1), 1300, true)
+	a.ad.inject(ethFrame(hostMAC(1), hostMAC(0), etherTypeIPv6, big))
+	m.run()
+	if w := m.written(); len(w[0]) != 1 || len(w[1]) != 0 {
+		t.Fatalf("IPv6 of 1300 bytes: a's TAP got %d frames, b's %d; want 1 reply, none", len(w[0]), len(w[1]))
+	} else {
+		checkTooBig(t, w[0][0][ethHeaderSize:], big, 1280)
+	}
+
+	small := ethFrame(hostMAC(1), hostMAC(0), etherTypeIPv6, testPacket(hostIP6(0), hostIP6(1), 1270, true))
+	drops := a.e.Drops(DropPathMTU)
+	a.ad.inject(small)
+	m.run()
+	if w := m.written(); len(w[0])+len(w[1]) != 0 || a.e.Drops(DropPathMTU) != drops+1 {
+		t.Errorf("IPv6 of 1270 bytes, no fragmentable send: TAPs got %d, %d frames, path_mtu +%d; want 0, 0, +1",
+			len(w[0]), len(w[1]), a.e.Drops(DropPathMTU)-drops)
+	}
+	f := &fragTransport{pmtuTransport: w}
+	a.e.tr.Store(newTransportBox(f))
+	a.ad.inject(small)
+	m.run()
+	if w := m.written(); len(w[1]) != 1 || !bytes.Equal(w[1][0], small) || f.calls != 1 || len(w[0]) != 0 {
+		t.Errorf("IPv6 of 1270 bytes: b's TAP got %d frames, %d fragmentable sends, a's TAP %d; want the frame, 1, 0", len(w[1]), f.calls, len(w[0]))
+	}
+	if out := a.e.pool.out.Load(); out != 0 {
+		t.Errorf("%d pool buffers not returned", out)
+	}
+}
