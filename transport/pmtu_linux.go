@@ -209,6 +209,8 @@ func (p *pmtuProbe) pathMTU(ep netip.AddrPort) (int, error) {
 	if err := unix.Connect(fd, sa); err != nil {
 		return 0, fmt.Errorf("path MTU to %v: connect: %w", ep, err)
 	}
+	var scratch unix.RawSockaddrInet6
+	defer disconnect(uintptr(fd), &scratch)
 	mtu, err := unix.GetsockoptInt(fd, level, opt)
 	if err != nil {
 		return 0, fmt.Errorf("path MTU to %v: %w", ep, err)

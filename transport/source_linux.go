@@ -103,11 +103,7 @@ func (r *routeProbe) source(dst netip.AddrPort) (netip.Addr, error) {
 	if _, _, e := unix.Syscall(unix.SYS_CONNECT, fd, uintptr(unsafe.Pointer(&r.sa)), n); e != 0 {
 		return netip.Addr{}, e
 	}
-	defer func() {
-		// Disconnect, so that the next connect routes afresh.
-		r.sa = unix.RawSockaddrInet6{Family: unix.AF_UNSPEC}
-		unix.Syscall(unix.SYS_CONNECT, fd, uintptr(unsafe.Pointer(&r.sa)), unix.SizeofSockaddrInet6)
-	}()
+	defer disconnect(fd, &r.sa)
 	r.sa = unix.RawSockaddrInet6{}
 	l := uint32(unix.SizeofSockaddrInet6)
 	if _, _, e := unix.Syscall(unix.SYS_GETSOCKNAME, fd, uintptr(unsafe.Pointer(&r.sa)), uintptr(unsafe.Pointer(&l))); e != 0 {
@@ -124,4 +120,13 @@ func (r *routeProbe) close() {
 		unix.Close(r.fd)
 	}
 	r.opened = false
+}
+
+// disconnect connects the UDP socket fd to AF_UNSPEC, so that its next
+// connect routes afresh: a connected UDP socket otherwise keeps the source
+// address of its first connect, and fails for good once that address is
+// gone. sa is scratch space, so that the call does not allocate.
+func disconnect(fd uintptr, sa *unix.RawSockaddrInet6) {
+	*sa = unix.RawSockaddrInet6{Family: unix.AF_UNSPEC}
+	unix.Syscall(unix.SYS_CONNECT, fd, uintptr(unsafe.Pointer(sa)), unix.SizeofSockaddrInet6)
 }

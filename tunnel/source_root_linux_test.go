@@ -212,7 +212,7 @@ func (l *echoLab) addAddr(ns *netlab.Namespace, linkName string, p netip.Prefix,
 	}
 	a := &netlink.Addr{IPNet: prefixNet(p), Flags: unix.IFA_F_NODAD}
 	if deprecated {
-		a.PreferedLft, a.ValidLft = 0, math.MaxUint32 // valid for ever
+		a.PreferedLft, a.ValidLft = 0, math.MaxInt32 // valid for 68 years (int is 32 bits on 386)
 	}
 	if err := h.AddrAdd(link, a); err != nil {
 		l.t.Fatal(err)
