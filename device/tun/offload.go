@@ -308,7 +308,7 @@ func checksumNoFold(b []byte, initial uint64) uint64 {
 	// Sum native-endian 64-bit words with end-around carry, then swap to
 	// big endian at the end (RFC 1071: byte order independence). Two
 	// independent carry chains over each 64 bytes let the CPU overlap the
-	// additions: 31 GB/s against 20 GB/s for one chain on 1440 bytes.
+	// additions: about 1.45 times as fast as one chain on 1440 bytes.
 	var a, ca, b2, cb uint64
 	for len(b) >= 64 {
 		a, ca = bits.Add64(a, binary.NativeEndian.Uint64(b[0:]), 0)
