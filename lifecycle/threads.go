@@ -13,10 +13,9 @@ import (
 // already fills a machine of two cores; at most config.MaxThreads.
 //
 // On the 2-core machine of issue 10, shared with other work, two pipelines
-// measured no better than one in warren bench (two rounds of --runs 3
-// --duration 5s, alternating: each round favoured the one run first,
-// within the noise), so one it is there; machines with more cores were not
-// measured.
+// measured no better than one in warren bench (six alternating runs of
+// --runs 3 --duration 5s: throughput within the noise, RTT p50 higher with
+// two), so one it is there; machines with more cores were not measured.
 func DefaultThreads() int {
 	return max(1, min(runtime.NumCPU()/2, config.MaxThreads))
 }
