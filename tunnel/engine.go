@@ -179,6 +179,7 @@ type Engine struct {
 	adapterBatch   int                // most packets per Adapter.Write
 	retryDelay     time.Duration      // wait after a failed read (readRetryDelay; tests shorten it)
 	pmtuProbe      time.Duration      // Options.PathMTUProbe with the default applied
+	unreachable    icmpLimiter        // host unreachable replies (N10, icmp.go)
 
 	// l2 is the layer 2 state; nil in TUN mode.
 	l2 *layer2

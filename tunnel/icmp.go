@@ -1,11 +1,18 @@
 package tunnel
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"sync"
+	"time"
+)
 
 // ICMP replies that tell an inner host its packet did not fit the path to a
 // peer: "fragmentation needed and DF set" for IPv4 (RFC 792, RFC 1191) and
 // "packet too big" for IPv6 (RFC 4443 3.2, RFC 8201). The engine writes
 // them back through the adapter so that the host's TCP lowers its MSS.
+// Likewise "host unreachable" (ICMP type 3 code 1, ICMPv6 type 1 code 3,
+// as the kernel's WireGuard) for a packet whose destination no peer's
+// allowed IPs hold (N10), at most icmpUnreachableRate a second.
 //
 // IPv4 reply (RFC 792, next-hop MTU per RFC 1191 4):
 //
@@ -42,22 +49,84 @@ import "encoding/binary"
 // packet arriving with one of the host's own addresses as its source is a
 // martian and dropped.
 const (
-	icmpHeaderSize      = 8    // type, code, checksum and 4 bytes (unused + MTU, or MTU), bytes
-	ipv4HeaderSize      = 20   // without options, bytes
-	ipv6HeaderSize      = 40   // bytes
-	icmpv4MaxReply      = 576  // whole reply, RFC 1812 4.3.2.3, bytes
-	icmpv6MaxReply      = 1280 // whole reply, RFC 4443 2.4 (c): the IPv6 minimum MTU, bytes
-	ipv4MinMTU          = 68   // RFC 791, bytes
-	ipv6MinMTU          = 1280 // RFC 8200 5, bytes
-	icmpReplyTTL        = 64   // hop limit of the replies
-	protoICMP           = 1
-	protoICMPv6         = 58
-	icmpDestUnreachable = 3 // ICMP type
-	icmpFragNeeded      = 4 // ICMP code of type 3
-	icmpv6PacketTooBig  = 2 // ICMPv6 type
-	ipv4FlagDF          = 0x4000
-	ipv4FragOffsetMask  = 0x1fff
+	icmpHeaderSize        = 8    // type, code, checksum and 4 bytes (unused + MTU, or MTU), bytes
+	ipv4HeaderSize        = 20   // without options, bytes
+	ipv6HeaderSize        = 40   // bytes
+	icmpv4MaxReply        = 576  // whole reply, RFC 1812 4.3.2.3, bytes
+	icmpv6MaxReply        = 1280 // whole reply, RFC 4443 2.4 (c): the IPv6 minimum MTU, bytes
+	ipv4MinMTU            = 68   // RFC 791, bytes
+	ipv6MinMTU            = 1280 // RFC 8200 5, bytes
+	icmpReplyTTL          = 64   // hop limit of the replies
+	protoICMP             = 1
+	protoICMPv6           = 58
+	icmpDestUnreachable   = 3 // ICMP type
+	icmpHostUnreachable   = 1 // ICMP code of type 3
+	icmpFragNeeded        = 4 // ICMP code of type 3
+	icmpv6DestUnreachable = 1 // ICMPv6 type
+	icmpv6AddrUnreachable = 3 // ICMPv6 code of type 1
+	icmpv6PacketTooBig    = 2 // ICMPv6 type
+	ipv4FlagDF            = 0x4000
+	ipv4FragOffsetMask    = 0x1fff
 )
+
+// Rate of the unreachable replies: the kernel's defaults for all the ICMP
+// errors a host sends (net.ipv4.icmp_msgs_per_sec, icmp_msgs_burst).
+const (
+	icmpUnreachableRate  = 1000 // replies per second
+	icmpUnreachableBurst = 50   // replies
+)
+
+// icmpLimiter is a token bucket of icmpUnreachableRate a second holding up
+// to icmpUnreachableBurst, kept as time credit: each reply costs a
+// second/icmpUnreachableRate. The zero value starts full.
+type icmpLimiter struct {
+	mu     sync.Mutex    // guards credit and last
+	credit time.Duration // earned and not spent, at most the burst's worth
+	last   time.Duration // engine clock at the last allow
+}
+
+// allow reports whether a reply may go at now (the engine's clock), and
+// spends its cost if so.
+func (l *icmpLimiter) allow(now time.Duration) bool {
+	const cost = time.Second / icmpUnreachableRate
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.credit = min(l.credit+max(now-l.last, 0), icmpUnreachableBurst*cost)
+	l.last = now
+	if l.credit < cost {
+		return false
+	}
+	l.credit -= cost
+	return true
+}
+
+// replyUnreachable queues in s the host unreachable reply to pkt, a packet
+// without a peer (N10), when one is due and the rate allows.
+func (e *Engine) replyUnreachable(s *pmtuScratch, pkt []byte, now time.Duration) {
+	if _, total := errorDue(pkt); total == 0 || !e.unreachable.allow(now) {
+		return
+	}
+	r := s.nextReply(e.adapterOffset())
+	s.addReply(e.adapterOffset(), writeUnreachable(r, pkt))
+}
+
+// nextReply returns the buffer of s's next ICMP reply, past off bytes of
+// the adapter's headroom: icmpv6MaxReply bytes, enough for any reply.
+func (s *pmtuScratch) nextReply(off int) []byte {
+	if s.n == len(s.replies) {
+		s.replies = append(s.replies, make([]byte, off+icmpv6MaxReply))
+	}
+	return s.replies[s.n][off:]
+}
+
+// addReply keeps the k bytes written into nextReply's buffer as s's next
+// reply; k 0 (no reply) keeps nothing.
+func (s *pmtuScratch) addReply(off, k int) {
+	if k > 0 {
+		s.replies[s.n] = s.replies[s.n][:off+k]
+		s.n++
+	}
+}
 
 // writeTooBig writes into dst the reply that tells the sender of the inner
 // packet pkt that it exceeds mtu, and returns the reply's length, or 0 when
@@ -70,56 +139,110 @@ const (
 // (IPv6) in all, and less when dst is shorter: a dst of icmpv6MaxReply bytes
 // always suffices.
 //
-// No reply is due (RFC 1122 3.2.2, RFC 1812 4.3.2.7, RFC 4443 2.4 (e)) and
-// 0 is returned when:
-//   - pkt is not a well-formed IPv4 or IPv6 packet, or its length (from its
-//     header) does not exceed mtu;
+// No reply is due and 0 is returned when no ICMP error is (errorDue), or
+// when:
+//   - pkt's length (from its header) does not exceed mtu;
 //   - mtu is below the protocol's minimum (68 for IPv4, 1280 for IPv6) or
 //     above 65535;
-//   - an IPv4 packet lacks DF (the sender may fragment it instead) or is a
-//     fragment other than the first;
-//   - the packet is itself an ICMP or ICMPv6 error message;
+//   - an IPv4 packet lacks DF (the sender may fragment it instead).
+func writeTooBig(dst, pkt []byte, mtu int) int {
+	ihl, total := errorDue(pkt)
+	if total == 0 || mtu > 0xffff || total <= mtu {
+		return 0
+	}
+	if ihl > 0 {
+		if mtu < ipv4MinMTU || binary.BigEndian.Uint16(pkt[6:8])&ipv4FlagDF == 0 {
+			return 0
+		}
+		return writeICMPv4(dst, pkt, ihl, total, icmpDestUnreachable, icmpFragNeeded, uint32(mtu))
+	}
+	if mtu < ipv6MinMTU {
+		return 0
+	}
+	return writeICMPv6(dst, pkt, total, icmpv6PacketTooBig, 0, uint32(mtu))
+}
+
+// writeUnreachable writes into dst the reply that tells the sender of the
+// inner packet pkt that its destination has no peer (N10), and returns the
+// reply's length, or 0 when no ICMP error is due (errorDue). It is the
+// kernel's reply in the same case: ICMP type 3 code 1 (host unreachable)
+// for IPv4, ICMPv6 type 1 code 3 (address unreachable) for IPv6, quoting
+// pkt as writeTooBig does. It allocates nothing and keeps no reference to
+// dst or pkt; dst must not overlap pkt.
+func writeUnreachable(dst, pkt []byte) int {
+	ihl, total := errorDue(pkt)
+	switch {
+	case total == 0:
+		return 0
+	case ihl > 0:
+		return writeICMPv4(dst, pkt, ihl, total, icmpDestUnreachable, icmpHostUnreachable, 0)
+	}
+	return writeICMPv6(dst, pkt, total, icmpv6DestUnreachable, icmpv6AddrUnreachable, 0)
+}
+
+// errorDue reports whether the inner packet pkt may be answered with an
+// ICMP or ICMPv6 error: it returns pkt's length from its header and, for
+// IPv4, its header length (0 for IPv6), or total 0 when no error is due
+// (RFC 1122 3.2.2, RFC 1812 4.3.2.7, RFC 4443 2.4 (e)), that is when:
+//   - pkt is not a well-formed IPv4 or IPv6 packet (an IPv6 payload length
+//     of 0, a jumbogram, has nothing to quote);
+//   - it is an IPv4 fragment other than the first;
+//   - it is itself an ICMP or ICMPv6 error message;
 //   - its source is not a unicast address (unspecified, loopback,
 //     multicast, broadcast), or its destination is multicast, broadcast or
-//     unspecified, which could not be the reply's source;
-//   - dst cannot hold the headers and the minimum quote (the IP header plus
-//     8 bytes for IPv4, the IPv6 header for IPv6).
-func writeTooBig(dst, pkt []byte, mtu int) int {
+//     unspecified, which could not be the reply's source.
+func errorDue(pkt []byte) (ihl, total int) {
 	if len(pkt) < 1 {
-		return 0
+		return 0, 0
 	}
 	switch pkt[0] >> 4 {
 	case 4:
-		return writeFragNeeded(dst, pkt, mtu)
+		if len(pkt) < ipv4HeaderSize {
+			return 0, 0
+		}
+		ihl = int(pkt[0]&0x0f) * 4
+		total = int(binary.BigEndian.Uint16(pkt[2:4]))
+		if ihl < ipv4HeaderSize || total < ihl || total > len(pkt) {
+			return 0, 0
+		}
+		if binary.BigEndian.Uint16(pkt[6:8])&ipv4FragOffsetMask != 0 {
+			return 0, 0
+		}
+		if !isUnicastIPv4(pkt[12:16]) || !isUnicastIPv4(pkt[16:20]) {
+			return 0, 0
+		}
+		if pkt[9] == protoICMP && isICMPv4Error(pkt[ihl:total]) {
+			return 0, 0
+		}
+		return ihl, total
 	case 6:
-		return writePacketTooBig(dst, pkt, mtu)
+		if len(pkt) < ipv6HeaderSize {
+			return 0, 0
+		}
+		payload := int(binary.BigEndian.Uint16(pkt[4:6]))
+		total = ipv6HeaderSize + payload
+		if payload == 0 || total > len(pkt) {
+			return 0, 0
+		}
+		if !isUnicastIPv6(pkt[8:24]) || !isUnicastIPv6(pkt[24:40]) {
+			return 0, 0
+		}
+		if isICMPv6Error(pkt[:total]) {
+			return 0, 0
+		}
+		return 0, total
 	}
-	return 0
+	return 0, 0
 }
 
-// writeFragNeeded is writeTooBig for IPv4.
-func writeFragNeeded(dst, pkt []byte, mtu int) int {
-	if mtu < ipv4MinMTU || mtu > 0xffff || len(pkt) < ipv4HeaderSize {
-		return 0
-	}
-	ihl := int(pkt[0]&0x0f) * 4
-	total := int(binary.BigEndian.Uint16(pkt[2:4]))
-	if ihl < ipv4HeaderSize || total < ihl || total > len(pkt) || total <= mtu {
-		return 0
-	}
-	frag := binary.BigEndian.Uint16(pkt[6:8])
-	if frag&ipv4FlagDF == 0 || frag&ipv4FragOffsetMask != 0 {
-		return 0
-	}
-	src, dstAddr := pkt[12:16], pkt[16:20]
-	if !isUnicastIPv4(src) || !isUnicastIPv4(dstAddr) {
-		return 0
-	}
-	if pkt[9] == protoICMP && isICMPv4Error(pkt[ihl:total]) {
-		return 0
-	}
+// writeICMPv4 writes into dst an ICMP error of type typ and code with the
+// 4 bytes after the checksum set to info, from pkt's destination to its
+// source, quoting pkt (header ihl bytes, total bytes in all) as far as 576
+// bytes in all and dst allow. It returns the reply's length, or 0 when dst
+// cannot hold the header plus 8 bytes of pkt (RFC 792).
+func writeICMPv4(dst, pkt []byte, ihl, total int, typ, code byte, info uint32) int {
 	quote := min(total, icmpv4MaxReply-ipv4HeaderSize-icmpHeaderSize, len(dst)-ipv4HeaderSize-icmpHeaderSize)
-	if quote < ihl+8 { // RFC 792: the header plus 64 bits of data
+	if quote < min(ihl+8, total) { // RFC 792: the header plus 64 bits of data
 		return 0
 	}
 	n := ipv4HeaderSize + icmpHeaderSize + quote
@@ -131,38 +254,24 @@ func writeFragNeeded(dst, pkt []byte, mtu int) int {
 	ip[8] = icmpReplyTTL
 	ip[9] = protoICMP
 	ip[10], ip[11] = 0, 0
-	copy(ip[12:16], dstAddr)
-	copy(ip[16:20], src)
+	copy(ip[12:16], pkt[16:20])
+	copy(ip[16:20], pkt[12:16])
 	binary.BigEndian.PutUint16(ip[10:12], ^foldChecksum(sumChecksum(ip, 0)))
 
 	icmp := dst[ipv4HeaderSize:n]
-	icmp[0] = icmpDestUnreachable
-	icmp[1] = icmpFragNeeded
+	icmp[0] = typ
+	icmp[1] = code
 	icmp[2], icmp[3] = 0, 0
-	icmp[4], icmp[5] = 0, 0
-	binary.BigEndian.PutUint16(icmp[6:8], uint16(mtu))
+	binary.BigEndian.PutUint32(icmp[4:8], info)
 	copy(icmp[icmpHeaderSize:], pkt[:quote])
 	binary.BigEndian.PutUint16(icmp[2:4], ^foldChecksum(sumChecksum(icmp, 0)))
 	return n
 }
 
-// writePacketTooBig is writeTooBig for IPv6.
-func writePacketTooBig(dst, pkt []byte, mtu int) int {
-	if mtu < ipv6MinMTU || mtu > 0xffff || len(pkt) < ipv6HeaderSize {
-		return 0
-	}
-	payload := int(binary.BigEndian.Uint16(pkt[4:6]))
-	total := ipv6HeaderSize + payload
-	if payload == 0 || total > len(pkt) || total <= mtu { // payload 0: a jumbogram or nothing to quote
-		return 0
-	}
-	src, dstAddr := pkt[8:24], pkt[24:40]
-	if !isUnicastIPv6(src) || !isUnicastIPv6(dstAddr) {
-		return 0
-	}
-	if isICMPv6Error(pkt[:total]) {
-		return 0
-	}
+// writeICMPv6 is writeICMPv4 for IPv6: an ICMPv6 error quoting pkt (total
+// bytes) as far as 1280 bytes in all and dst allow, or 0 when dst cannot
+// hold pkt's header.
+func writeICMPv6(dst, pkt []byte, total int, typ, code byte, info uint32) int {
 	quote := min(total, icmpv6MaxReply-ipv6HeaderSize-icmpHeaderSize, len(dst)-ipv6HeaderSize-icmpHeaderSize)
 	if quote < ipv6HeaderSize {
 		return 0
@@ -173,14 +282,14 @@ func writePacketTooBig(dst, pkt []byte, mtu int) int {
 	binary.BigEndian.PutUint16(ip[4:6], uint16(icmpHeaderSize+quote))
 	ip[6] = protoICMPv6
 	ip[7] = icmpReplyTTL
-	copy(ip[8:24], dstAddr)
-	copy(ip[24:40], src)
+	copy(ip[8:24], pkt[24:40])
+	copy(ip[24:40], pkt[8:24])
 
 	icmp := dst[ipv6HeaderSize:n]
-	icmp[0] = icmpv6PacketTooBig
-	icmp[1] = 0
+	icmp[0] = typ
+	icmp[1] = code
 	icmp[2], icmp[3] = 0, 0
-	binary.BigEndian.PutUint32(icmp[4:8], uint32(mtu))
+	binary.BigEndian.PutUint32(icmp[4:8], info)
 	copy(icmp[icmpHeaderSize:], pkt[:quote])
 	// RFC 8200 8.1 pseudo-header: source, destination, upper-layer
 	// length, next header.

@@ -316,14 +316,7 @@ func (e *Engine) overPathMTU(s *pmtuScratch, pkt []byte, lim int) bool {
 		}
 	}
 	e.drops.add(DropPathMTU, 1)
-	if s.n == len(s.replies) {
-		s.replies = append(s.replies, make([]byte, e.adapterOffset()+icmpv6MaxReply))
-	}
-	r := s.replies[s.n]
-	if k := writeTooBig(r[e.adapterOffset():], pkt, mtu); k > 0 {
-		s.replies[s.n] = r[:e.adapterOffset()+k]
-		s.n++
-	}
+	s.addReply(e.adapterOffset(), writeTooBig(s.nextReply(e.adapterOffset()), pkt, mtu))
 	return true
 }
 

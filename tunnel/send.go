@@ -145,20 +145,25 @@ func (e *Engine) processOutbound(o *outbound, n int) {
 		e.processOutboundL2(o, n)
 		return
 	}
+	now := e.clock.Now()
 	for i := range n {
-		p, ok := e.routes.LookupPacketDst(o.bufs[i][Offset : Offset+o.sizes[i]])
+		pkt := o.bufs[i][Offset : Offset+o.sizes[i]]
+		p, ok := e.routes.LookupPacketDst(pkt)
 		if !ok {
 			e.drops.add(DropNoRoute, 1)
+			e.replyUnreachable(&o.pmtu, pkt, now) // N10, icmp.go
 			p = nil
 		}
 		o.peers[i] = p
 	}
-	now := e.clock.Now()
 	mtu := e.paddingMTU()
 	for i := range n {
 		if p := o.peers[i]; p != nil {
 			e.sendPeerBatch(o, p, i, n, now, mtu)
 		}
+	}
+	if o.pmtu.n > 0 {
+		e.finishPathMTU(&o.pmtu, e.adapterOf(o.pipe)) // unreachable replies
 	}
 }
 
