@@ -43,51 +43,65 @@ func newTUNPair(tb testing.TB) (a, b *tunSide) {
 func newTUNLab(tb testing.TB) (lab *netlab.Lab, a, b *tunSide) {
 	tb.Helper()
 	lab = netlabtest.NewLab(tb, 0)
-	mk := func(ns *netlab.Namespace, inner string) *tunSide {
-		s := &tunSide{ns: ns, inner: netip.MustParsePrefix(inner)}
-		s.key, _ = crypto.NewPrivateKey(rand.Reader)
-		var dev *tun.TUN
-		var udp *transport.UDP
-		err := ns.Do(func() error {
-			var err error
-			if dev, err = tun.OpenTUN("wt0", 1420); err != nil {
-				return err
-			}
-			udp, err = transport.Listen(transport.Options{})
+	a = openTUNSide(tb, lab.A, "wt0", 1420, "198.19.0.1/24")
+	b = openTUNSide(tb, lab.B, "wt0", 1420, "198.19.0.2/24")
+	connectSides(tb, a, b, lab.AddrA.Addr(), lab.AddrB.Addr())
+	return lab, a, b
+}
+
+// openTUNSide runs an engine in ns on a new TUN device dev of the given
+// MTU, with offloads, and a batched UDP socket; the device carries inner
+// and is up (root).
+func openTUNSide(tb testing.TB, ns *netlab.Namespace, dev string, mtu int, inner string) *tunSide {
+	tb.Helper()
+	s := &tunSide{ns: ns, inner: netip.MustParsePrefix(inner)}
+	s.key, _ = crypto.NewPrivateKey(rand.Reader)
+	var ad *tun.TUN
+	var udp *transport.UDP
+	err := ns.Do(func() error {
+		var err error
+		if ad, err = tun.OpenTUN(dev, mtu); err != nil {
 			return err
-		})
-		if err != nil {
-			if dev != nil {
-				dev.Close()
-			}
-			tb.Fatal(err)
 		}
-		s.port = udp.Port()
-		s.e = New(dev, udp, Options{})
-		tb.Cleanup(func() {
-			if err := s.e.Close(); err != nil {
-				tb.Errorf("Close: %v", err)
-			}
-		})
-		h := ns.Handle()
-		link, err := h.LinkByName("wt0")
-		if err != nil {
-			tb.Fatal(err)
+		udp, err = transport.Listen(transport.Options{})
+		return err
+	})
+	if err != nil {
+		if ad != nil {
+			ad.Close()
 		}
-		if err := h.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(s.inner)}); err != nil {
-			tb.Fatal(err)
-		}
-		if err := h.LinkSetUp(link); err != nil {
-			tb.Fatal(err)
-		}
-		return s
+		tb.Fatal(err)
 	}
-	a = mk(lab.A, "198.19.0.1/24")
-	b = mk(lab.B, "198.19.0.2/24")
+	s.port = udp.Port()
+	s.e = New(ad, udp, Options{})
+	tb.Cleanup(func() {
+		if err := s.e.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	h := ns.Handle()
+	link, err := h.LinkByName(dev)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := h.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(s.inner)}); err != nil {
+		tb.Fatal(err)
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		tb.Fatal(err)
+	}
+	return s
+}
+
+// connectSides makes a and b each other's only peer, with the other's
+// tunnel address as allowed IP, a reaching b at addrB and b reaching a at
+// addrA, and brings both engines up.
+func connectSides(tb testing.TB, a, b *tunSide, addrA, addrB netip.Addr) {
+	tb.Helper()
 	for _, c := range []struct {
 		s, peer *tunSide
 		addr    netip.Addr
-	}{{a, b, lab.AddrB.Addr()}, {b, a, lab.AddrA.Addr()}} {
+	}{{a, b, addrB}, {b, a, addrA}} {
 		err := c.s.e.SetConfig(Config{PrivateKey: c.s.key, Peers: []PeerConfig{{
 			PublicKey:  c.peer.key.PublicKey(),
 			Endpoint:   netip.AddrPortFrom(c.addr, c.peer.port),
@@ -100,7 +114,6 @@ func newTUNLab(tb testing.TB) (lab *netlab.Lab, a, b *tunSide) {
 			tb.Fatal(err)
 		}
 	}
-	return lab, a, b
 }
 
 func prefixNet(p netip.Prefix) *net.IPNet {
