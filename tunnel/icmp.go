@@ -78,7 +78,8 @@ const (
 
 // icmpLimiter is a token bucket of icmpUnreachableRate a second holding up
 // to icmpUnreachableBurst, kept as time credit: each reply costs a
-// second/icmpUnreachableRate. The zero value starts full.
+// second/icmpUnreachableRate. The zero value is full once the engine's
+// clock reads 50 ms (the burst's worth), as it does from boot on Linux.
 type icmpLimiter struct {
 	mu     sync.Mutex    // guards credit and last
 	credit time.Duration // earned and not spent, at most the burst's worth
