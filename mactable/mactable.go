@@ -117,6 +117,12 @@ func (t *Table[P]) Ageing() time.Duration { return t.ageing }
 // Learn binds m to port at time now and counts a frame on it. It returns
 // what it did and, for Moved, the port m was bound to before.
 func (t *Table[P]) Learn(m MAC, port P, now time.Duration) (Result, P) {
+	return t.LearnFrames(m, port, now, 1)
+}
+
+// LearnFrames is Learn for a run of n frames from m at time now, counted
+// at once: what n calls of Learn would do, taking the lock once.
+func (t *Table[P]) LearnFrames(m MAC, port P, now time.Duration, n uint64) (Result, P) {
 	var zero P
 	if m.IsGroup() {
 		return Group, zero
@@ -132,7 +138,7 @@ func (t *Table[P]) Learn(m MAC, port P, now time.Duration) (Result, P) {
 				e.born, e.frames = now, 0
 			}
 			e.seen = now
-			e.frames++
+			e.frames += n
 			if expired {
 				return Learned, zero
 			}
@@ -146,7 +152,7 @@ func (t *Table[P]) Learn(m MAC, port P, now time.Duration) (Result, P) {
 		}
 		t.perPort[old]--
 		t.perPort[port]++
-		e.port, e.born, e.seen, e.frames = port, now, now, 1
+		e.port, e.born, e.seen, e.frames = port, now, now, n
 		if expired {
 			return Learned, zero
 		}
@@ -164,7 +170,7 @@ func (t *Table[P]) Learn(m MAC, port P, now time.Duration) (Result, P) {
 	i := t.free
 	e := &t.slab[i]
 	t.free = e.free
-	*e = entry[P]{mac: m, port: port, seen: now, born: now, frames: 1, free: -1}
+	*e = entry[P]{mac: m, port: port, seen: now, born: now, frames: n, free: -1}
 	t.index[m] = i
 	t.perPort[port]++
 	return Learned, zero
@@ -174,6 +180,12 @@ func (t *Table[P]) Learn(m MAC, port P, now time.Duration) (Result, P) {
 // the entry. A group address, an unknown one or an expired one reports
 // false.
 func (t *Table[P]) Lookup(m MAC, now time.Duration) (P, bool) {
+	return t.LookupFrames(m, now, 1)
+}
+
+// LookupFrames is Lookup for a run of n frames to m at time now, counted
+// at once.
+func (t *Table[P]) LookupFrames(m MAC, now time.Duration, n uint64) (P, bool) {
 	var zero P
 	if m.IsGroup() {
 		return zero, false
@@ -188,7 +200,7 @@ func (t *Table[P]) Lookup(m MAC, now time.Duration) (P, bool) {
 	if now-e.seen >= t.ageing {
 		return zero, false
 	}
-	e.frames++
+	e.frames += n
 	return e.port, true
 }
 
