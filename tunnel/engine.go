@@ -398,14 +398,17 @@ func (e *Engine) transport() Transport { return e.tr.Load().Transport }
 var ErrAdapterRemoved = errors.New("interface removed")
 
 // setFatal records err as the reason the engine stopped unless one is
-// recorded, and closes Done.
-func (e *Engine) setFatal(err error) {
+// recorded, and closes Done. It reports whether err was recorded, so that
+// of several pipelines failing at once only the first logs.
+func (e *Engine) setFatal(err error) bool {
 	e.fatal.Lock()
-	if e.fatal.err == nil {
-		e.fatal.err = err
-		close(e.fatal.failed)
+	defer e.fatal.Unlock()
+	if e.fatal.err != nil {
+		return false
 	}
-	e.fatal.Unlock()
+	e.fatal.err = err
+	close(e.fatal.failed)
+	return true
 }
 
 // Done is closed when the engine stopped moving packets on its own: its

@@ -87,10 +87,9 @@ func (e *Engine) readPipe(pipe *pipeline) {
 			continue
 		}
 		if isRemoved(err) && !e.isClosing() {
-			if e.Err() == nil {
+			if e.setFatal(fmt.Errorf("%s: %w", ad.Name(), ErrAdapterRemoved)) {
 				e.log.Info("interface removed, stopping", "interface", ad.Name())
 			}
-			e.setFatal(fmt.Errorf("%s: %w", ad.Name(), ErrAdapterRemoved))
 			return
 		}
 		if errors.Is(err, net.ErrClosed) {

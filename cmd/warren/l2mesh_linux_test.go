@@ -177,10 +177,14 @@ func TestT2ThreeSitesBroadcast(t *testing.T) {
 	for i := range 3 {
 		before[i] = linkRxPackets(t, m.gws[i], m.names[i])
 	}
-	time.Sleep(time.Second) // a loop would keep the counters moving
+	// A loop would keep one broadcast circling at thousands of frames a
+	// second; the hosts' own neighbour discovery, MLD or ARP refreshes
+	// may add a frame or two in the same second.
+	time.Sleep(time.Second)
+	const hostChatter = 3
 	for i := range 3 {
-		if after := linkRxPackets(t, m.gws[i], m.names[i]); after != before[i] {
-			t.Errorf("site %d's TAP took %d frames after traffic stopped, want 0 (a loop)", i, after-before[i])
+		if after := linkRxPackets(t, m.gws[i], m.names[i]); after-before[i] > hostChatter {
+			t.Errorf("site %d's TAP took %d frames in the second after traffic stopped, want at most %d (a loop)", i, after-before[i], hostChatter)
 		}
 	}
 }
