@@ -204,6 +204,19 @@ func (t *Table[P]) LookupFrames(m MAC, now time.Duration, n uint64) (P, bool) {
 	return e.port, true
 }
 
+// CountFrames counts n more frames on m's entry if m is bound to port:
+// frames of a run whose Learn or Lookup the caller did once, for its first.
+func (t *Table[P]) CountFrames(m MAC, port P, n uint64) {
+	if m.IsGroup() {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if i, ok := t.index[m]; ok && t.slab[i].port == port {
+		t.slab[i].frames += n
+	}
+}
+
 // Sweep removes the entries expired at now and returns how many.
 func (t *Table[P]) Sweep(now time.Duration) int {
 	t.mu.Lock()

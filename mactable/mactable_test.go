@@ -212,3 +212,30 @@ func TestString(t *testing.T) {
 		t.Errorf("String = %q, want %q", got, want)
 	}
 }
+
+// TestRunFrames: LearnFrames, LookupFrames and CountFrames count a run of
+// frames at once, as that many calls of Learn and Lookup would, and
+// CountFrames counts only on the port the MAC is still bound to.
+func TestRunFrames(t *testing.T) {
+	tab := New[int](time.Minute, 8, 8)
+	a, b := MAC{2, 0, 0, 0, 0, 1}, MAC{2, 0, 0, 0, 0, 2}
+	if r, _ := tab.LearnFrames(a, 1, 0, 5); r != Learned {
+		t.Fatalf("LearnFrames: %v, want Learned", r)
+	}
+	tab.Learn(b, 2, 0)
+	if p, ok := tab.LookupFrames(b, 0, 3); !ok || p != 2 {
+		t.Fatalf("LookupFrames: %v %v, want 2 true", p, ok)
+	}
+	tab.CountFrames(a, 1, 4)
+	tab.CountFrames(b, 1, 100) // bound to 2: not counted
+	got := map[MAC]uint64{}
+	for _, e := range tab.Entries(0) {
+		got[e.MAC] = e.Frames
+	}
+	if got[a] != 9 || got[b] != 4 {
+		t.Errorf("frames %v, want %v: 9, %v: 4", got, a, b)
+	}
+	if r, old := tab.LearnFrames(a, 2, 0, 2); r != Moved || old != 1 {
+		t.Errorf("LearnFrames to another port: %v from %v, want Moved from 1", r, old)
+	}
+}

@@ -185,6 +185,7 @@ func (e *Engine) processInbound(in *inbound, n int) {
 		}
 		write = append(write, msg[:Offset+size])
 	}
+	e.endInbound()
 	for i := range seen {
 		e.received(&seen[i], isLatest(seen, i), now)
 	}

@@ -35,9 +35,9 @@ package tunnel
 //     when it goes to that peer; with Forward group and unknown frames
 //     also go to every other peer.
 //
-// The MAC table has its own lock, a leaf taken once per frame for learning
-// and once for the lookup (out, once per run of frames with the same MACs);
-// no engine lock is held meanwhile.
+// The MAC table has its own lock, a leaf taken once per run of frames with
+// the same MACs (and, in, the same peer) in a batch for learning and once
+// for the lookup; no engine lock is held meanwhile.
 
 import (
 	"bytes"
@@ -68,6 +68,7 @@ type layer2 struct {
 	lastSweep   atomic.Int64  // Clock.Now of the last sweep
 
 	out, in frameScratch // of readLoop and of receiveLoop
+	run     frameRun     // of receiveLoop (inboundFrame)
 }
 
 // frameScratch is one loop's scratch for copies of frames, made once.
@@ -408,15 +409,27 @@ func (e *Engine) inboundFrame(p *peer, pt []byte, now time.Duration) (int, bool)
 			return 0, false
 		}
 	}
-	res, old := l.macs.Learn(src, p, now)
-	switch res {
-	case mactable.Full:
-		e.drops.add(DropMACTableFull, 1)
-		return 0, false
-	case mactable.Moved:
-		e.macMoved(src, old, p)
+	r := &l.run
+	var to *peer
+	var known bool
+	if r.valid && r.p == p && r.src == src && r.dst == dst && r.now == now {
+		// The run goes on: Learn and Lookup would do what they did for
+		// its first frame; the frame is counted at the batch's end.
+		r.n++
+		to, known = r.to, r.known
+	} else {
+		l.flushRun()
+		res, old := l.macs.Learn(src, p, now)
+		switch res {
+		case mactable.Full:
+			e.drops.add(DropMACTableFull, 1)
+			return 0, false
+		case mactable.Moved:
+			e.macMoved(src, old, p)
+		}
+		to, known = l.macs.Lookup(dst, now)
+		*r = frameRun{valid: true, p: p, src: src, dst: dst, now: now, to: to, known: known}
 	}
-	to, known := l.macs.Lookup(dst, now)
 	forward := l.forward.Load()
 	switch {
 	case known && to == nil:
@@ -432,6 +445,40 @@ func (e *Engine) inboundFrame(p *peer, pt []byte, now time.Duration) (int, bool)
 		e.forwardFrame(nil, p, pt[:frameHeaderSize+len(frame)], now)
 	}
 	return frameHeaderSize + len(frame), true
+}
+
+// frameRun is the run of frames inboundFrame is in: consecutive frames
+// from one peer with the same MACs in one batch (a flow's segments), whose
+// source is learned and destination looked up once, for the first.
+type frameRun struct {
+	valid    bool
+	p        *peer
+	src, dst mactable.MAC
+	now      time.Duration
+	to       *peer // what Lookup(dst) gave
+	known    bool
+	n        uint64 // frames after the first, not yet counted in the table
+}
+
+// flushRun counts the frames of the run after its first in the MAC table,
+// as their Learn and Lookup would have, and ends the run.
+func (l *layer2) flushRun() {
+	r := &l.run
+	if r.valid && r.n > 0 {
+		l.macs.CountFrames(r.src, r.p, r.n)
+		if r.known {
+			l.macs.CountFrames(r.dst, r.to, r.n)
+		}
+	}
+	*r = frameRun{}
+}
+
+// endInbound ends the run of a batch of received payloads (receiveLoop,
+// after the batch): its frames are counted, and the next batch learns again.
+func (e *Engine) endInbound() {
+	if e.l2 != nil {
+		e.l2.flushRun()
+	}
 }
 
 // forwardFrame sends a copy of payload (frame header and frame) to the peer

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"strings"
 	"sync"
@@ -537,6 +538,45 @@ func TestL2Allocs(t *testing.T) {
 		}
 		if sink.n != 1 {
 			t.Errorf("%s: %d datagrams per frame, want 1", name, sink.n)
+		}
+	}
+}
+
+// TestL2RunCounts: runs of frames with the same MACs are learned and looked
+// up once per batch, out and in, and the MAC table still counts every
+// frame, wherever other frames cut the runs.
+func TestL2RunCounts(t *testing.T) {
+	a, b, sink := l2Pump(t)
+	counts := func(n *node) map[mactable.MAC]uint64 {
+		c := map[mactable.MAC]uint64{}
+		for _, m := range n.e.MACTable() {
+			c[m.MAC] = m.Frames
+		}
+		return c
+	}
+	before := map[*node]map[mactable.MAC]uint64{a: counts(a), b: counts(b)}
+	srcs := []int{0, 0, 0, 2, 2, 0, 3, 0, 0}
+	for range 2 {
+		for i, s := range srcs {
+			f := ipFrame(hostMAC(1), hostMAC(s), hostIP(0), hostIP(1), "run")
+			a.out.sizes[i] = copy(a.out.bufs[i][a.e.adapterOffset():], f)
+		}
+		sink.n = 0
+		a.e.processOutbound(a.out, len(srcs))
+		b.e.processInbound(b.in, sink.n)
+		if sink.n != len(srcs) {
+			t.Fatalf("%d datagrams, want %d", sink.n, len(srcs))
+		}
+	}
+	// Each frame counts on its source and its (known) destination.
+	want := map[mactable.MAC]uint64{hostMAC(0): 12, hostMAC(1): 18, hostMAC(2): 4, hostMAC(3): 2}
+	for name, n := range map[string]*node{"a": a, "b": b} {
+		got := counts(n)
+		for m := range got {
+			got[m] -= before[n][m]
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("%s: frames per MAC %v, want %v", name, got, want)
 		}
 	}
 }
