@@ -57,8 +57,77 @@ const pmtuProbeInterval = time.Second
 // at addrs (root).
 func newPMTULab(t *testing.T, addrs pmtuAddrs) *pmtuLab {
 	t.Helper()
+	l, nsA, nsB := newPMTUUnderlay(t, addrs)
+	mk := func(ns *netlab.Namespace, inner string) *tunSide {
+		s := &tunSide{ns: ns, inner: netip.MustParsePrefix(inner)}
+		s.key, _ = crypto.NewPrivateKey(rand.Reader)
+		var dev *tun.TUN
+		var udp *transport.UDP
+		err := ns.Do(func() error {
+			var err error
+			if dev, err = tun.OpenTUN("wt0", 1420); err != nil {
+				return err
+			}
+			udp, err = transport.Listen(transport.Options{})
+			return err
+		})
+		if err != nil {
+			if dev != nil {
+				dev.Close()
+			}
+			t.Fatal(err)
+		}
+		s.port = udp.Port()
+		s.e = New(dev, udp, Options{PathMTUProbe: pmtuProbeInterval})
+		t.Cleanup(func() {
+			if err := s.e.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+		h := ns.Handle()
+		link, err := h.LinkByName("wt0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(s.inner)}); err != nil {
+			t.Fatal(err)
+		}
+		inner6 := pmtuInner6(s.inner.Addr())
+		if err := h.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(inner6), Flags: unix.IFA_F_NODAD}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.LinkSetUp(link); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	l.a = mk(nsA, "198.19.0.1/24")
+	l.b = mk(nsB, "198.19.0.2/24")
+	for _, c := range []struct {
+		s, peer *tunSide
+		addr    netip.Addr
+	}{{l.a, l.b, addrs.b.Addr()}, {l.b, l.a, addrs.a.Addr()}} {
+		err := c.s.e.SetConfig(Config{PrivateKey: c.s.key, Peers: []PeerConfig{{
+			PublicKey:  c.peer.key.PublicKey(),
+			Endpoint:   netip.AddrPortFrom(c.addr, c.peer.port),
+			AllowedIPs: []netip.Prefix{netip.PrefixFrom(c.peer.inner.Addr(), 32), netip.PrefixFrom(pmtuInner6(c.peer.inner.Addr()).Addr(), 128)},
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.s.e.Up(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+// newPMTUUnderlay builds the lab's namespaces and underlay without the
+// engines: a and b reach each other at addrs through the router (root).
+func newPMTUUnderlay(t *testing.T, addrs pmtuAddrs) (l *pmtuLab, nsA, nsB *netlab.Namespace) {
+	t.Helper()
 	nsA, nsR, nsB := netlabtest.NewNamespace(t), netlabtest.NewNamespace(t), netlabtest.NewNamespace(t)
-	l := &pmtuLab{router: nsR}
+	l = &pmtuLab{router: nsR}
 	// veth pairs made in r, the other end moved to a or b.
 	for _, v := range []struct {
 		ns         *netlab.Namespace
@@ -123,68 +192,7 @@ func newPMTULab(t *testing.T, addrs pmtuAddrs) *pmtuLab {
 		}
 	}
 
-	mk := func(ns *netlab.Namespace, inner string) *tunSide {
-		s := &tunSide{ns: ns, inner: netip.MustParsePrefix(inner)}
-		s.key, _ = crypto.NewPrivateKey(rand.Reader)
-		var dev *tun.TUN
-		var udp *transport.UDP
-		err := ns.Do(func() error {
-			var err error
-			if dev, err = tun.OpenTUN("wt0", 1420); err != nil {
-				return err
-			}
-			udp, err = transport.Listen(transport.Options{})
-			return err
-		})
-		if err != nil {
-			if dev != nil {
-				dev.Close()
-			}
-			t.Fatal(err)
-		}
-		s.port = udp.Port()
-		s.e = New(dev, udp, Options{PathMTUProbe: pmtuProbeInterval})
-		t.Cleanup(func() {
-			if err := s.e.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
-		})
-		h := ns.Handle()
-		link, err := h.LinkByName("wt0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := h.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(s.inner)}); err != nil {
-			t.Fatal(err)
-		}
-		inner6 := pmtuInner6(s.inner.Addr())
-		if err := h.AddrAdd(link, &netlink.Addr{IPNet: prefixNet(inner6), Flags: unix.IFA_F_NODAD}); err != nil {
-			t.Fatal(err)
-		}
-		if err := h.LinkSetUp(link); err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	l.a = mk(nsA, "198.19.0.1/24")
-	l.b = mk(nsB, "198.19.0.2/24")
-	for _, c := range []struct {
-		s, peer *tunSide
-		addr    netip.Addr
-	}{{l.a, l.b, addrs.b.Addr()}, {l.b, l.a, addrs.a.Addr()}} {
-		err := c.s.e.SetConfig(Config{PrivateKey: c.s.key, Peers: []PeerConfig{{
-			PublicKey:  c.peer.key.PublicKey(),
-			Endpoint:   netip.AddrPortFrom(c.addr, c.peer.port),
-			AllowedIPs: []netip.Prefix{netip.PrefixFrom(c.peer.inner.Addr(), 32), netip.PrefixFrom(pmtuInner6(c.peer.inner.Addr()).Addr(), 128)},
-		}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.s.e.Up(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return l
+	return l, nsA, nsB
 }
 
 // pmtuInner6 returns the IPv6 tunnel address of the side whose IPv4 one is
@@ -260,7 +268,15 @@ func snmp(t *testing.T, ns *netlab.Namespace, file, group, name string) int64 {
 // and returns how long it took; the SHA-256 must match.
 func (l *pmtuLab) transfer(t *testing.T, size int64) time.Duration {
 	t.Helper()
-	client, server := tcpPair(t, l.a, l.b)
+	return pmtuTransfer(t, l.a, l.b, l.a.e, size)
+}
+
+// pmtuTransfer sends size random bytes over TCP from a's inner address to
+// b's and returns how long it took; the SHA-256 must match. A failure
+// shows the drops of e, the sending engine.
+func pmtuTransfer(t *testing.T, a, b *tunSide, e *Engine, size int64) time.Duration {
+	t.Helper()
+	client, server := tcpPair(t, a, b)
 	defer client.Close()
 	defer server.Close()
 	got := make(chan [32]byte, 1)
@@ -275,7 +291,7 @@ func (l *pmtuLab) transfer(t *testing.T, size int64) time.Duration {
 	h := sha256.New()
 	client.SetWriteDeadline(time.Now().Add(60 * time.Second))
 	if _, err := io.Copy(client, io.TeeReader(io.LimitReader(rand.Reader, size), h)); err != nil {
-		t.Fatalf("send: %v (drops %v)", err, l.a.e.DropCounts())
+		t.Fatalf("send: %v (drops %v)", err, e.DropCounts())
 	}
 	var want [32]byte
 	h.Sum(want[:0])
@@ -285,7 +301,7 @@ func (l *pmtuLab) transfer(t *testing.T, size int64) time.Duration {
 			t.Fatal("checksum mismatch")
 		}
 	case <-time.After(60 * time.Second):
-		t.Fatalf("transfer did not finish (drops %v)", l.a.e.DropCounts())
+		t.Fatalf("transfer did not finish (drops %v)", e.DropCounts())
 	}
 	return time.Since(start)
 }
