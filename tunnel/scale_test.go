@@ -220,3 +220,54 @@ func BenchmarkSetconfSame(b *testing.B) {
 		})
 	}
 }
+
+// TestSetPacer checks when a set pauses between chunks (C16): only after
+// setFree of work, only while the engine carries traffic, for
+// (1-setDuty)/setDuty of the chunk's time, and never after setPauseBudget.
+func TestSetPacer(t *testing.T) {
+	e := newEngine(&stepAdapter{mtu: 1420}, newStepNet().transport(outerA), Options{Clock: newFakeClock(), TickInterval: -1})
+	t.Cleanup(func() { e.Close() })
+	var pauses []time.Duration
+	s := newSetPacer(e)
+	s.sleep = func(d time.Duration) { pauses = append(pauses, d) }
+	chunk := func(took time.Duration, traffic bool) {
+		if traffic {
+			e.batches.transportSend.add(1)
+		}
+		s.chunk = time.Now().Add(-took)
+		s.chunkDone()
+	}
+	// Idle engine: flat out, however long the set has worked.
+	chunk(2*setFree, false)
+	chunk(10*time.Millisecond, false)
+	if len(pauses) != 0 {
+		t.Fatalf("idle engine paused: %v", pauses)
+	}
+	// Traffic: the pause is (1-setDuty)/setDuty of the chunk.
+	chunk(10*time.Millisecond, true)
+	if len(pauses) != 1 || pauses[0] < 50*time.Millisecond || pauses[0] > 60*time.Millisecond {
+		t.Fatalf("pauses %v, want one of about 57 ms", pauses)
+	}
+	// A long chunk pauses at most setMaxPause.
+	chunk(time.Second, true)
+	if len(pauses) != 2 || pauses[1] != setMaxPause {
+		t.Fatalf("pauses %v, want the second %v", pauses, setMaxPause)
+	}
+	// After setPauseBudget the set runs flat out to its end.
+	s.start = time.Now().Add(-setPauseBudget)
+	chunk(10*time.Millisecond, true)
+	chunk(10*time.Millisecond, true)
+	if len(pauses) != 2 {
+		t.Fatalf("paused after the budget: %v", pauses)
+	}
+
+	// A set that has worked less than setFree does not pause, traffic or not.
+	s = newSetPacer(e)
+	s.sleep = func(d time.Duration) { pauses = append(pauses, d) }
+	pauses = nil
+	chunk(setFree/4, true)
+	chunk(setFree/4, true)
+	if len(pauses) != 0 {
+		t.Fatalf("a short set paused: %v", pauses)
+	}
+}
