@@ -1,6 +1,8 @@
 package tun
 
 import (
+	"os"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -89,4 +91,25 @@ func (tio *tunIO) addIov(b []byte) {
 func (tio *tunIO) clearIovs() {
 	clear(tio.iovs)
 	tio.iovs = tio.iovs[:0]
+}
+
+// writeRun writes one packet or coalesced run as a single writev: head
+// (the virtio-net header and the first packet) and then each of rest from
+// its byte skip on (the headers that the first packet's stand for). EBADFD
+// (the queue was detached) reads as os.ErrClosed.
+func (tio *tunIO) writeRun(rc syscall.RawConn, head []byte, rest [][]byte, skip int) error {
+	tio.addIov(head)
+	for _, b := range rest {
+		tio.addIov(b[skip:])
+	}
+	tio.werr = 0
+	err := rc.Write(tio.writeFn)
+	tio.clearIovs()
+	if err == nil && tio.werr != 0 {
+		err = tio.werr
+		if err == unix.EBADFD {
+			err = os.ErrClosed
+		}
+	}
+	return err
 }

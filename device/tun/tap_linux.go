@@ -255,19 +255,7 @@ func (t *TAP) Write(bufs [][]byte, offset int) (int, error) {
 			h, end, skip = coalesceFrames(bufs, i, offset, tio.udpGSO)
 		}
 		h.encode(bufs[i][offset-virtioNetHdrLen:])
-		tio.addIov(bufs[i][offset-virtioNetHdrLen:])
-		for k := i + 1; k < end; k++ {
-			tio.addIov(bufs[k][offset+skip:])
-		}
-		tio.werr = 0
-		err := t.rc.Write(tio.writeFn)
-		tio.clearIovs()
-		if err == nil && tio.werr != 0 {
-			err = tio.werr
-			if err == unix.EBADFD {
-				err = os.ErrClosed
-			}
-		}
+		err := tio.writeRun(t.rc, bufs[i][offset-virtioNetHdrLen:], bufs[i+1:end], offset+skip)
 		switch {
 		case err == nil:
 			written += end - i

@@ -280,19 +280,7 @@ func (t *TUN) Write(bufs [][]byte, offset int) (int, error) {
 			h = coalesceHead(bufs, i, end, offset, segment, total)
 		}
 		h.encode(bufs[i][offset-virtioNetHdrLen:])
-		tio.addIov(bufs[i][offset-virtioNetHdrLen:])
-		for k := i + 1; k < end; k++ {
-			tio.addIov(bufs[k][offset+hdrLen:])
-		}
-		tio.werr = 0
-		err := t.rc.Write(tio.writeFn)
-		tio.clearIovs()
-		if err == nil && tio.werr != 0 {
-			err = tio.werr
-			if err == unix.EBADFD {
-				err = os.ErrClosed
-			}
-		}
+		err := tio.writeRun(t.rc, bufs[i][offset-virtioNetHdrLen:], bufs[i+1:end], offset+hdrLen)
 		switch {
 		case err == nil:
 			written += end - i
