@@ -48,13 +48,7 @@ func (t *Tunnel) openQueues(mtu, n int) (tunnel.Adapter, error) {
 		if t.eng != nil {
 			return nil // the engine closed them
 		}
-		var first error
-		for _, q := range qs {
-			if err := q.Close(); err != nil && first == nil {
-				first = err
-			}
-		}
-		return first
+		return closeAll(qs)
 	})
 	t.pipelines = make([]tunnel.Pipeline, 0, n-1)
 	for _, q := range qs[1:] {
@@ -75,13 +69,7 @@ func (t *Tunnel) listenGroup(port uint16, mark uint32) (tunnel.Transport, error)
 		if t.eng != nil {
 			return nil // the engine closed them
 		}
-		var first error
-		for _, tr := range trs {
-			if err := tr.Close(); err != nil && first == nil {
-				first = err
-			}
-		}
-		return first
+		return closeAll(trs)
 	})
 	for i := range t.pipelines {
 		t.pipelines[i].Transport = trs[i+1]
@@ -90,4 +78,15 @@ func (t *Tunnel) listenGroup(port uint16, mark uint32) (tunnel.Transport, error)
 		t.listenPort = p.Port()
 	}
 	return trs[0], nil
+}
+
+// closeAll closes each of cs and returns the first error.
+func closeAll[C interface{ Close() error }](cs []C) error {
+	var first error
+	for _, c := range cs {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
