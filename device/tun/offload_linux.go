@@ -113,3 +113,23 @@ func (tio *tunIO) writeRun(rc syscall.RawConn, head []byte, rest [][]byte, skip 
 	}
 	return err
 }
+
+// readRaw reads one virtio-net header and packet into dst, waiting for one
+// if wait. queued is false when none was waiting and wait was not set. A
+// detached queue (EBADFD) reads as os.ErrClosed.
+func (tio *tunIO) readRaw(rc syscall.RawConn, dst []byte, wait bool) (n int, queued bool, err error) {
+	tio.rdst, tio.rwait = dst, wait
+	err = rc.Read(tio.readFn)
+	tio.rdst = nil
+	switch {
+	case err != nil:
+		return 0, true, err
+	case tio.rerr == unix.EAGAIN:
+		return 0, false, nil
+	case tio.rerr == unix.EBADFD:
+		return 0, true, os.ErrClosed
+	case tio.rerr != 0:
+		return 0, true, tio.rerr
+	}
+	return tio.rn, true, nil
+}

@@ -200,23 +200,17 @@ func (t *TAP) readOne(bufs [][]byte, sizes []int, offset int, wait bool) (int, e
 		if offset >= virtioNetHdrLen && len(bufs[0])-offset >= maxGSOFrame {
 			dst = bufs[0][offset-virtioNetHdrLen : offset+maxGSOFrame]
 		}
-		tio.rdst, tio.rwait = dst, wait
-		err := t.rc.Read(tio.readFn)
-		tio.rdst = nil
+		n, queued, err := tio.readRaw(t.rc, dst, wait)
 		switch {
 		case err != nil:
 			return 0, t.mapError("read", err)
-		case tio.rerr == unix.EAGAIN:
+		case !queued:
 			return 0, nil
-		case tio.rerr == unix.EBADFD:
-			return 0, t.mapError("read", os.ErrClosed)
-		case tio.rerr != 0:
-			return 0, t.mapError("read", tio.rerr)
-		case tio.rn < virtioNetHdrLen || tio.rn > len(dst):
+		case n < virtioNetHdrLen || n > len(dst):
 			return 0, fmt.Errorf("read TAP %s: %w: %w", t.name, errDropped, errVirtio)
 		}
 		h.decode(dst)
-		frame = dst[virtioNetHdrLen:tio.rn]
+		frame = dst[virtioNetHdrLen:n]
 	}
 	n, rest, err := splitFrame(&h, frame, bufs, sizes, offset, tio.rbuf[virtioNetHdrLen:], t.mtu)
 	if err != nil {

@@ -226,23 +226,17 @@ func (t *TUN) readOne(bufs [][]byte, sizes []int, offset int, wait bool) (int, e
 		if offset >= virtioNetHdrLen && len(bufs[0])-offset >= maxGSOPacket {
 			dst = bufs[0][offset-virtioNetHdrLen : offset+maxGSOPacket]
 		}
-		tio.rdst, tio.rwait = dst, wait
-		err := t.rc.Read(tio.readFn)
-		tio.rdst = nil
+		n, queued, err := tio.readRaw(t.rc, dst, wait)
 		switch {
 		case err != nil:
 			return 0, t.mapError("read", err)
-		case tio.rerr == unix.EAGAIN:
+		case !queued:
 			return 0, nil
-		case tio.rerr == unix.EBADFD:
-			return 0, t.mapError("read", os.ErrClosed)
-		case tio.rerr != 0:
-			return 0, t.mapError("read", tio.rerr)
-		case tio.rn < virtioNetHdrLen:
+		case n < virtioNetHdrLen:
 			return 0, fmt.Errorf("read TUN %s: %w: %w", t.name, errDropped, errVirtio)
 		}
 		h.decode(dst)
-		in = dst[virtioNetHdrLen:tio.rn]
+		in = dst[virtioNetHdrLen:n]
 	}
 	n, rest, err := split(&h, in, bufs, sizes, offset, tio.rbuf[virtioNetHdrLen:])
 	if err != nil {
