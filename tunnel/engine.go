@@ -192,7 +192,11 @@ type Engine struct {
 	done      chan struct{} // closed by Close: goroutines stop
 	wg        sync.WaitGroup
 	closeOnce sync.Once
-	fatal     struct {
+	// closeAsked is set as Close starts, before it waits for e.state: a
+	// paced set (uapi.go) then stops pausing, so Close waits for the
+	// rest of its work only.
+	closeAsked atomic.Bool
+	fatal      struct {
 		sync.Mutex               // guards err
 		err        error         // the first fatal error
 		failed     chan struct{} // closed when err is set
@@ -316,6 +320,7 @@ func (e *Engine) IsUp() bool { return e.up.Load() }
 // returns the first fatal error the engine met, if any (a removed adapter
 // is not one).
 func (e *Engine) Close() error {
+	e.closeAsked.Store(true)
 	e.closeOnce.Do(func() {
 		e.state.Lock()
 		e.downLocked()

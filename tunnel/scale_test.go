@@ -270,4 +270,15 @@ func TestSetPacer(t *testing.T) {
 	if len(pauses) != 0 {
 		t.Fatalf("a short set paused: %v", pauses)
 	}
+
+	// Once Close is asked, the set stops pausing: Close waits for the
+	// rest of its work, not for its pauses.
+	s = newSetPacer(e)
+	s.sleep = func(d time.Duration) { pauses = append(pauses, d) }
+	e.closeAsked.Store(true)
+	chunk(2*setFree, true)
+	chunk(10*time.Millisecond, true)
+	if len(pauses) != 0 {
+		t.Fatalf("paused while the engine closes: %v", pauses)
+	}
 }

@@ -347,7 +347,8 @@ func (e *Engine) trafficCount() uint64 {
 }
 
 // chunkDone ends a chunk, pausing if the set has worked more than setFree,
-// the engine carries traffic and the set has not run setPauseBudget.
+// the engine carries traffic, the set has not run setPauseBudget and the
+// engine is not being closed.
 func (s *setPacer) chunkDone() {
 	if s.disabled {
 		return
@@ -358,7 +359,7 @@ func (s *setPacer) chunkDone() {
 	t := s.e.trafficCount()
 	busy := t != s.traffic
 	s.traffic = t
-	if now.Sub(s.start) >= setPauseBudget {
+	if now.Sub(s.start) >= setPauseBudget || s.e.closeAsked.Load() {
 		s.disabled = true
 		return
 	}
