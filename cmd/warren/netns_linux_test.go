@@ -388,8 +388,12 @@ func TestL4LinkDeleted(t *testing.T) {
 	}
 }
 
-// TestN3IPerf: iperf3 TCP through the tunnel for 2 s completes (N3, TCP
-// only; throughput is logged, not asserted).
+// TestN3IPerf: iperf3 through the tunnel completes (N3): TCP with one and
+// four streams, and UDP at 100 Mbit/s. What arrived must be what
+// was sent (TCP: at least 90 % of the bytes the sender wrote, the rest
+// being in flight at the end; UDP: at most 10 % lost, as a busy receiver
+// may drop some at its socket). Throughput is logged,
+// not asserted: it is the bench's to measure.
 func TestN3IPerf(t *testing.T) {
 	iperf := requireTool(t, "iperf3")
 	requireTool(t, "ss")
@@ -397,7 +401,7 @@ func TestN3IPerf(t *testing.T) {
 	p.upSides(t, p.configs(t, outer{}))
 	p.ping(t, 0, demoOverlay[1].v4.Addr(), 1)
 	dst := demoOverlay[1].v4.Addr().String()
-	srv := p.lab.B.Command(context.Background(), iperf, "-s", "-1", "-B", dst, "-p", "5201")
+	srv := p.lab.B.Command(context.Background(), iperf, "-s", "-B", dst, "-p", "5201")
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -409,24 +413,52 @@ func TestN3IPerf(t *testing.T) {
 		out, _ := p.lab.B.Command(context.Background(), "ss", "-tlnH", "sport = 5201").Output()
 		return len(strings.TrimSpace(string(out))) > 0
 	})
-	out, err := p.lab.A.Command(context.Background(), iperf, "-c", dst, "-p", "5201", "-t", "2", "-Z", "-J").Output()
-	if err != nil {
-		t.Fatalf("iperf3 client: %v\n%s", err, out)
+	for _, tc := range []struct {
+		name string
+		args []string
+		udp  bool
+	}{
+		{"TCP A → B", nil, false},
+		{"TCP B → A", []string{"-R"}, false},
+		{"TCP A → B, 4 streams", []string{"-P", "4"}, false},
+		{"UDP A → B, 100 Mbit/s", []string{"-u", "-b", "100M", "-l", "1200"}, true},
+	} {
+		args := append([]string{"-c", dst, "-p", "5201", "-t", "1", "-J"}, tc.args...)
+		out, err := p.lab.A.Command(context.Background(), iperf, args...).Output()
+		if err != nil {
+			t.Fatalf("%s: iperf3 client: %v\n%s", tc.name, err, out)
+		}
+		type sum struct {
+			BitsPerSecond float64 `json:"bits_per_second"`
+			Bytes         int64   `json:"bytes"`
+			LostPercent   float64 `json:"lost_percent"`
+			Packets       int64   `json:"packets"`
+		}
+		var res struct {
+			End struct {
+				Sum         sum `json:"sum"`
+				SumSent     sum `json:"sum_sent"`
+				SumReceived sum `json:"sum_received"`
+			} `json:"end"`
+			Error string `json:"error"`
+		}
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatalf("%s: iperf3 JSON: %v\n%s", tc.name, err, out)
+		}
+		if res.Error != "" {
+			t.Fatalf("%s: iperf3: %s", tc.name, res.Error)
+		}
+		e := res.End
+		if tc.udp {
+			if e.Sum.Packets == 0 || e.Sum.LostPercent > 10 {
+				t.Errorf("%s: %d datagrams, %.1f %% lost, want at most 10 %%", tc.name, e.Sum.Packets, e.Sum.LostPercent)
+			}
+			t.Logf("iperf3 %s: %.0f Mbit/s, %d datagrams, %.2f %% lost", tc.name, e.Sum.BitsPerSecond/1e6, e.Sum.Packets, e.Sum.LostPercent)
+			continue
+		}
+		if e.SumReceived.Bytes == 0 || float64(e.SumReceived.Bytes) < 0.9*float64(e.SumSent.Bytes) {
+			t.Errorf("%s: %d bytes received of %d sent", tc.name, e.SumReceived.Bytes, e.SumSent.Bytes)
+		}
+		t.Logf("iperf3 %s for 1 s: %.2f Gbit/s (%d MiB)", tc.name, e.SumReceived.BitsPerSecond/1e9, e.SumReceived.Bytes>>20)
 	}
-	var res struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-				Bytes         int64   `json:"bytes"`
-			} `json:"sum_received"`
-		} `json:"end"`
-		Error string `json:"error"`
-	}
-	if err := json.Unmarshal(out, &res); err != nil {
-		t.Fatalf("iperf3 JSON: %v\n%s", err, out)
-	}
-	if res.Error != "" || res.End.SumReceived.Bytes == 0 {
-		t.Fatalf("iperf3: error %q, %d bytes received", res.Error, res.End.SumReceived.Bytes)
-	}
-	t.Logf("iperf3 TCP A → B for 2 s: %.2f Gbit/s (%d MiB)", res.End.SumReceived.BitsPerSecond/1e9, res.End.SumReceived.Bytes>>20)
 }
