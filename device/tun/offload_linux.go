@@ -133,3 +133,43 @@ func (tio *tunIO) readRaw(rc syscall.RawConn, dst []byte, wait bool) (n int, que
 	}
 	return tio.rn, true, nil
 }
+
+// splitFunc splits one packet read with its virtio-net header h into bufs
+// (split for the TUN, TAP.splitFrame for the TAP), keeping what does not
+// fit at the start of rest.
+type splitFunc func(h *virtioNetHdr, in []byte, bufs [][]byte, sizes []int, offset int, rest []byte) (n, restLen int, err error)
+
+// readOne reads one packet of up to maxPacket bytes into bufs and splits it
+// with split, or splits the rest of the last one first. Unless wait, it
+// returns 0 and no error when no packet is queued. ioErr is a failed read,
+// for the caller to map; err a packet read and dropped (malformed, or too
+// large for its buffers).
+func (tio *tunIO) readOne(rc syscall.RawConn, bufs [][]byte, sizes []int, offset, maxPacket int, wait bool, split splitFunc) (n int, ioErr, err error) {
+	var h virtioNetHdr
+	var in []byte
+	if tio.rest > 0 {
+		h, in = tio.restHdr, tio.rbuf[virtioNetHdrLen:virtioNetHdrLen+tio.rest]
+		tio.rest = 0
+	} else {
+		dst := tio.rbuf
+		if offset >= virtioNetHdrLen && len(bufs[0])-offset >= maxPacket {
+			dst = bufs[0][offset-virtioNetHdrLen : offset+maxPacket]
+		}
+		n, queued, err := tio.readRaw(rc, dst, wait)
+		switch {
+		case err != nil:
+			return 0, err, nil
+		case !queued:
+			return 0, nil, nil
+		case n < virtioNetHdrLen || n > len(dst):
+			return 0, nil, errVirtio
+		}
+		h.decode(dst)
+		in = dst[virtioNetHdrLen:n]
+	}
+	n, rest, err := split(&h, in, bufs, sizes, offset, tio.rbuf[virtioNetHdrLen:])
+	if err == nil && rest > 0 {
+		tio.rest, tio.restHdr = rest, h
+	}
+	return n, nil, err
+}

@@ -37,9 +37,10 @@ type TAP struct {
 	name string
 	mtu  int // bytes, as set at open
 
-	coalesce bool   // Write coalesces: TCP offloads on
-	offloads string // what is on, for Offloads
-	refused  error  // why the kernel refused offloads asked for
+	splitFn  splitFunc // t.splitFrame, bound once so that Read does not allocate
+	coalesce bool      // Write coalesces: TCP offloads on
+	offloads string    // what is on, for Offloads
+	refused  error     // why the kernel refused offloads asked for
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -120,6 +121,7 @@ func OpenTAP(name string, mtu int, offload bool) (*TAP, error) {
 		iovs:   make([]unix.Iovec, 0, TAPBatchSize+1),
 	}
 	tio.readFn, tio.writeFn = tio.doRead, tio.doWrite
+	t.splitFn = t.splitFrame
 	t.tio = tio
 	return t, nil
 }
@@ -189,37 +191,19 @@ func (t *TAP) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 // splits the rest of the last one. Unless wait, it returns 0 and no error
 // when no frame is queued.
 func (t *TAP) readOne(bufs [][]byte, sizes []int, offset int, wait bool) (int, error) {
-	tio := t.tio
-	var h virtioNetHdr
-	var frame []byte
-	if tio.rest > 0 {
-		h, frame = tio.restHdr, tio.rbuf[virtioNetHdrLen:virtioNetHdrLen+tio.rest]
-		tio.rest = 0
-	} else {
-		dst := tio.rbuf
-		if offset >= virtioNetHdrLen && len(bufs[0])-offset >= maxGSOFrame {
-			dst = bufs[0][offset-virtioNetHdrLen : offset+maxGSOFrame]
-		}
-		n, queued, err := tio.readRaw(t.rc, dst, wait)
-		switch {
-		case err != nil:
-			return 0, t.mapError("read", err)
-		case !queued:
-			return 0, nil
-		case n < virtioNetHdrLen || n > len(dst):
-			return 0, fmt.Errorf("read TAP %s: %w: %w", t.name, errDropped, errVirtio)
-		}
-		h.decode(dst)
-		frame = dst[virtioNetHdrLen:n]
-	}
-	n, rest, err := splitFrame(&h, frame, bufs, sizes, offset, tio.rbuf[virtioNetHdrLen:], t.mtu)
-	if err != nil {
+	n, ioErr, err := t.tio.readOne(t.rc, bufs, sizes, offset, maxGSOFrame, wait, t.splitFn)
+	switch {
+	case ioErr != nil:
+		return 0, t.mapError("read", ioErr)
+	case err != nil:
 		return n, fmt.Errorf("read TAP %s: %w: %w", t.name, errDropped, err)
 	}
-	if rest > 0 {
-		tio.rest, tio.restHdr = rest, h
-	}
 	return n, nil
+}
+
+// splitFrame is splitFrame to the TAP's MTU.
+func (t *TAP) splitFrame(h *virtioNetHdr, frame []byte, bufs [][]byte, sizes []int, offset int, rest []byte) (int, int, error) {
+	return splitFrame(h, frame, bufs, sizes, offset, rest, t.mtu)
 }
 
 // Write writes the frames bufs[i][offset:]; offset must be at least

@@ -215,35 +215,12 @@ func (droppedError) Dropped() bool { return true }
 // splits the rest of the last one. Unless wait, it returns 0 and no error
 // when no packet is queued.
 func (t *TUN) readOne(bufs [][]byte, sizes []int, offset int, wait bool) (int, error) {
-	tio := t.tio
-	var h virtioNetHdr
-	var in []byte
-	if tio.rest > 0 {
-		h, in = tio.restHdr, tio.rbuf[virtioNetHdrLen:virtioNetHdrLen+tio.rest]
-		tio.rest = 0
-	} else {
-		dst := tio.rbuf
-		if offset >= virtioNetHdrLen && len(bufs[0])-offset >= maxGSOPacket {
-			dst = bufs[0][offset-virtioNetHdrLen : offset+maxGSOPacket]
-		}
-		n, queued, err := tio.readRaw(t.rc, dst, wait)
-		switch {
-		case err != nil:
-			return 0, t.mapError("read", err)
-		case !queued:
-			return 0, nil
-		case n < virtioNetHdrLen:
-			return 0, fmt.Errorf("read TUN %s: %w: %w", t.name, errDropped, errVirtio)
-		}
-		h.decode(dst)
-		in = dst[virtioNetHdrLen:n]
-	}
-	n, rest, err := split(&h, in, bufs, sizes, offset, tio.rbuf[virtioNetHdrLen:])
-	if err != nil {
+	n, ioErr, err := t.tio.readOne(t.rc, bufs, sizes, offset, maxGSOPacket, wait, split)
+	switch {
+	case ioErr != nil:
+		return 0, t.mapError("read", ioErr)
+	case err != nil:
 		return n, fmt.Errorf("read TUN %s: %w: %w", t.name, errDropped, err)
-	}
-	if rest > 0 {
-		tio.rest, tio.restHdr = rest, h
 	}
 	return n, nil
 }
