@@ -72,7 +72,8 @@
 // (1 to 1000000; the engine's default is 300), Offload = on or off (the
 // TAP's checksum and segmentation offloads; on by default) and [Peer]
 // AllowedMACs = MAC, MAC, ... (unicast MACs, any of the forms net.ParseMAC
-// reads for six octets, printed as 02:00:00:00:00:01). Any of them without Mode = tap is
+// reads for six octets, printed as 02:00:00:00:00:01; a MAC in two peers'
+// lists is an error naming both lines). Any of them without Mode = tap is
 // an error naming its line. Without an MTU key the MTU is DefaultTAPMTU
 // (1402: 1420 - 14 for the Ethernet header - 4 for warren's frame header,
 // untagged frames; MTU = 1398 leaves room for one VLAN tag). AllowedIPs

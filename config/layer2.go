@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"time"
@@ -59,9 +60,13 @@ func (p *parser) setLayer2(k key, value string) error {
 	return nil
 }
 
-// addAllowedMACs adds a comma-separated list of MACs to peer.
+// addAllowedMACs adds a comma-separated list of MACs to peer. A MAC twice
+// in one peer is kept once; a MAC in two peers is refused: frames from
+// either would be spoofed by the other's list, so anti-spoofing (T1) could
+// not say whose it is.
 func (p *parser) addAllowedMACs(peer *Peer, value string) error {
 	p.layer2Keys = append(p.layer2Keys, keyLine{p.line, keyAllowedMACs})
+	header := p.peers[len(p.peers)-1].header
 	for s := range strings.SplitSeq(value, ",") {
 		s = trimSpace(s)
 		if s == "" {
@@ -75,6 +80,16 @@ func (p *parser) addAllowedMACs(peer *Peer, value string) error {
 		if m.IsGroup() {
 			return &Error{Value: s, Err: errGroupMAC}
 		}
+		if first, ok := p.allowedMACs[m]; ok {
+			if first == header {
+				continue
+			}
+			return &Error{Value: s, Err: fmt.Errorf("%w: %v is also allowed for the peer at line %d", ErrDuplicate, m, first)}
+		}
+		if p.allowedMACs == nil {
+			p.allowedMACs = make(map[mactable.MAC]int)
+		}
+		p.allowedMACs[m] = header
 		peer.AllowedMACs = append(peer.AllowedMACs, m)
 	}
 	return nil

@@ -31,6 +31,11 @@ func TestParseLayer2(t *testing.T) {
 	if again.String() != c.String() {
 		t.Errorf("round trip:\n%s\nwant\n%s", again.String(), c.String())
 	}
+	// A MAC twice in one peer is kept once.
+	c, err = Parse("wg0.conf", strings.NewReader("[Interface]\nPrivateKey = "+privA+"\nMode = tap\n[Peer]\nPublicKey = "+pubB+"\nAllowedMACs = 02:00:00:00:00:01\nAllowedMACs = 02:00:00:00:00:01\n"))
+	if err != nil || len(c.Peers[0].AllowedMACs) != 1 {
+		t.Errorf("one MAC twice in a peer: %v, %v", c, err)
+	}
 	// In tap mode two peers may list the same prefix.
 	two := "[Interface]\nPrivateKey = " + privA + "\nMode = tap\n[Peer]\nPublicKey = " + pubB + "\nAllowedIPs = 198.18.5.0/24\n[Peer]\nPublicKey = " + pubC + "\nAllowedIPs = 198.18.5.0/24\n"
 	if c, err := Parse("wg0.conf", strings.NewReader(two)); err != nil || len(c.Peers[1].AllowedIPs) != 1 {
@@ -71,6 +76,8 @@ func TestParseLayer2Errors(t *testing.T) {
 		{"zero MACAgeing", tap + "MACAgeing = 0\n", `wg0.conf:4: MACAgeing: "0": invalid MAC ageing`},
 		{"huge MACAgeing", tap + "MACAgeing = 99999999\n", `wg0.conf:4: MACAgeing: "99999999": invalid MAC ageing`},
 		{"bad Bridge", tap + "Bridge = a/b\n", `wg0.conf:4: Bridge: "a/b": invalid bridge name`},
+		{"MAC in two peers", tap + peer + "AllowedMACs = 02:00:00:00:00:01\n[Peer]\nPublicKey = " + pubC + "\nAllowedMACs = 02:00:00:00:00:02, 02:00:00:00:00:01\n",
+			`wg0.conf:9: AllowedMACs: "02:00:00:00:00:01": duplicate`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/warrenvpn/warren/crypto"
+	"github.com/warrenvpn/warren/mactable"
 )
 
 // maxLineLen is the longest line Parse reads; a longer one is an error.
@@ -217,6 +218,7 @@ type parser struct {
 	peers          []peerLines              // one per c.Peers entry
 	peerKey        map[crypto.PublicKey]int // public key → its line
 	allowed        map[netip.Prefix]int     // allowed IP → line of its peer's header
+	allowedMACs    map[mactable.MAC]int     // allowed MAC → line of its peer's header
 	addrs          map[netip.Addr]int       // interface address → its line
 }
 
