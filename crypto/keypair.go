@@ -64,6 +64,47 @@ func PaddedSize(n, mtu int) int {
 // returns the message length. A keepalive is n = 0. Once the counter reaches
 // RejectAfterMessages it returns ErrRejectAfterMessages and sends nothing.
 func (k *Keypair) Seal(buf []byte, n, mtu int) (int, error) {
+	if n < 0 || len(buf) < DataOverhead+PaddedSize(n, mtu) {
+		return 0, ErrBufferTooSmall // before a counter is taken
+	}
+	counter, _, err := k.ReserveCounters(1)
+	if err != nil {
+		return 0, err
+	}
+	return k.SealCounter(buf, n, mtu, counter)
+}
+
+// ReserveCounters takes up to n consecutive send counters for SealCounter:
+// first, first+1, ..., first+got-1, all below RejectAfterMessages and
+// never handed out again. got is n, or fewer with ErrRejectAfterMessages
+// when the keypair runs out (got 0 once it has run out). The counter never
+// moves past RejectAfterMessages, so NeedsRekey and later calls see exactly
+// what was taken. One compare-and-swap when uncontended; a batch of
+// packets takes its counters with one call instead of one atomic add each.
+func (k *Keypair) ReserveCounters(n int) (first uint64, got int, err error) {
+	if n <= 0 {
+		return 0, 0, nil
+	}
+	for {
+		cur := k.sendCounter.Load()
+		if cur >= RejectAfterMessages {
+			return 0, 0, ErrRejectAfterMessages
+		}
+		take := min(uint64(n), RejectAfterMessages-cur)
+		if k.sendCounter.CompareAndSwap(cur, cur+take) {
+			if take < uint64(n) {
+				err = ErrRejectAfterMessages
+			}
+			return cur, int(take), err
+		}
+	}
+}
+
+// SealCounter is Seal with a counter taken by ReserveCounters; each
+// reserved counter must be sealed with at most once. It fails only for a
+// short buf or a counter at or past RejectAfterMessages (then nothing is
+// written). Calls with distinct counters may run concurrently.
+func (k *Keypair) SealCounter(buf []byte, n, mtu int, counter uint64) (int, error) {
 	if n < 0 {
 		return 0, ErrBufferTooSmall
 	}
@@ -72,12 +113,7 @@ func (k *Keypair) Seal(buf []byte, n, mtu int) (int, error) {
 	if len(buf) < total {
 		return 0, ErrBufferTooSmall
 	}
-	if k.sendCounter.Load() >= RejectAfterMessages {
-		return 0, ErrRejectAfterMessages
-	}
-	counter := k.sendCounter.Add(1) - 1
 	if counter >= RejectAfterMessages {
-		k.sendCounter.Store(RejectAfterMessages)
 		return 0, ErrRejectAfterMessages
 	}
 	clear(buf[DataHeaderSize+n : DataHeaderSize+padded])
@@ -123,6 +159,11 @@ func (k *Keypair) Open(msg []byte) ([]byte, uint64, error) {
 // AcceptCounter records counter in the replay window and reports whether
 // it was new. Call it only for a counter that Open authenticated.
 func (k *Keypair) AcceptCounter(counter uint64) bool { return k.replay.Accept(counter) }
+
+// AcceptCounters is AcceptCounter for a batch under one lock of the
+// replay window (ReplayWindow.AcceptBatch): for each i with ok[i] it sets
+// ok[i] to AcceptCounter(counters[i]), in order.
+func (k *Keypair) AcceptCounters(counters []uint64, ok []bool) { k.replay.AcceptBatch(counters, ok) }
 
 // NeedsRekey reports whether more than RekeyAfterMessages messages were
 // sent under k, so the initiator should start a new handshake.

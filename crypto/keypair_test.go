@@ -216,6 +216,85 @@ func TestSendCounterLimits(t *testing.T) {
 	}
 }
 
+// TestReserveCounters is R6 for batches: a reservation that reaches
+// RejectAfterMessages gets only the counters below it and
+// ErrRejectAfterMessages, later ones get none, Seal then fails as before,
+// and a reservation ending exactly at the limit succeeds in full.
+func TestReserveCounters(t *testing.T) {
+	ki, kr := testKeypairs(t)
+	ki.PresetSendCounter(RejectAfterMessages - 5)
+	first, got, err := ki.ReserveCounters(5)
+	if first != RejectAfterMessages-5 || got != 5 || err != nil {
+		t.Fatalf("ReserveCounters(5) at limit-5 = %d, %d, %v; want %d, 5, nil", first, got, err, uint64(RejectAfterMessages-5))
+	}
+	if _, got, err := ki.ReserveCounters(1); got != 0 || err != ErrRejectAfterMessages {
+		t.Fatalf("ReserveCounters(1) at the limit = %d, %v", got, err)
+	}
+
+	ki.PresetSendCounter(RejectAfterMessages - 3)
+	first, got, err = ki.ReserveCounters(64)
+	if first != RejectAfterMessages-3 || got != 3 || err != ErrRejectAfterMessages {
+		t.Fatalf("ReserveCounters(64) at limit-3 = %d, %d, %v; want %d, 3, ErrRejectAfterMessages", first, got, err, uint64(RejectAfterMessages-3))
+	}
+	buf := make([]byte, 64)
+	for i := range got {
+		m, err := ki.SealCounter(buf, 0, 1420, first+uint64(i))
+		if err != nil {
+			t.Fatalf("SealCounter(limit-%d): %v", got-i, err)
+		}
+		if _, c, err := kr.Open(buf[:m]); err != nil || c != first+uint64(i) {
+			t.Fatalf("Open of counter %d = %d, %v", first+uint64(i), c, err)
+		}
+	}
+	if _, err := ki.Seal(buf, 0, 1420); err != ErrRejectAfterMessages {
+		t.Errorf("Seal after the limit: %v", err)
+	}
+	if _, got, err := ki.ReserveCounters(64); got != 0 || err != ErrRejectAfterMessages {
+		t.Errorf("ReserveCounters after the limit = %d, %v", got, err)
+	}
+	if _, err := ki.SealCounter(buf, 0, 1420, RejectAfterMessages); err != ErrRejectAfterMessages {
+		t.Errorf("SealCounter(RejectAfterMessages): %v", err)
+	}
+	if _, _, err := ki.ReserveCounters(0); err != nil {
+		t.Errorf("ReserveCounters(0): %v", err)
+	}
+}
+
+// TestReserveCountersConcurrent: workers reserving batches of several sizes
+// near the limit get disjoint counters that cover exactly the counters
+// left, none at or past the limit.
+func TestReserveCountersConcurrent(t *testing.T) {
+	ki, _ := testKeypairs(t)
+	const left = 5000
+	ki.PresetSendCounter(RejectAfterMessages - left)
+	var mu sync.Mutex
+	seen := map[uint64]bool{}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for {
+				first, got, err := ki.ReserveCounters(1 + w*9)
+				mu.Lock()
+				for i := range uint64(got) {
+					c := first + i
+					if seen[c] || c >= RejectAfterMessages {
+						t.Errorf("counter %d reserved twice or past the limit", c)
+					}
+					seen[c] = true
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) != left {
+		t.Errorf("%d counters reserved, want %d", len(seen), left)
+	}
+}
+
 // TestSealOpenAllocs pins the hot path at zero allocations.
 func TestSealOpenAllocs(t *testing.T) {
 	ki, kr := testKeypairs(t)

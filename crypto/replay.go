@@ -30,9 +30,30 @@ func (w *ReplayWindow) Accept(counter uint64) bool {
 	if counter >= RejectAfterMessages {
 		return false
 	}
-	c := counter + 1
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	return w.acceptLocked(counter)
+}
+
+// AcceptBatch is Accept for each counters[i] whose ok[i] is true, in order
+// and under one acquisition of the lock: ok[i] becomes Accept(counters[i]).
+// Entries with ok[i] false are skipped and stay false. ok must be at least
+// as long as counters.
+func (w *ReplayWindow) AcceptBatch(counters []uint64, ok []bool) {
+	ok = ok[:len(counters)]
+	w.mu.Lock()
+	for i, c := range counters {
+		if ok[i] {
+			ok[i] = c < RejectAfterMessages && w.acceptLocked(c)
+		}
+	}
+	w.mu.Unlock()
+}
+
+// acceptLocked is Accept for a counter below RejectAfterMessages; w.mu
+// must be held.
+func (w *ReplayWindow) acceptLocked(counter uint64) bool {
+	c := counter + 1
 	if c+ReplayWindowSize < w.next {
 		return false // too old
 	}

@@ -178,3 +178,73 @@ func TestReplayWindowConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// acceptBatchEquivalent replays the script data on two windows, one
+// counter at a time with Accept and in batches with AcceptBatch, and fails
+// on the first difference. Each step takes 3 bytes: a counter move (a jump
+// ahead, a step back, or a repeat), whether the entry is offered (ok on
+// input), and whether a batch ends after it.
+func acceptBatchEquivalent(t *testing.T, data []byte, start uint64) {
+	t.Helper()
+	var one, many ReplayWindow
+	var counters []uint64
+	var ok, offered []bool
+	flush := func() {
+		many.AcceptBatch(counters, ok)
+		for i, c := range counters {
+			want := offered[i] && one.Accept(c)
+			if ok[i] != want {
+				t.Fatalf("AcceptBatch gave %v for counter %d (offered %v), Accept %v", ok[i], c, offered[i], want)
+			}
+		}
+		counters, ok, offered = counters[:0], ok[:0], offered[:0]
+	}
+	c := start
+	for ; len(data) >= 3; data = data[3:] {
+		switch m := data[0]; {
+		case m < 128:
+			c += uint64(m)
+		case m < 192:
+			c -= min(c, uint64(m-128)*200) // may fall out of the window
+		case m < 250:
+			// the same counter again
+		default:
+			c = RejectAfterMessages - 1 + uint64(m-250)%3 // the limit
+		}
+		counters = append(counters, c)
+		ok = append(ok, data[1]&1 == 0)
+		offered = append(offered, data[1]&1 == 0)
+		if data[2]&3 == 0 {
+			flush()
+		}
+	}
+	flush()
+}
+
+// TestReplayWindowAcceptBatch checks AcceptBatch against Accept on random
+// scripts (one lock per batch, the same answers in the same order).
+func TestReplayWindowAcceptBatch(t *testing.T) {
+	r := newTestRand(7)
+	for round := range 50 {
+		data := make([]byte, 3*2000)
+		r.Read(data)
+		acceptBatchEquivalent(t, data, uint64(round)*1e6)
+	}
+	// Empty and all-skipped batches change nothing.
+	var w ReplayWindow
+	w.AcceptBatch(nil, nil)
+	ok := []bool{false, false}
+	w.AcceptBatch([]uint64{5, 6}, ok)
+	if ok[0] || ok[1] || !w.Accept(5) {
+		t.Errorf("skipped entries were recorded or reported: %v", ok)
+	}
+}
+
+// FuzzReplayAcceptBatch: AcceptBatch answers as Accept does, in order.
+func FuzzReplayAcceptBatch(f *testing.F) {
+	f.Add([]byte{1, 0, 0, 1, 0, 1, 200, 0, 0, 130, 0, 0}, uint64(0))
+	f.Add([]byte{255, 0, 1, 254, 0, 0, 0, 1, 0}, uint64(1<<40))
+	f.Fuzz(func(t *testing.T, data []byte, start uint64) {
+		acceptBatchEquivalent(t, data, start)
+	})
+}
