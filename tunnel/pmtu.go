@@ -9,7 +9,8 @@ package tunnel
 //  1. Transport.Send fails a datagram the kernel refuses as too big
 //     (EMSGSIZE) with an error that wraps a value with a method
 //     PathMTU() int: the kernel's path MTU toward that endpoint
-//     (transport.PathMTUError). Engine.send passes it to notePathMTU.
+//     (transport.PathMTUError). Engine.send passes it to notePathMTU and
+//     counts the datagrams refused as path_mtu, not send_error.
 //  2. notePathMTU lowers the effective inner MTU of the peers at that
 //     endpoint to the path MTU less the outer IP and UDP headers and the
 //     32 bytes of a data message's header and tag. A value that leaves
@@ -44,6 +45,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/warrenvpn/warren/crypto"
@@ -79,6 +81,16 @@ func pathMTUOf(err error) int {
 		return 0
 	}
 	return pm.PathMTU()
+}
+
+// sendDropReason is the drop reason for datagrams a send with err did not
+// send: DropPathMTU when the kernel refused them as larger than the path
+// MTU (EMSGSIZE, with or without a figure), else DropSendError.
+func sendDropReason(err error) DropReason {
+	if errors.Is(err, syscall.EMSGSIZE) {
+		return DropPathMTU
+	}
+	return DropSendError
 }
 
 // outerOverhead is what an inner packet gains on its way to ep: the outer
@@ -273,7 +285,7 @@ func (e *Engine) sendLoose(s *pmtuScratch, kp *keypair, pad int, tr Transport, e
 	}
 	n, err := ls.SendFragmentable(s.sealed, ep, local)
 	if n < len(s.sealed) {
-		e.drops.add(DropSendError, uint64(len(s.sealed)-max(n, 0)))
+		e.drops.add(sendDropReason(err), uint64(len(s.sealed)-max(n, 0)))
 	}
 	if err != nil {
 		e.warn.warn("send", "send failed", "endpoint", ep, "err", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -26,6 +27,7 @@ type fakePathMTUError struct{ mtu int }
 
 func (e fakePathMTUError) Error() string { return fmt.Sprintf("message too long (path MTU %d)", e.mtu) }
 func (e fakePathMTUError) PathMTU() int  { return e.mtu }
+func (e fakePathMTUError) Unwrap() error { return syscall.EMSGSIZE }
 
 func (t *pmtuTransport) Send(bufs [][]byte, ep netip.AddrPort, local netip.Addr) (int, error) {
 	mtu := int(t.mtu.Load())
@@ -85,8 +87,8 @@ func TestPathMTULowered(t *testing.T) {
 	w := p.a.narrow(1400)
 	p.a.ad.inject(testPacket(innerA, innerB, 1420, true))
 	p.run()
-	if got := p.a.e.Drops(DropSendError); got != 1 {
-		t.Fatalf("send_error = %d, want 1 (the datagram that met the narrow path)", got)
+	if got, errs := p.a.e.Drops(DropPathMTU), p.a.e.Drops(DropSendError); got != 1 || errs != 0 {
+		t.Fatalf("path_mtu = %d, send_error = %d, want 1 (the datagram that met the narrow path) and 0", got, errs)
 	}
 	pr := p.a.peer()
 	if inner, outer := pr.pmtu.inner.Load(), pr.pmtu.outer.Load(); inner != 1340 || outer != 1400 {
@@ -127,8 +129,8 @@ func TestPathMTULowered(t *testing.T) {
 			}
 		})
 	}
-	if got := p.a.e.Drops(DropSendError); got != 1 {
-		t.Errorf("send_error = %d, want still 1: nothing over the limit reached the transport", got)
+	if got := p.a.e.Drops(DropSendError); got != 0 {
+		t.Errorf("send_error = %d, want 0: nothing over the limit reached the transport", got)
 	}
 
 	t.Run("IPv4 without DF", func(t *testing.T) {
@@ -288,14 +290,14 @@ func TestPathMTURefused(t *testing.T) {
 	// Up to 1280 bytes IPv6 must pass (RFC 8200 5): a transport that
 	// cannot let the kernel fragment gets the packet as it is, and
 	// refuses it.
-	drops := p.a.e.Drops(DropSendError)
+	drops := p.a.e.Drops(DropPathMTU)
 	p.a.ad.inject(testPacket(inner6A, inner6B, 1270, true))
 	p.run()
 	if got := p.a.ad.written(); len(got) != 0 {
 		t.Errorf("IPv6 of 1270 bytes over 1240: %d replies, want none", len(got))
 	}
-	if got := p.a.e.Drops(DropSendError) - drops; got != 1 {
-		t.Errorf("IPv6 of 1270 bytes over 1240: send_error +%d, want +1 (the transport refuses it)", got)
+	if got := p.a.e.Drops(DropPathMTU) - drops; got != 1 {
+		t.Errorf("IPv6 of 1270 bytes over 1240: path_mtu +%d, want +1 (the transport refuses it)", got)
 	}
 
 	// One that can (transport.UDP.SendFragmentable) sends it so.
@@ -308,8 +310,8 @@ func TestPathMTURefused(t *testing.T) {
 	if got := p.b.ad.written(); len(got) != 1 || !bytes.Equal(got[0], pkt) || f.calls != 1 {
 		t.Errorf("IPv6 of 1270 bytes over 1240: b got %d packets, %d fragmentable sends; want the packet, 1", len(got), f.calls)
 	}
-	if got := p.a.e.Drops(DropSendError) - drops; got != 1 {
-		t.Errorf("send_error +%d, want still +1", got)
+	if got := p.a.e.Drops(DropPathMTU) - drops; got != 1 {
+		t.Errorf("path_mtu +%d, want still +1", got)
 	}
 	if out := p.a.e.pool.out.Load(); out != 0 {
 		t.Errorf("%d pool buffers not returned", out)

@@ -273,7 +273,7 @@ func (e *Engine) sendOn(tr Transport, bufs [][]byte, ep netip.AddrPort, local ne
 		staleLocal = n > 0
 	}
 	if n < len(bufs) {
-		e.drops.add(DropSendError, uint64(len(bufs)-max(n, 0)))
+		e.drops.add(sendDropReason(err), uint64(len(bufs)-max(n, 0)))
 	}
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		e.warn.warn("send", "send failed", "endpoint", ep, "err", err)
