@@ -78,6 +78,11 @@ type Options struct {
 	// in one call (one SO_REUSEPORT group); without it Rebind is called
 	// once per pipeline, the later calls with the port the first got.
 	RebindPipelines func(port uint16, fwMark uint32, n int) ([]Transport, error)
+	// CryptoHelpers is the number of goroutines that help a pipeline seal
+	// and open a large batch (helpers.go). 0 means automatic: the cores
+	// left after two goroutines per pipeline (none on two cores with one
+	// pipeline); a negative value means none.
+	CryptoHelpers int
 }
 
 // Layer2 configures the engine's layer 2 mode.
@@ -128,6 +133,7 @@ type Engine struct {
 	rebindN   func(port uint16, fwMark uint32, n int) ([]Transport, error)
 	extra     []*pipeline   // pipelines 1 and up; pipeline 0 is adapter and tr
 	maxLag    uint64        // sendGate's bound, in batches
+	helpers   *helperPool   // crypto helpers (helpers.go); nil without
 	gateWaits atomic.Uint64 // times a pipeline waited at a sendGate
 
 	rand struct {
@@ -209,6 +215,7 @@ type Engine struct {
 func New(adapter Adapter, tr Transport, opts Options) *Engine {
 	e := newEngine(adapter, tr, opts)
 	e.startPipelines()
+	e.startHelpers()
 	e.wg.Go(e.handshakeWorker)
 	if e.tickEvery > 0 {
 		e.wg.Go(e.timerLoop)
@@ -258,6 +265,7 @@ func newEngine(adapter Adapter, tr Transport, opts Options) *Engine {
 		e.l2 = newLayer2(opts.Layer2)
 	}
 	e.addPipelines(opts.Pipelines)
+	e.helpers = newHelperPool(helperCount(opts.CryptoHelpers, e.Pipelines()))
 	e.maxLag = gateLag(e.maxBatch())
 	e.adapterBatch = batchSize(adapter.BatchSize())
 	e.retryDelay = readRetryDelay

@@ -99,15 +99,27 @@ type pipelineBench struct {
 }
 
 func newPipelineBench(tb testing.TB, k, batch, size int) *pipelineBench {
+	return newFlowBench(tb, k, batch, size, true, 0)
+}
+
+// newFlowBench is newPipelineBench with one flow per pipeline unless
+// manyFlows, and helpers crypto helpers in each engine (helpers.go).
+func newFlowBench(tb testing.TB, k, batch, size int, manyFlows bool, helpers int) *pipelineBench {
 	tb.Helper()
 	pb := &pipelineBench{p: established(tb, pairOptions{})}
 	a, b := pb.p.a.e, pb.p.b.e
+	a.helpers, b.helpers = newHelperPool(helpers), newHelperPool(helpers)
+	a.startHelpers()
+	b.startHelpers()
 	payload := make([]byte, size-28) // IPv4 + UDP headers
 	for i := range k {
 		g := &genAdapter{stepAdapter: stepAdapter{mtu: 1420}, left: &pb.left, idle: &pb.idle, closed: make(chan struct{})}
 		for f := range batch {
 			// Many flows: each packet of a batch its own source port.
-			src := netip.AddrPortFrom(innerA, uint16(10000+i*batch+f))
+			src := netip.AddrPortFrom(innerA, uint16(10000+i*batch))
+			if manyFlows {
+				src = netip.AddrPortFrom(innerA, uint16(10000+i*batch+f))
+			}
 			g.templates = append(g.templates, tuntest.UDPPacket(src, netip.AddrPortFrom(innerB, 2000), payload))
 		}
 		dst := &countingAdapter{stepAdapter: stepAdapter{mtu: 1420}}
@@ -121,6 +133,7 @@ func newPipelineBench(tb testing.TB, k, batch, size int) *pipelineBench {
 		}
 		in := newInbound(batch)
 		in.pipe = bpipe
+		in.fork = b.newFork()
 		tr := &directTransport{to: b, in: in}
 		if i == 0 {
 			a.adapter = g
@@ -169,6 +182,31 @@ func BenchmarkPipelines(b *testing.B) {
 				b.StopTimer()
 				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "packets/s")
 				b.ReportMetric(float64(pb.p.a.e.gateWaits.Load())/float64(b.N), "gatewaits/op")
+				if got := pb.delivered(); got != b.N*batch {
+					b.Fatalf("delivered %d of %d (drops %v / %v)", got, b.N*batch, pb.p.a.e.DropCounts(), pb.p.b.e.DropCounts())
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkHelpers is one flow (one pipeline, one peer) with 0 and 1 crypto
+// helpers per engine: with 1, engine a's helper seals part of each batch
+// while the pipeline seals the rest, and engine b's helper opens part of
+// it. On two cores the gain is what the second core adds to one flow.
+//
+//	go test ./tunnel -run '^$' -bench Helpers -count 6
+func BenchmarkHelpers(b *testing.B) {
+	const batch = 64
+	for _, size := range []int{64, 1420} {
+		for _, h := range []int{0, 1} {
+			b.Run(fmt.Sprintf("size=%d/helpers=%d", size, h), func(b *testing.B) {
+				pb := newFlowBench(b, 1, batch, size, false, h)
+				b.SetBytes(int64(batch * size))
+				b.ResetTimer()
+				pb.run(b.N)
+				b.StopTimer()
+				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "packets/s")
 				if got := pb.delivered(); got != b.N*batch {
 					b.Fatalf("delivered %d of %d (drops %v / %v)", got, b.N*batch, pb.p.a.e.DropCounts(), pb.p.b.e.DropCounts())
 				}

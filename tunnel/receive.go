@@ -7,9 +7,11 @@ package tunnel
 //  2. Parse each datagram (size, type, reserved bytes; M1-M4). Handshake
 //     messages are checked (mac1, under load mac2) and copied to a handshake
 //     queue (handshake.go).
-//  3. Data: the keypair by receiver index (M5), Reject-After-Time (R7),
-//     Open in place (M6), only then the replay window (R3, R4). From here
-//     the packet is authenticated: it is noted for roaming and timers.
+//  3. Data: the keypair by receiver index (M5), Reject-After-Time (R7);
+//     then the batch's data messages are opened in place (M6), and only
+//     then their counters pass the replay window (R3, R4), in batch order,
+//     one lock per run of one keypair (cryptobatch.go). From here a packet
+//     is authenticated: it is noted for roaming and timers.
 //  4. Empty payload: a keepalive, done (M10). Otherwise the inner IP header
 //     is checked (M7, M8; padding trimmed) and the inner source must map to
 //     the same peer by allowed IPs (M9, N6).
@@ -48,6 +50,13 @@ type inbound struct {
 	write  [][]byte
 	seen   []seenKeypair
 	pipe   *pipeline // whose adapter writes; nil is pipeline 0
+
+	// Per datagram, for the batch's open and replay steps (cryptobatch.go).
+	kps  []*keypair // the keypair of a data message to open, else nil
+	pts  [][]byte   // its plaintext
+	ctrs []uint64   // its counter
+	ok   []bool     // opened, then accepted by the replay window
+	fork *fork      // crypto helpers' scratch (helpers.go); nil without
 }
 
 func newInbound(batch int) *inbound {
@@ -58,6 +67,10 @@ func newInbound(batch int) *inbound {
 		locals: make([]netip.Addr, batch),
 		write:  make([][]byte, 0, batch),
 		seen:   make([]seenKeypair, 0, batch),
+		kps:    make([]*keypair, batch),
+		pts:    make([][]byte, batch),
+		ctrs:   make([]uint64, batch),
+		ok:     make([]bool, batch),
 	}
 	for i := range in.bufs {
 		in.bufs[i] = make([]byte, bufferSize)
@@ -77,6 +90,7 @@ func (e *Engine) receivePipe(pipe *pipeline) {
 	tr := box.Transport
 	in := newInbound(max(batchSize(tr.BatchSize()), defaultBatchSize))
 	in.pipe = pipe
+	in.fork = e.newFork()
 	failures := 0
 	for {
 		n, err := tr.Receive(in.bufs[:min(len(in.bufs), batchSize(tr.BatchSize()))], in.sizes, in.eps, in.locals)
@@ -119,6 +133,7 @@ func (e *Engine) processInbound(in *inbound, n int) {
 	seen := in.seen[:0]
 	var kp *keypair
 	for i := range n {
+		in.kps[i] = nil
 		msg := in.bufs[i][:in.sizes[i]]
 		typ, err := crypto.Parse(msg)
 		if err != nil {
@@ -148,15 +163,24 @@ func (e *Engine) processInbound(in *inbound, n int) {
 			e.drops.add(DropExpired, 1)
 			continue
 		}
-		pt, counter, err := kp.Open(msg)
-		if err != nil {
-			e.drops.add(DropAuthFailed, 1)
-			continue
+		in.kps[i] = kp
+	}
+	// Open the batch, then pass its counters through the replay windows
+	// in order (cryptobatch.go).
+	e.openBatch(in, n)
+	acceptBatch(in, n)
+	for i := range n {
+		kp := in.kps[i]
+		if kp == nil {
+			continue // not data, or dropped above
 		}
-		if !kp.AcceptCounter(counter) {
+		in.kps[i] = nil // no keypair outlives the batch in the scratch
+		if !in.ok[i] {
 			e.drops.add(DropReplay, 1)
 			continue
 		}
+		msg, pt := in.bufs[i][:in.sizes[i]], in.pts[i]
+		in.pts[i] = nil
 		// Authenticated from here on.
 		s := seenIndex(&seen, kp)
 		seen[s].ep, seen[s].local, seen[s].last = in.eps[i], in.locals[i], i

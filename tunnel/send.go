@@ -36,8 +36,10 @@ type outbound struct {
 	sizes []int
 	peers []*peer     // route of packet i, nil once handled
 	group [][]byte    // one peer's sealed messages
+	gsize []int       // group's plaintext sizes while sealing
 	pmtu  pmtuScratch // packets over a peer's path MTU (pmtu.go)
 	pipe  *pipeline   // whose transport sends; nil is pipeline 0
+	fork  *fork       // crypto helpers' scratch (helpers.go); nil without
 }
 
 func newOutbound(batch int) *outbound {
@@ -46,6 +48,7 @@ func newOutbound(batch int) *outbound {
 		sizes: make([]int, batch),
 		peers: make([]*peer, batch),
 		group: make([][]byte, 0, batch),
+		gsize: make([]int, batch),
 	}
 	for i := range o.bufs {
 		o.bufs[i] = make([]byte, bufferSize)
@@ -70,6 +73,7 @@ func (e *Engine) readPipe(pipe *pipeline) {
 	ad := e.adapterOf(pipe)
 	o := newOutbound(batchSize(ad.BatchSize()))
 	o.pipe = pipe
+	o.fork = e.newFork()
 	failures := 0
 	for {
 		n, err := ad.Read(o.bufs, o.sizes, e.adapterOffset())
@@ -208,21 +212,23 @@ func (e *Engine) sendPeerBatch(o *outbound, p *peer, first, n int, now time.Dura
 		if lim != 0 && o.sizes[j] > lim && e.overPathMTU(&o.pmtu, o.bufs[j][Offset:Offset+o.sizes[j]], lim) {
 			continue
 		}
-		m, err := kp.Seal(o.bufs[j], o.sizes[j], mtu)
-		if err != nil {
-			// ErrRejectAfterMessages (Seal left the packet intact): keep
-			// it for the next session, which a handshake brings.
-			exhausted = true
-			b := e.pool.get(o.sizes[j])
-			b.n = copy(b.b[Offset:], o.bufs[j][Offset:Offset+o.sizes[j]])
-			p.mu.Lock()
-			p.stageLocked(b)
-			p.mu.Unlock()
-			continue
-		}
-		group = append(group, o.bufs[j][:m])
-		bytes += uint64(m)
+		o.gsize[len(group)] = o.sizes[j]
+		group = append(group, o.bufs[j])
 	}
+	sealed := sealBatch(kp, group, o.gsize, mtu, o.fork) // counters in batch order
+	for i, b := range group[sealed:] {
+		// ErrRejectAfterMessages (the packet is intact): keep it for the
+		// next session, which a handshake brings.
+		exhausted = true
+		size := o.gsize[sealed+i]
+		pb := e.pool.get(size)
+		pb.n = copy(pb.b[Offset:], b[Offset:Offset+size])
+		p.mu.Lock()
+		p.stageLocked(pb)
+		p.mu.Unlock()
+	}
+	clear(group[sealed:])
+	group, bytes = e.keepSealed(group[:sealed])
 	if len(o.pmtu.frags) > 0 {
 		var fb uint64
 		group, fb = e.sealFragments(&o.pmtu, kp, mtu, group)
@@ -398,23 +404,29 @@ func (p *peer) flushStaged() {
 	}
 	lim := e.pathMTULimit(p, ep, now)
 	mtu = paddingCap(mtu, lim)
+	var sizes, at [maxStagedPackets]int // of bufs[k]: plaintext size, place in staged
+	k := 0
 	for i, b := range staged[:n] {
 		if lim != 0 && b.n > lim && e.overPathMTU(&over, b.b[Offset:Offset+b.n], lim) {
 			continue // b goes back to the pool below
 		}
-		m, err := kp.Seal(b.b, b.n, mtu)
-		if err != nil {
-			exhausted = true // as in sendPeerBatch: stage again
-			p.mu.Lock()
-			p.stageLocked(b)
-			p.mu.Unlock()
-			staged[i] = nil
-			continue
-		}
-		data = data || b.n > 0
-		bufs = append(bufs, b.b[:m])
-		bytes += uint64(m)
+		sizes[k], at[k] = b.n, i
+		bufs = append(bufs, b.b)
+		k++
 	}
+	sealed := sealBatch(kp, bufs, sizes[:k], mtu, nil)
+	for _, size := range sizes[:sealed] {
+		data = data || size > 0
+	}
+	for i := sealed; i < k; i++ {
+		exhausted = true // as in sendPeerBatch: stage again
+		p.mu.Lock()
+		p.stageLocked(staged[at[i]])
+		p.mu.Unlock()
+		staged[at[i]] = nil
+	}
+	clear(bufs[sealed:])
+	bufs, bytes = e.keepSealed(bufs[:sealed])
 	if len(over.frags) > 0 {
 		var fb uint64
 		bufs, fb = e.sealFragments(&over, kp, mtu, bufs)

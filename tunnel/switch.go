@@ -75,6 +75,7 @@ type layer2 struct {
 type frameScratch struct {
 	bufs  []*packetBuffer
 	group [][]byte
+	sizes []int // group's plaintext sizes while sealing
 	flood []int // batch positions of the frames to flood
 }
 
@@ -88,6 +89,7 @@ func newLayer2(o *Layer2) *layer2 {
 	for _, s := range []*frameScratch{&l.out, &l.in} {
 		s.bufs = make([]*packetBuffer, 0, defaultBatchSize)
 		s.group = make([][]byte, 0, defaultBatchSize)
+		s.sizes = make([]int, 0, defaultBatchSize)
 		s.flood = make([]int, 0, defaultBatchSize)
 	}
 	return l
@@ -332,28 +334,35 @@ func (e *Engine) sendBuffers(p *peer, bufs []*packetBuffer, sc *frameScratch, no
 	exhausted := false
 	lim := e.pathMTULimit(p, ep, now) // 0 unless lowered (pmtu.go)
 	mtu = paddingCap(mtu, lim)
+	sizes := sc.sizes[:0]
+	k := 0 // bufs[:k] are to be sealed
 	for i, b := range bufs {
+		bufs[i] = nil
 		if lim != 0 && b.n > lim {
 			// Over this peer's path (a flood checked every peer's
 			// before): only a hub's forwarded frame, whose sender is
 			// not on the TAP to be told.
 			e.drops.add(DropPathMTU, 1)
 			e.pool.put(b)
-			bufs[i] = nil
 			continue
 		}
-		m, err := kp.Seal(b.b, b.n, mtu)
-		if err != nil {
-			exhausted = true // ErrRejectAfterMessages: stage for the next session
-			p.mu.Lock()
-			p.stageLocked(b)
-			p.mu.Unlock()
-			bufs[i] = nil
-			continue
-		}
-		group = append(group, b.b[:m])
-		bytes += uint64(m)
+		bufs[k] = b
+		k++
+		group = append(group, b.b)
+		sizes = append(sizes, b.n)
 	}
+	bufs = bufs[:k]
+	sc.sizes = sizes[:0]
+	sealed := sealBatch(kp, group, sizes, mtu, nil) // counters in batch order
+	for i, b := range bufs[sealed:] {
+		exhausted = true // ErrRejectAfterMessages: stage for the next session
+		p.mu.Lock()
+		p.stageLocked(b)
+		p.mu.Unlock()
+		bufs[sealed+i] = nil
+	}
+	clear(group[sealed:])
+	group, bytes = e.keepSealed(group[:sealed])
 	if len(group) > 0 {
 		e.batches.transportSend.add(len(group))
 		p.send(group, ep, local)
