@@ -20,24 +20,26 @@
 //  7. start the engine with the keys and peers: it owns the adapter and
 //     the transport from here on, and closing it closes them; start the
 //     retries of endpoint names;
-//  8. apply the host state, then, for a full tunnel, the nftables table
+//  8. bring the engine up, before the link is: a packet the host sends as
+//     soon as it sees the link up starts a handshake instead of being
+//     dropped by an engine still down;
+//  9. apply the host state, then, for a full tunnel, the nftables table
 //     (package device/firewall); the crash journal is written and synced
 //     before each change that would outlive a kill -9 (rules, sysctls, the
 //     table, the DNS entry), so no point of start-up leaves one unrecorded
 //     (L22);
-//  9. bring the engine up;
 //  10. open and serve the control socket (wg, warren show), and the
 //     Prometheus metrics server (package metrics) when the config sets
 //     MetricsListen;
 //  11. apply DNS (resolvconf, or systemd-resolved's resolvectl);
 //  12. run PostUp (PreDown is on the undo stack from here on).
 //
-// Steps 8 and 11 fail closed: where nftables refuses the table or no
+// Steps 9 and 11 fail closed: where nftables refuses the table or no
 // resolver takes the DNS servers, Up stops, unless the config says
 // FirewallRequired = false or DNSRequired = false (then it logs a warning
 // and goes on).
 //
-// UpDevice brings up only steps 5, 6, 7, 9 and 10, with no configuration:
+// UpDevice brings up only steps 5, 6, 7, 8 and 10, with no configuration:
 // the bare device that `wg` and `ip` configure, as wireguard-go provides it
 // to wg-quick.
 //

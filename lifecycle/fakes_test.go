@@ -73,6 +73,7 @@ type fakes struct {
 	tr      atomic.Pointer[fakeTransport] // the last one opened
 	ctl     atomic.Pointer[fakeListener]  // the last one opened
 	fw      fakeFirewall
+	linkUp  func() // called after each LinkSetUp that succeeded, when set
 }
 
 func newFakes(failAt int) *fakes {
@@ -114,7 +115,7 @@ func (f *fakes) options(runDir string) lifecycle.Options {
 			if err := f.rec.call("netlink open"); err != nil {
 				return nil, err
 			}
-			return &fakeNetlink{f.nl, f.rec}, nil
+			return &fakeNetlink{f.nl, f.rec, f.linkUp}, nil
 		},
 		ListenControl: func(name string) (net.Listener, error) {
 			if err := f.rec.call("control listen %s", name); err != nil {
@@ -132,7 +133,7 @@ func (f *fakes) options(runDir string) lifecycle.Options {
 			}
 			return f.rec.call("hook %s: %s", hook, cmd)
 		},
-		Sysctl:   &fakeNetlink{f.nl, f.rec},
+		Sysctl:   &fakeNetlink{FakeNetlink: f.nl, rec: f.rec},
 		DNS:      fakeDNS{f.rec},
 		Resolver: fakeResolver{f.rec},
 		Firewall: &f.fw,
@@ -252,7 +253,8 @@ func (t *fakeTransport) Close() error {
 // fakeNetlink records the mutating calls of the host state.
 type fakeNetlink struct {
 	*hosttest.FakeNetlink
-	rec *recorder
+	rec    *recorder
+	linkUp func()
 }
 
 func (n *fakeNetlink) Close() { n.rec.note("netlink close") }
@@ -270,7 +272,11 @@ func (n *fakeNetlink) LinkSetMTU(l netlink.Link, mtu int) error {
 }
 
 func (n *fakeNetlink) LinkSetUp(l netlink.Link) error {
-	return n.do("LinkSetUp", func() error { return n.FakeNetlink.LinkSetUp(l) })
+	err := n.do("LinkSetUp", func() error { return n.FakeNetlink.LinkSetUp(l) })
+	if err == nil && n.linkUp != nil {
+		n.linkUp()
+	}
+	return err
 }
 
 func (n *fakeNetlink) LinkSetDown(l netlink.Link) error {

@@ -68,7 +68,7 @@ type Tunnel struct {
 		sync.Mutex                 // serialises Reconfigure with itself and with Close
 		cfg        *config.Config  // the configuration now applied
 		plan       host.RoutePlan  // its routes, rules, sysctls and fwmark
-		hm         *host.Manager   // the host state; nil until step 8
+		hm         *host.Manager   // the host state; nil until step 9
 		dns        bool            // whether DNS is set (Unset is due)
 		fw         *firewall.Rules // the nftables table installed; nil: none
 		closed     bool            // Close has begun: Reconfigure refuses
@@ -183,9 +183,17 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 		return nil, err
 	}
 
-	// 8. Host state, the crash journal written before each change that
-	// would outlive a crash.
+	// 8. Engine up before the link comes up: a host that sends as soon as
+	// it sees the link up (a ping, a TCP SYN) starts a handshake, where an
+	// engine still down would drop the packet and no timer would retry.
 	t.opts.Step("step 8")
+	if err := t.eng.Up(); err != nil {
+		return nil, err
+	}
+
+	// 9. Host state, the crash journal written before each change that
+	// would outlive a crash.
+	t.opts.Step("step 9")
 	hm := host.NewManager(nl, t.opts.Sysctl)
 	hm.SetJournal(func(hj host.Journal) error { return t.updateJournal(func(j *journal) { j.Journal = hj }) })
 	t.cur.hm, t.cur.plan = hm, plan
@@ -212,12 +220,6 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 	}
 	t.undo.push(t.removeFirewall)
 	if err := t.applyFirewall(firewallRules(t.name, cfg, plan), ifc.FirewallOptional); err != nil {
-		return nil, err
-	}
-
-	// 9. Engine up.
-	t.opts.Step("step 9")
-	if err := t.eng.Up(); err != nil {
 		return nil, err
 	}
 
