@@ -1,9 +1,10 @@
 package main
 
 // The 10,000-peer figures of bench/README.md ("Scale"): `warren userspace`
-// and Debian's wireguard-go, each in its own namespace with its link up, get
-// the same peers through `wg setconf` (first into the empty device, then
-// the same set again, as a reload does), then idle. The test reports, side
+// and wireguard-go (Debian's, or -scale-wireguard-go PATH), each in its own
+// namespace with its link up, get the same peers through `wg setconf`
+// (first into the empty device, then the same set again, as a reload
+// does), then idle. The test reports, side
 // by side, the setconf times, the idle CPU and the resident memory. It runs
 // only when asked, as it takes about a minute:
 //
@@ -12,6 +13,8 @@ package main
 // Idle CPU is the process's CPU time over each idle window, summed over its
 // threads from /proc/PID/task/*/schedstat (nanoseconds; /proc/PID/stat
 // counts in 10 ms ticks, a tenth of the 0.1 % goal over 10 s).
+// -scale-wireguard-go PATH compares with another wireguard-go, such as the
+// current upstream one (go install golang.zx2c4.com/wireguard@latest).
 
 import (
 	"context"
@@ -38,6 +41,7 @@ var (
 	scaleIdle  = flag.Duration("scale-idle", 10*time.Second, "TestScaleFigures: idle time measured, in 3 windows")
 	scaleRuns  = flag.Int("scale-runs", 3, "TestScaleFigures: setconf runs of the same set, whose median is reported")
 	scaleExe   = flag.String("scale-warren", "", "TestScaleFigures: the warren binary to measure (default: this package, built)")
+	scaleWGGo  = flag.String("scale-wireguard-go", "", "TestScaleFigures: the wireguard-go binary to compare with (default: wireguard-go on PATH)")
 )
 
 // scaleFigures is what TestScaleFigures measures of one implementation.
@@ -56,7 +60,10 @@ func TestScaleFigures(t *testing.T) {
 	}
 	netlabtest.RequireRoot(t)
 	wg := requireTool(t, "wg")
-	wggo := requireTool(t, "wireguard-go")
+	wggo := *scaleWGGo
+	if wggo == "" {
+		wggo = requireTool(t, "wireguard-go")
+	}
 	exe := *scaleExe
 	if exe == "" {
 		exe = warrenBinary(t)
