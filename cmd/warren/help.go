@@ -208,9 +208,10 @@ Runs a tunnel in the foreground from a wg-quick config file. NAME reads
 /etc/wireguard/NAME.conf; the interface is named after the file. warren
 adds the addresses, routes, rules, sysctls, nftables table and DNS the file
 asks for (and logs each), and removes all of them when it stops: on SIGINT,
-SIGTERM or SIGQUIT ('warren down' sends SIGTERM), when the interface or its
-control socket is deleted from outside, or on a failure. SIGHUP ('warren
-reload') re-reads the file and applies the difference.
+SIGTERM or SIGQUIT ('warren down' sends SIGTERM; also during start-up,
+PostUp killed, exit 0), when the interface or its control socket is deleted
+from outside, or on a failure. SIGHUP ('warren reload') re-reads the file
+and applies the difference.
 
 flags:
   --log-level L    debug, info, warn or error (default info)

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -328,4 +329,33 @@ Endpoint = 198.18.0.2:51820
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// TestStopDuringStartUp (L6): SIGTERM while start-up is still running (here
+// a PostUp hook that sleeps, as a slow script would) stops warren up with
+// exit 0, the hook killed and the host as found: a stop asked for is not a
+// failure, whichever step it meets (TestCleanupAfterSIGTERM's SIGTERM once
+// landed in its PostUp and warren exited 1).
+func TestStopDuringStartUp(t *testing.T) {
+	p := newTestPair(t)
+	before := stableDump(t, p.lab.A)
+	conf := strings.Replace(defaultRouteConfig(p, 0), "\n[Peer]", "PostUp = sleep 30\n\n[Peer]", 1)
+	pr := p.startUp(t, 0, conf, nil)
+	pr.waitLog(t, `msg=hook hook=PostUp`)
+	start := time.Now()
+	pr.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-pr.done:
+		pr.done <- err
+		if err != nil {
+			t.Errorf("warren up exited with %v after SIGTERM during PostUp\n%s", err, pr.log)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatalf("warren up did not exit within 3 s of SIGTERM during PostUp\n%s", pr.log)
+	}
+	t.Logf("exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(pr.log.String(), "stopped during start-up") {
+		t.Errorf("no line says warren stopped during start-up:\n%s", pr.log)
+	}
+	compareHost(t, "after SIGTERM during PostUp", before, stableDump(t, p.lab.A))
 }

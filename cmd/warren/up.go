@@ -215,6 +215,13 @@ func upReloading(ctx context.Context, cfg *config.Config, path string, hup <-cha
 	opts.Logger = log
 	t, err := lifecycle.Up(ctx, cfg, opts)
 	if err != nil {
+		if ctx.Err() != nil {
+			// SIGINT or SIGTERM during start-up (a PostUp hook killed, a
+			// step cut short): a stop asked for, not a failure; Up undid
+			// what it had done, as after a stop once up.
+			log.Info("stopped during start-up", "interface", cfg.Name, "err", err)
+			return nil
+		}
 		return err
 	}
 	log.Info("up", "interface", cfg.Name, "listen_port", t.ListenPort(), "peers", len(cfg.Peers), "mtu", cfg.Interface.MTU)
