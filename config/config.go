@@ -85,6 +85,16 @@ type Interface struct {
 	Forward    bool
 	MACAgeing  time.Duration
 	OffloadOff bool
+	// Paths that change under a running tunnel, warren's own keys; 0 is
+	// unset (the defaults of package tunnel and lifecycle), negative off.
+	// PathMTUProbe is how long a peer's lowered path MTU stands before
+	// warren checks whether the path widened (default 10 min).
+	// ReresolveAfter is how old a peer's last handshake must be before its
+	// Endpoint host name is looked up again (default 135 s), ReresolveMax
+	// the longest delay between two such look-ups (default 1 min).
+	PathMTUProbe   time.Duration
+	ReresolveAfter time.Duration
+	ReresolveMax   time.Duration
 }
 
 // Peer is one [Peer] section.

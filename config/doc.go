@@ -1,8 +1,11 @@
 // Package config owns warren's config files: wg-quick style [Interface] and
 // [Peer] sections plus warren's own keys, Mode, MetricsListen (IP:port
 // of the Prometheus metrics, off by default), DNSRequired and
-// FirewallRequired (see below), and Threads (the number of pipelines,
-// 1-64). It parses, validates and
+// FirewallRequired (see below), Threads (the number of pipelines, 1-64),
+// and PathMTUProbe, ReresolveAfter and ReresolveMax (whole seconds, off for
+// the first two: when a lowered path MTU is checked again, and when and
+// how often an Endpoint host name is looked up again). It parses,
+// validates and
 // prints them back, returns typed values, and never touches the host (Load
 // reads the one file it is given; ResolveEndpoint asks the resolver it is
 // given).

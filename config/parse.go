@@ -93,6 +93,9 @@ const (
 	keyMACAgeing
 	keyOffload
 	keyThreads
+	keyPathMTUProbe
+	keyReresolveAfter
+	keyReresolveMax
 	keyPublicKey
 	keyPresharedKey
 	keyAllowedIPs
@@ -137,6 +140,9 @@ var keys = [numKeys]struct {
 	keyMACAgeing:           {"MACAgeing", sectionInterface, false, false},
 	keyOffload:             {"Offload", sectionInterface, false, false},
 	keyThreads:             {"Threads", sectionInterface, false, false},
+	keyPathMTUProbe:        {"PathMTUProbe", sectionInterface, false, false},
+	keyReresolveAfter:      {"ReresolveAfter", sectionInterface, false, false},
+	keyReresolveMax:        {"ReresolveMax", sectionInterface, false, false},
 	keyAllowedMACs:         {"AllowedMACs", sectionPeer, true, true},
 }
 
@@ -431,6 +437,8 @@ func (p *parser) set(k key, value string) error {
 		}
 	case keyBridge, keyForward, keyMACAgeing, keyOffload:
 		return p.setLayer2(k, value)
+	case keyPathMTUProbe, keyReresolveAfter, keyReresolveMax:
+		return p.setPaths(k, value)
 	case keyThreads:
 		n, err := strconv.Atoi(value)
 		if err != nil || n < 1 || n > MaxThreads {

@@ -56,6 +56,7 @@ func (c *Config) String() string {
 	if ifc.OffloadOff {
 		writeKey(&b, "Offload", "off")
 	}
+	writePaths(&b, ifc)
 	if ifc.SaveConfig {
 		writeKey(&b, "SaveConfig", "true")
 	}

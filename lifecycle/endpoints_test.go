@@ -124,13 +124,17 @@ Endpoint = later.test:51820
 		for _, tc := range []struct {
 			name           string
 			reresolveAfter time.Duration
+			keys           string // [Interface] lines, which override the options
 			want           int
 		}{
 			// The 3 retries end 3.64 s after start; the name is then
 			// looked up every minute (DefaultReresolveMax): at 63.64 s,
 			// 123.64 s...
-			{"following", 0, 4 + 59},
-			{"following off", -1, 4},
+			{"following", 0, "", 4 + 59},
+			{"following off", -1, "", 4},
+			// ... or every 2 minutes: 3.64 + 120k s up to an hour.
+			{"ReresolveMax = 120", 0, "ReresolveMax = 120\n", 4 + 29},
+			{"ReresolveAfter = off", 0, "ReresolveAfter = off\n", 4},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				synctest.Test(t, func(t *testing.T) {
@@ -140,6 +144,7 @@ Endpoint = later.test:51820
 					opts.Resolver = r
 					opts.EndpointRetries = 3
 					opts.ReresolveAfter = tc.reresolveAfter
+					cfg := parseConfig(t, strings.Replace(text, "[Interface]\n", "[Interface]\n"+tc.keys, 1), k.iface, k.a)
 					tun, err := lifecycle.Up(t.Context(), cfg, opts)
 					if err != nil {
 						t.Fatal(err)

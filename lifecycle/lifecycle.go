@@ -108,6 +108,7 @@ func Up(ctx context.Context, cfg *config.Config, opts Options) (_ *Tunnel, err e
 		return nil, err
 	}
 	ifc := &cfg.Interface
+	t.usePaths(ifc)
 
 	// 1. Endpoints.
 	t.opts.Step("step 1")
@@ -568,15 +569,30 @@ func (t *Tunnel) listen(port uint16, mark uint32) (tunnel.Transport, error) {
 // and closing it closes both.
 func (t *Tunnel) startEngine(a tunnel.Adapter, tr tunnel.Transport, l2 *tunnel.Layer2) {
 	t.eng = tunnel.New(a, tr, tunnel.Options{
-		Logger: t.log,
-		Clock:  t.opts.Clock,
-		Layer2: l2,
-		Rebind: func(port uint16, mark uint32) (tunnel.Transport, error) { return t.opts.Listen(port, mark) },
+		Logger:       t.log,
+		Clock:        t.opts.Clock,
+		Layer2:       l2,
+		Rebind:       func(port uint16, mark uint32) (tunnel.Transport, error) { return t.opts.Listen(port, mark) },
+		PathMTUProbe: t.opts.PathMTUProbe,
 		// Threads above 1 (threads.go): the other queues and sockets.
 		Pipelines:       t.pipelines,
 		RebindPipelines: t.opts.ListenGroup,
 	})
 	t.undo.push(t.closeEngine)
+}
+
+// usePaths lets the config's PathMTUProbe, ReresolveAfter and ReresolveMax
+// (config/paths.go), where set, override the options'.
+func (t *Tunnel) usePaths(ifc *config.Interface) {
+	if ifc.PathMTUProbe != 0 {
+		t.opts.PathMTUProbe = ifc.PathMTUProbe
+	}
+	if ifc.ReresolveAfter != 0 {
+		t.opts.ReresolveAfter = ifc.ReresolveAfter
+	}
+	if ifc.ReresolveMax != 0 {
+		t.opts.ReresolveMax = ifc.ReresolveMax
+	}
 }
 
 // closeEngine closes the engine; an engine already closed, or a failure

@@ -116,6 +116,13 @@ type Options struct {
 	// peer's handshake stays old: 0 means DefaultReresolveMax (1 min).
 	ReresolveMax time.Duration
 
+	// PathMTUProbe is how long a peer's lowered path MTU stands before the
+	// engine checks whether the path widened: 0 means
+	// tunnel.DefaultPathMTUProbe (10 min), a negative value never. The
+	// config's PathMTUProbe, ReresolveAfter and ReresolveMax override
+	// these three.
+	PathMTUProbe time.Duration
+
 	// Clock is the engine's time source, by which the age of handshakes
 	// is also judged for ReresolveAfter; nil means tunnel.SystemClock.
 	// Tests under testing/synctest pass one that reads time.Now, so that

@@ -70,6 +70,13 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 	case cfg.Interface.MACAgeing != t.cur.cfg.Interface.MACAgeing:
 		return fmt.Errorf("reconfigure: MACAgeing cannot change while %s is up (%s → %s): run warren down and up",
 			t.name, ageingText(t.cur.cfg.Interface.MACAgeing), ageingText(cfg.Interface.MACAgeing))
+	case cfg.Interface.PathMTUProbe != t.cur.cfg.Interface.PathMTUProbe:
+		return fmt.Errorf("reconfigure: PathMTUProbe cannot change while %s is up (%s → %s): run warren down and up",
+			t.name, ageingText(t.cur.cfg.Interface.PathMTUProbe), ageingText(cfg.Interface.PathMTUProbe))
+	case cfg.Interface.ReresolveAfter != t.cur.cfg.Interface.ReresolveAfter || cfg.Interface.ReresolveMax != t.cur.cfg.Interface.ReresolveMax:
+		return fmt.Errorf("reconfigure: ReresolveAfter and ReresolveMax cannot change while %s is up (%s, %s → %s, %s): run warren down and up",
+			t.name, ageingText(t.cur.cfg.Interface.ReresolveAfter), ageingText(t.cur.cfg.Interface.ReresolveMax),
+			ageingText(cfg.Interface.ReresolveAfter), ageingText(cfg.Interface.ReresolveMax))
 	}
 	old, oldPlan := t.cur.cfg, t.cur.plan
 	cfg, err := t.withTable(cfg)
@@ -150,10 +157,14 @@ func (t *Tunnel) Reconfigure(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// ageingText renders a MACAgeing for a message (0: the default).
+// ageingText renders a duration key (MACAgeing, PathMTUProbe, ...) for a
+// message: 0 is the default, negative off.
 func ageingText(d time.Duration) string {
-	if d == 0 {
+	switch {
+	case d == 0:
 		return "default"
+	case d < 0:
+		return "off"
 	}
 	return d.String()
 }

@@ -34,8 +34,9 @@ func (l *lockedBuffer) String() string {
 
 // TestReconfigureTAP: a reload in Mode = tap applies a peer's new
 // AllowedMACs (the engine's side is TestL2SetAllowedMACs in tunnel), and
-// refuses to change the Bridge or the MAC ageing with a line that says
-// what to do, leaving the configuration as it was.
+// refuses to change the Bridge, the MAC ageing, the offloads, the path MTU
+// probe or the re-resolution of names with a line that says what to do,
+// leaving the configuration as it was.
 func TestReconfigureTAP(t *testing.T) {
 	var log lockedBuffer
 	f := newFakes(-1)
@@ -58,6 +59,10 @@ func TestReconfigureTAP(t *testing.T) {
 			func(c *config.Config) { c.Interface.MACAgeing = time.Minute }},
 		{"offload", "Offload cannot change while " + testName + " is up (the TAP's offloads are set when it opens): run warren down and up",
 			func(c *config.Config) { c.Interface.OffloadOff = true }},
+		{"path MTU probe", "PathMTUProbe cannot change while " + testName + " is up (default → off): run warren down and up",
+			func(c *config.Config) { c.Interface.PathMTUProbe = -1 }},
+		{"re-resolve", "ReresolveAfter and ReresolveMax cannot change while " + testName + " is up (default, default → default, 2m0s): run warren down and up",
+			func(c *config.Config) { c.Interface.ReresolveMax = 2 * time.Minute }},
 	} {
 		cfg := *before
 		tc.change(&cfg)
