@@ -6,10 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/warrenvpn/warren/uapi"
 )
 
 // pmtuTransport wraps a test transport with a path MTU: a datagram whose
@@ -155,10 +158,10 @@ func TestPathMTULowered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := fmt.Sprint(st.Peers[0].Extras), "[{warren_path_mtu 1400 1340}]"; got != want {
+	if got, want := fmt.Sprint(st.Peers[0].Extras), "[{warren_path_mtu 1400 1340} {warren_local "+outerA.Addr().String()+"}]"; got != want {
 		t.Errorf("get=warren extras of the peer = %s, want %s", got, want)
 	}
-	if st, _ := p.b.e.State(); len(st.Peers[0].Extras) != 0 {
+	if st, _ := p.b.e.State(); slices.ContainsFunc(st.Peers[0].Extras, func(x uapi.Extra) bool { return x.Key == "warren_path_mtu" }) {
 		t.Errorf("b, not lowered, reports %v", st.Peers[0].Extras)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/warrenvpn/warren/internal/netlab"
 	"github.com/warrenvpn/warren/internal/netlab/netlabtest"
 	"github.com/warrenvpn/warren/transport"
+	"github.com/warrenvpn/warren/uapi"
 )
 
 // sourceRecorder is a transport that counts the senders of the datagrams
@@ -289,6 +291,14 @@ func TestRO5RO6SourceAddressRoot(t *testing.T) {
 			sp := l.server.peerList()[0]
 			if ep := sp.currentEndpoint(); ep.Addr().Unmap() != l.clientAddr {
 				t.Fatalf("server's endpoint of the client is %v, want %v", ep, l.clientAddr)
+			}
+			// What warren show prints as the peer's local address.
+			st, err := l.server.State()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(st.Peers[0].Extras, uapi.Extra{Key: "warren_local", Value: second.Addr().String()}) {
+				t.Errorf("server's get=warren extras of the client = %v, want warren_local=%v", st.Peers[0].Extras, second.Addr())
 			}
 
 			// RO5: the second address goes under traffic.

@@ -31,9 +31,14 @@ func (e *Engine) State() (*uapi.State, error) {
 			RxBytes:             p.rxBytes.Load(),
 			PersistentKeepalive: uint16(p.keepalive / time.Second),
 		}
+		local := p.local
 		p.mu.Unlock()
 		ps.AllowedIPs = e.routes.Entries(p)
 		ps.Extras = p.pathMTUExtras()
+		if local.IsValid() {
+			// The address p last wrote to, which its replies leave from.
+			ps.Extras = append(ps.Extras, uapi.Extra{Key: "warren_local", Value: local.String()})
+		}
 		s.Peers = append(s.Peers, ps)
 	}
 	for r := range numDropReasons {

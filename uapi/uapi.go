@@ -63,6 +63,11 @@
 //
 //	warren_path_mtu=1280 1220
 //
+// A peer that wrote to us names the local address it wrote to, which the
+// engine's replies to it leave from:
+//
+//	warren_local=198.18.0.5
+//
 // A separate operation keeps the extension out of the replies of every
 // other client, and needs no second socket or request format.
 package uapi

@@ -213,6 +213,9 @@ func printShow(w io.Writer, t shownTunnel, now time.Time) {
 		if p.Endpoint.IsValid() {
 			fmt.Fprintf(w, "  endpoint: %s\n", p.Endpoint)
 		}
+		if local := extra(p.Extras, "warren_local"); local != "" {
+			fmt.Fprintf(w, "  local address: %s\n", local)
+		}
 		if outer, inner := pathMTU(p.Extras); outer != 0 {
 			fmt.Fprintf(w, "  path MTU: %d (%d inside the tunnel)\n", outer, inner)
 		}
@@ -488,6 +491,7 @@ type (
 		TxBytes             uint64     `json:"tx_bytes"`
 		PersistentKeepalive uint16     `json:"persistent_keepalive"` // seconds; 0: off
 		MeshNode            string     `json:"mesh_node"`            // the mesh node's name; "" if not a mesh peer
+		LocalAddress        string     `json:"local_address"`        // our address the peer last wrote to, which replies leave from; "" before it wrote
 		PathMTU             int        `json:"path_mtu"`             // bytes, when a narrower path lowered it; 0: not lowered
 		InnerMTU            int        `json:"inner_mtu"`            // bytes, what packets to the peer must fit with path_mtu; 0: not lowered
 	}
@@ -519,6 +523,7 @@ func printShowJSON(w io.Writer, tunnels []shownTunnel) error {
 				TxBytes:             p.TxBytes,
 				PersistentKeepalive: p.PersistentKeepalive,
 				MeshNode:            extra(p.Extras, "warren_mesh_node"),
+				LocalAddress:        extra(p.Extras, "warren_local"),
 			}
 			if p.Endpoint.IsValid() {
 				pj.Endpoint = p.Endpoint.String()

@@ -78,6 +78,9 @@ func TestPrintShow(t *testing.T) {
 		{"path MTU", nil, nil, []uapi.Extra{{Key: "warren_path_mtu", Value: "1280 1220"}}, true,
 			head + "  dropped packets: 0\n" + strings.Replace(peers, "  endpoint: 198.18.0.2:51821\n",
 				"  endpoint: 198.18.0.2:51821\n  path MTU: 1280 (1220 inside the tunnel)\n", 1)},
+		{"local address and path MTU", nil, nil, []uapi.Extra{{Key: "warren_path_mtu", Value: "1280 1220"}, {Key: "warren_local", Value: "198.18.0.5"}}, true,
+			head + "  dropped packets: 0\n" + strings.Replace(peers, "  endpoint: 198.18.0.2:51821\n",
+				"  endpoint: 198.18.0.2:51821\n  local address: 198.18.0.5\n  path MTU: 1280 (1220 inside the tunnel)\n", 1)},
 	}
 	now := st.Peers[0].LastHandshake.Add(90*time.Second + 400*time.Millisecond)
 	// wg show lists the latest handshake first, whatever the daemon's order.
@@ -102,7 +105,7 @@ func TestPrintShowJSON(t *testing.T) {
 	st := showFixture(t)
 	st.Drops = []uapi.Drop{{Reason: "no_route", Count: 3}, {Reason: "send_error", Count: 2}}
 	st.Extras = []uapi.Extra{{Key: "warren_mesh_connected", Value: "1"}, {Key: "warren_mesh_revision", Value: "42"}}
-	st.Peers[0].Extras = []uapi.Extra{{Key: "warren_mesh_node", Value: "site-b"}, {Key: "warren_path_mtu", Value: "1280 1220"}}
+	st.Peers[0].Extras = []uapi.Extra{{Key: "warren_mesh_node", Value: "site-b"}, {Key: "warren_path_mtu", Value: "1280 1220"}, {Key: "warren_local", Value: "198.18.0.5"}}
 	priv, _ := crypto.ParsePrivateKeyHex(uapitest.KeyA)
 	pubB, _ := crypto.ParsePublicKeyHex(uapitest.KeyB)
 	pubC, _ := crypto.ParsePublicKeyHex(uapitest.KeyC)
@@ -135,6 +138,7 @@ func TestPrintShowJSON(t *testing.T) {
           "tx_bytes": 1460,
           "persistent_keepalive": 25,
           "mesh_node": "site-b",
+          "local_address": "198.18.0.5",
           "path_mtu": 1280,
           "inner_mtu": 1220
         },
@@ -148,6 +152,7 @@ func TestPrintShowJSON(t *testing.T) {
           "tx_bytes": 0,
           "persistent_keepalive": 0,
           "mesh_node": "",
+          "local_address": "",
           "path_mtu": 0,
           "inner_mtu": 0
         }
