@@ -245,7 +245,7 @@ func (o *Options) setDefaults() {
 	if o.Listen == nil {
 		log := o.Logger
 		o.Listen = func(port uint16, mark uint32) (tunnel.Transport, error) {
-			u, err := transport.Listen(transport.Options{Port: port, FwMark: mark, Logger: log})
+			u, err := transport.Listen(transport.Options{Port: port, FwMark: mark, Logger: log, WireGuardOnly: true})
 			if err != nil {
 				return nil, err
 			}
@@ -268,7 +268,7 @@ func (o *Options) setDefaults() {
 	if o.ListenGroup == nil {
 		log := o.Logger
 		o.ListenGroup = func(port uint16, mark uint32, n int) ([]tunnel.Transport, error) {
-			us, err := transport.ListenGroup(transport.Options{Port: port, FwMark: mark, Logger: log}, n)
+			us, err := transport.ListenGroup(transport.Options{Port: port, FwMark: mark, Logger: log, WireGuardOnly: true}, n)
 			if err != nil {
 				return nil, err
 			}

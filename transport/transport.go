@@ -78,6 +78,13 @@ type Options struct {
 	// DisableOffload turns UDP GSO and GRO off from the start (benchmarks,
 	// debugging).
 	DisableOffload bool
+	// WireGuardOnly attaches a socket filter that drops, in the kernel,
+	// every datagram that cannot be WireGuard messages (filter.go), so
+	// that a flood of garbage is not queued, woken for and copied out.
+	// Such datagrams are then counted by the kernel as the socket's drops
+	// (ss -u -m: d), not by the engine. A kernel that refuses the filter
+	// is logged once and the socket goes on without it.
+	WireGuardOnly bool
 }
 
 func (o Options) batchSize() int {

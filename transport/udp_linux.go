@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -156,6 +157,11 @@ func (u *UDP) configure(opts Options) error {
 		if e := u.setPathMTUDiscovery(s, opts.FwMark); e != nil {
 			err = fmt.Errorf("path MTU discovery on UDP port %d: %w", u.port, e)
 			return
+		}
+		if opts.WireGuardOnly {
+			if e := attachFilter(s, wireGuardFilter()); e != nil {
+				u.log.Warn("datagrams that cannot be WireGuard messages reach warren: the kernel refused the socket filter", "port", u.port, "err", e)
+			}
 		}
 		if opts.DisableOffload {
 			return
@@ -390,4 +396,17 @@ func (u *UDP) Close() error {
 	u.pmtu.close()
 	u.route.close()
 	return u.conn.Close()
+}
+
+// attachFilter attaches the classic BPF program prog to the socket s.
+func attachFilter(s int, prog []bpf.Instruction) error {
+	raw, err := bpf.Assemble(prog)
+	if err != nil {
+		return err
+	}
+	f := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		f[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	return unix.SetsockoptSockFprog(s, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]})
 }

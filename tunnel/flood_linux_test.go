@@ -3,6 +3,8 @@
 package tunnel
 
 import (
+	"flag"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -118,6 +120,20 @@ func startFlood(tb testing.TB, dst netip.AddrPort, msgs [][]byte) *floodSender {
 	return f
 }
 
+// randomDatagrams returns n datagrams of 1 to 1500 random bytes.
+func randomDatagrams(n int) [][]byte {
+	r := rand.New(rand.NewPCG(3, 4))
+	out := make([][]byte, n)
+	for i := range out {
+		b := make([]byte, 1+r.IntN(1500))
+		for j := range b {
+			b[j] = byte(r.Uint32())
+		}
+		out[i] = b
+	}
+	return out
+}
+
 func (f *floodSender) close() {
 	select {
 	case <-f.stop:
@@ -139,10 +155,16 @@ type udpPair struct {
 	bPub     crypto.PublicKey
 }
 
+// floodNoFilter opens BenchmarkFlood's sockets without the socket filter
+// warren up attaches, to measure what the filter saves.
+var floodNoFilter = flag.Bool("flood-nofilter", false, "BenchmarkFlood: sockets without the WireGuard socket filter")
+
 func newUDPPair(tb testing.TB) *udpPair {
 	tb.Helper()
 	open := func() *transport.UDP {
-		u, err := transport.Listen(transport.Options{})
+		// As warren up opens it: the socket filter drops what cannot be
+		// WireGuard messages in the kernel.
+		u, err := transport.Listen(transport.Options{WireGuardOnly: !*floodNoFilter})
 		if err != nil {
 			tb.Skipf("no UDP socket: %v", err)
 		}
@@ -176,11 +198,14 @@ func newUDPPair(tb testing.TB) *udpPair {
 // BenchmarkFlood measures the established tunnel's throughput (ns per
 // packet delivered through two engines over loopback UDP) while one
 // goroutine floods: nothing, a closed port (the CPU the flooder and the
-// kernel take: the control), the responder's port with garbage, and with
-// valid-mac1 initiations from 64 ports. Compare the attacks with the
-// control of the same run: go test -run X -bench Flood -benchtime 200000x.
+// kernel take: the control), the responder's port with garbage (the
+// audit's mix: random datagrams, initiation and data headers with random
+// contents), with random datagrams alone (as a reflection flood of DNS or
+// NTP answers), and with valid-mac1 initiations from 64 ports. Compare the
+// attacks with the control of the same run: go test -run X -bench Flood
+// -benchtime 200000x (-flood-nofilter: without the socket filter).
 func BenchmarkFlood(b *testing.B) {
-	for _, attack := range []string{"none", "closed-port", "garbage", "initiations"} {
+	for _, attack := range []string{"none", "closed-port", "garbage", "random", "initiations"} {
 		b.Run("attack="+attack, func(b *testing.B) {
 			up := newUDPPair(b)
 			var flood *floodSender
@@ -195,6 +220,8 @@ func BenchmarkFlood(b *testing.B) {
 				flood = startFlood(b, closed, garbageMessages(4096))
 			case "garbage":
 				flood = startFlood(b, up.bAddr, garbageMessages(4096))
+			case "random":
+				flood = startFlood(b, up.bAddr, randomDatagrams(4096))
 			case "initiations":
 				f := newFlooder(b, up.bPub)
 				msgs := make([][]byte, 4096)
