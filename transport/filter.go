@@ -34,7 +34,7 @@ const (
 func wireGuardFilter() []bpf.Instruction {
 	const (
 		udpHeader = 8
-		keep      = math.MaxUint32 // bytes to keep: all
+		keep      = math.MaxInt32 // bytes to keep: all (and positive in an int on 32-bit systems)
 	)
 	// Skips count the instructions jumped over; the comments give the
 	// index each one lands on (keep: 17, drop: 18).
