@@ -56,6 +56,14 @@ func TestWireGuardOnly(t *testing.T) {
 			if n, err := b.Receive(bufs, sizes, eps, locals); !errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Errorf("after the messages: Receive = %d, %v; want nothing more (garbage got through)", n, err)
 			}
+			// The kernel counts what the filter refused: one per garbage
+			// send, the GSO train once or per datagram.
+			if n, err := b.SocketDrops(); err != nil || n < 6 || n > 8 {
+				t.Errorf("SocketDrops = %d, %v; want the 6 garbage sends (8 datagrams)", n, err)
+			}
+			if n, err := a.SocketDrops(); err != nil || n != 0 {
+				t.Errorf("the sender's SocketDrops = %d, %v; want 0", n, err)
+			}
 		})
 	}
 }

@@ -82,8 +82,8 @@ type Options struct {
 	// every datagram that cannot be WireGuard messages (filter.go), so
 	// that a flood of garbage is not queued, woken for and copied out.
 	// Such datagrams are then counted by the kernel as the socket's drops
-	// (ss -u -m: d), not by the engine. A kernel that refuses the filter
-	// is logged once and the socket goes on without it.
+	// (ss -u -m: d; UDP.SocketDrops), not by the engine. A kernel that
+	// refuses the filter is logged once and the socket goes on without it.
 	WireGuardOnly bool
 }
 

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -409,4 +410,28 @@ func attachFilter(s int, prog []bpf.Instruction) error {
 		f[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
 	}
 	return unix.SetsockoptSockFprog(s, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(f)), Filter: &f[0]})
+}
+
+// SocketDrops reports the datagrams the kernel dropped at the socket since
+// it opened, before warren could read them: refused by the socket filter
+// (Options.WireGuardOnly) or over the receive buffer. It is the socket's
+// sk_drops, read with SO_MEMINFO; the kernel counts it in 32 bits.
+func (u *UDP) SocketDrops() (uint64, error) {
+	var info [unix.SK_MEMINFO_VARS]uint32
+	var serr error
+	err := u.raw.Control(func(fd uintptr) {
+		n := uint32(unsafe.Sizeof(info))
+		_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&n)), 0)
+		if e != 0 {
+			serr = e
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("UDP port %d: read the socket's drops: %w", u.port, err)
+	}
+	return uint64(info[unix.SK_MEMINFO_DROPS]), nil
 }

@@ -46,6 +46,9 @@ func (e *Engine) State() (*uapi.State, error) {
 			s.Drops = append(s.Drops, uapi.Drop{Reason: r.String(), Count: n})
 		}
 	}
+	if n := e.socketDrops(); n != 0 {
+		s.Drops = append(s.Drops, uapi.Drop{Reason: "socket", Count: n})
+	}
 	s.Extras = append(e.pipelineExtras(), e.macExtras()...)
 	return s, nil
 }
@@ -373,4 +376,26 @@ func (s *setPacer) chunkDone() {
 		s.sleep(pause)
 	}
 	s.chunk = time.Now()
+}
+
+// socketDrops sums what the kernel dropped at the pipelines' sockets before
+// the engine could read it, where the transport can tell
+// (transport.UDP.SocketDrops): datagrams its socket filter refused as not
+// WireGuard, and those over the receive buffer. It shows in get=warren as
+// the drop reason "socket", beside the engine's own.
+func (e *Engine) socketDrops() uint64 {
+	type socketDropper interface{ SocketDrops() (uint64, error) }
+	var sum uint64
+	add := func(tr Transport) {
+		if sd, ok := tr.(socketDropper); ok {
+			if n, err := sd.SocketDrops(); err == nil {
+				sum += n
+			}
+		}
+	}
+	add(e.transportOf(nil))
+	for _, p := range e.extra {
+		add(e.transportOf(p))
+	}
+	return sum
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -190,5 +191,35 @@ func TestTransferCounters(t *testing.T) {
 	}
 	if sa.TxBytes != 1372 || sa.RxBytes != 1428 {
 		t.Errorf("a: tx %d rx %d, want 1372 and 1428", sa.TxBytes, sa.RxBytes)
+	}
+}
+
+// socketDropTransport reports drops the kernel made at its socket, as
+// transport.UDP does.
+type socketDropTransport struct {
+	*stepTransport
+	drops uint64
+}
+
+func (t *socketDropTransport) SocketDrops() (uint64, error) { return t.drops, nil }
+
+// TestUAPISocketDrops: what the kernel dropped at the socket before the
+// engine read it (the socket filter's refusals, receive-buffer overflows)
+// shows in get=warren as the drop reason "socket", and not at all while it
+// is 0.
+func TestUAPISocketDrops(t *testing.T) {
+	p := newPair(t, pairOptions{})
+	tr := &socketDropTransport{stepTransport: p.a.tr}
+	p.a.e.tr.Store(newTransportBox(tr))
+	st, err := p.a.e.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Drops) != 0 {
+		t.Errorf("drops %v with none at the socket, want none", st.Drops)
+	}
+	tr.drops = 7
+	if st, _ = p.a.e.State(); !slices.Contains(st.Drops, uapi.Drop{Reason: "socket", Count: 7}) {
+		t.Errorf("drops %v, want socket: 7", st.Drops)
 	}
 }
