@@ -26,6 +26,10 @@ type tunIO struct {
 	// split by the next Read before anything else is read.
 	rest    int // bytes; 0: none
 	restHdr virtioNetHdr
+	// hdr is the header of the packet being split: a field, not a local,
+	// because split is called through a function value and would move a
+	// local to the heap on every read.
+	hdr virtioNetHdr
 
 	// Write.
 	iovs    []unix.Iovec
@@ -145,10 +149,10 @@ type splitFunc func(h *virtioNetHdr, in []byte, bufs [][]byte, sizes []int, offs
 // for the caller to map; err a packet read and dropped (malformed, or too
 // large for its buffers).
 func (tio *tunIO) readOne(rc syscall.RawConn, bufs [][]byte, sizes []int, offset, maxPacket int, wait bool, split splitFunc) (n int, ioErr, err error) {
-	var h virtioNetHdr
+	h := &tio.hdr
 	var in []byte
 	if tio.rest > 0 {
-		h, in = tio.restHdr, tio.rbuf[virtioNetHdrLen:virtioNetHdrLen+tio.rest]
+		*h, in = tio.restHdr, tio.rbuf[virtioNetHdrLen:virtioNetHdrLen+tio.rest]
 		tio.rest = 0
 	} else {
 		dst := tio.rbuf
@@ -167,9 +171,9 @@ func (tio *tunIO) readOne(rc syscall.RawConn, bufs [][]byte, sizes []int, offset
 		h.decode(dst)
 		in = dst[virtioNetHdrLen:n]
 	}
-	n, rest, err := split(&h, in, bufs, sizes, offset, tio.rbuf[virtioNetHdrLen:])
+	n, rest, err := split(h, in, bufs, sizes, offset, tio.rbuf[virtioNetHdrLen:])
 	if err == nil && rest > 0 {
-		tio.rest, tio.restHdr = rest, h
+		tio.rest, tio.restHdr = rest, *h
 	}
 	return n, nil, err
 }
