@@ -3,6 +3,7 @@ package tunnel
 import (
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -25,7 +26,7 @@ func (systemClock) Now() time.Duration {
 	mono := monotonicNow()
 	if last := boot.refreshed.Load(); last == 0 || mono-time.Duration(last) >= bootRefresh {
 		var ts unix.Timespec
-		if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err == nil {
+		if readBootTime(&ts) {
 			// The offset only grows (by suspended time); keeping the
 			// largest reading hides measurement noise, so Now never
 			// goes back.
@@ -36,4 +37,14 @@ func (systemClock) Now() time.Duration {
 		boot.refreshed.Store(int64(max(mono, 1)))
 	}
 	return mono + time.Duration(boot.offset.Load())
+}
+
+// readBootTime reads CLOCK_BOOTTIME. It is a raw system call: the call
+// never blocks, and unix.ClockGettime would enter the scheduler's system
+// call state, which wakes the runtime's monitor thread (sysmon) whenever
+// the process was idle, a futex wake and a second thread running for
+// every packet that ends an idle spell.
+func readBootTime(ts *unix.Timespec) bool {
+	_, _, e := unix.RawSyscall(unix.SYS_CLOCK_GETTIME, unix.CLOCK_BOOTTIME, uintptr(unsafe.Pointer(ts)), 0)
+	return e == 0
 }
