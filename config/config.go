@@ -62,7 +62,8 @@ type Interface struct {
 	Mode                             Mode // warren's own key; ModeTUN by default
 	// Threads is warren's own key: how many pipelines (a TUN queue and a
 	// UDP socket each, with their goroutines) move packets; 0 = unset,
-	// the default of `warren up` (DefaultThreads). Mode = tap runs one.
+	// the default of `warren up` (DefaultThreads). Mode = tap runs one:
+	// more is an error naming the Threads line.
 	Threads int
 	// MetricsListen is warren's own key: the address and port where `warren
 	// up` serves Prometheus metrics over HTTP (/metrics); zero = off.
@@ -179,4 +180,14 @@ func (m Mode) String() string {
 		return "tap"
 	}
 	return "Mode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// WipeSecrets zeroes the private key and every peer's preshared key (P18),
+// for a holder that is done with c. Peers share their slice with copies of
+// c, so a copy's preshared keys go too.
+func (c *Config) WipeSecrets() {
+	c.Interface.PrivateKey.Zero()
+	for i := range c.Peers {
+		c.Peers[i].PresharedKey.Zero()
+	}
 }

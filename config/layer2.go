@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ const maxMACAgeing = 1_000_000 * time.Second // about 11.5 days
 
 var (
 	errTUNOnly    = errors.New("only with Mode = tap")
+	errTAPThreads = errors.New("Mode = tap runs one pipeline (a multi-queue TAP is not done): want 1 or no Threads")
 	errMAC        = errors.New("invalid MAC address: want six hex octets such as 02:00:00:00:00:01")
 	errGroupMAC   = errors.New("a multicast or broadcast MAC cannot be a source")
 	errMACAgeing  = errors.New("invalid MAC ageing: want whole seconds from 1 to 1000000")
@@ -95,8 +97,8 @@ func (p *parser) addAllowedMACs(peer *Peer, value string) error {
 	return nil
 }
 
-// finishLayer2 refuses the layer 2 keys in TUN mode and sets the TAP's
-// default MTU.
+// finishLayer2 refuses the layer 2 keys in TUN mode and more than one
+// pipeline in TAP mode, and sets the TAP's default MTU.
 func (p *parser) finishLayer2() error {
 	ifc := &p.c.Interface
 	if ifc.Mode != ModeTAP {
@@ -105,6 +107,9 @@ func (p *parser) finishLayer2() error {
 			return &Error{File: p.file, Line: kl.line, Key: keys[kl.k].name, Err: errTUNOnly}
 		}
 		return nil
+	}
+	if ifc.Threads > 1 {
+		return &Error{File: p.file, Line: p.threadsLine, Key: "Threads", Value: strconv.Itoa(ifc.Threads), Err: errTAPThreads}
 	}
 	if !p.mtuSet {
 		ifc.MTU = DefaultTAPMTU

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,6 +36,22 @@ func TestParseThreads(t *testing.T) {
 		want := `wg0.conf:3: Threads: "` + v + `": invalid threads: want a number from 1 to 64`
 		if err == nil || err.Error() != want {
 			t.Errorf("Threads = %s: error %v, want %s", v, err, want)
+		}
+	}
+}
+
+// TestParseThreadsTAP: Mode = tap runs one pipeline, so Threads above 1 is
+// an error naming its line, wherever Mode comes; Threads = 1 is accepted.
+func TestParseThreadsTAP(t *testing.T) {
+	for _, c := range []struct{ text, want string }{
+		{minimal + "Mode = tap\nThreads = 1\n", ""},
+		{minimal + "Mode = tap\nThreads = 2\n", `wg0.conf:4: Threads: "2": Mode = tap runs one pipeline (a multi-queue TAP is not done): want 1 or no Threads`},
+		{minimal + "Threads = 4\nMode = tap\n", `wg0.conf:3: Threads: "4": Mode = tap runs one pipeline (a multi-queue TAP is not done): want 1 or no Threads`},
+		{minimal + "Mode = tun\nThreads = 4\n", ""},
+	} {
+		_, err := Parse("wg0.conf", strings.NewReader(c.text))
+		if got := fmt.Sprint(err); (c.want == "" && err != nil) || (c.want != "" && got != c.want) {
+			t.Errorf("%q: error %v, want %q", c.text, err, c.want)
 		}
 	}
 }
