@@ -1,13 +1,16 @@
 package lifecycle
 
 import (
+	"strconv"
+
 	"github.com/warrenvpn/warren/metrics"
 	"github.com/warrenvpn/warren/tunnel"
 	"github.com/warrenvpn/warren/uapi"
 )
 
 // withExtras is the engine as the metrics read it, with the process's
-// extras (Options.Extras) added to each state.
+// extras (Options.Extras) and the control socket's refused connections
+// added to each state.
 type withExtras struct {
 	*tunnel.Engine
 	extras func(st *uapi.State)
@@ -25,10 +28,17 @@ func (w withExtras) State() (*uapi.State, error) {
 }
 
 // metricsSource returns what the metrics server reads: the engine, with
-// Options.Extras if set.
+// Options.Extras if set and the control server's refused connections
+// (uapi.RefusedExtra, as get=warren has them) once there are any.
 func (t *Tunnel) metricsSource() metrics.Source {
-	if t.opts.Extras == nil {
-		return t.eng
-	}
-	return withExtras{Engine: t.eng, extras: t.opts.Extras}
+	return withExtras{Engine: t.eng, extras: func(st *uapi.State) {
+		if t.opts.Extras != nil {
+			t.opts.Extras(st)
+		}
+		if srv := t.ctl.served.Load(); srv != nil {
+			if n := srv.Refused(); n != 0 {
+				st.Extras = append(st.Extras, uapi.Extra{Key: uapi.RefusedExtra, Value: strconv.FormatUint(n, 10)})
+			}
+		}
+	}}
 }

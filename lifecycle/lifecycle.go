@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warrenvpn/warren/config"
@@ -80,10 +81,11 @@ type Tunnel struct {
 	// ctl is the control socket, served by controlLoop until the undo
 	// stack closes ln.
 	ctl struct {
-		ln   net.Listener
-		srv  *uapi.Server
-		done chan struct{} // closed when controlLoop returns
-		err  error         // what Serve returned; read after done
+		ln     net.Listener
+		srv    *uapi.Server
+		served atomic.Pointer[uapi.Server] // srv, for the metrics' goroutines
+		done   chan struct{}               // closed when controlLoop returns
+		err    error                       // what Serve returned; read after done
 	}
 	wg sync.WaitGroup // controlLoop; Close waits for it
 
@@ -526,6 +528,13 @@ func (t *Tunnel) Close() error {
 		}
 		t.closeErr = err
 		t.wg.Wait()
+		// The configuration applied holds our private key and the
+		// preshared keys; nothing reads them once all is undone (P18).
+		t.cur.Lock()
+		if t.cur.cfg != nil {
+			t.cur.cfg.WipeSecrets()
+		}
+		t.cur.Unlock()
 	})
 	return t.closeErr
 }
@@ -621,6 +630,7 @@ func (t *Tunnel) serveControl() error {
 	t.ctl.ln = ln
 	t.ctl.srv = uapi.NewServer(t.eng, t.log)
 	t.ctl.srv.Extras = t.opts.Extras
+	t.ctl.served.Store(t.ctl.srv)
 	t.ctl.done = make(chan struct{})
 	t.wg.Go(t.controlLoop)
 	t.undo.push(func() error {

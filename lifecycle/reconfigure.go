@@ -209,7 +209,7 @@ func sameMACs(a, b []mactable.MAC) bool {
 
 // Config returns the configuration now applied (Up's, or the last one
 // Reconfigure applied); nil for a tunnel of UpDevice. The caller must not
-// modify it.
+// modify it. Close zeroes its private and preshared keys.
 func (t *Tunnel) Config() *config.Config {
 	t.cur.Lock()
 	defer t.cur.Unlock()

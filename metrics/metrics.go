@@ -70,7 +70,7 @@ func NewCollector(device string, src Source) *Collector {
 		peers: prometheus.NewDesc("warren_device_peers",
 			"Number of peers configured on the interface.", []string{"device"}, nil),
 		drops: prometheus.NewDesc("warren_device_dropped_packets_total",
-			"Packets the engine dropped, by reason (see tunnel.DropReason).", []string{"device", "reason"}, nil),
+			"Packets the engine dropped, by reason (see tunnel.DropReason), and as reason socket those the kernel dropped at the tunnel's sockets (the socket filter, a full receive buffer).", []string{"device", "reason"}, nil),
 		peerInfo: prometheus.NewDesc("wireguard_peer_info",
 			"A peer's current endpoint (always 1; empty while unknown). It is kept out of the other metrics' labels so that roaming starts no new series.",
 			[]string{"device", "public_key", "endpoint"}, nil),

@@ -470,13 +470,17 @@ func (e *Engine) Drops(r DropReason) uint64 {
 	return e.drops[r].Load()
 }
 
-// DropCounts returns the non-zero drop counters by reason name.
+// DropCounts returns the non-zero drop counters by reason name, with the
+// kernel's drops at the pipelines' sockets as "socket" (as in get=warren).
 func (e *Engine) DropCounts() map[string]uint64 {
 	m := make(map[string]uint64)
 	for r := range numDropReasons {
 		if n := e.drops[r].Load(); n != 0 {
 			m[r.String()] = n
 		}
+	}
+	if n := e.socketDrops(); n != 0 {
+		m["socket"] = n
 	}
 	return m
 }

@@ -205,8 +205,8 @@ func (t *socketDropTransport) SocketDrops() (uint64, error) { return t.drops, ni
 
 // TestUAPISocketDrops: what the kernel dropped at the socket before the
 // engine read it (the socket filter's refusals, receive-buffer overflows)
-// shows in get=warren as the drop reason "socket", and not at all while it
-// is 0.
+// shows in get=warren and in DropCounts (the metrics) as the drop reason
+// "socket", and not at all while it is 0.
 func TestUAPISocketDrops(t *testing.T) {
 	p := newPair(t, pairOptions{})
 	tr := &socketDropTransport{stepTransport: p.a.tr}
@@ -221,5 +221,9 @@ func TestUAPISocketDrops(t *testing.T) {
 	tr.drops = 7
 	if st, _ = p.a.e.State(); !slices.Contains(st.Drops, uapi.Drop{Reason: "socket", Count: 7}) {
 		t.Errorf("drops %v, want socket: 7", st.Drops)
+	}
+	// The metrics read DropCounts.
+	if got := p.a.e.DropCounts()["socket"]; got != 7 {
+		t.Errorf("DropCounts()[socket] = %d, want 7", got)
 	}
 }

@@ -201,6 +201,48 @@ func TestC13ConnectionCap(t *testing.T) {
 	if got, err := request(t, open[3], "get=1\n\n"); err != nil || got != "errno=0\n\n" {
 		t.Errorf("get on an open connection = %q, %v", got, err)
 	}
+	// get=warren (warren show) and so the metrics carry the count.
+	if got, err := request(t, open[3], "get=warren\n\n"); err != nil || !strings.Contains(got, "warren_control_refused_total=3\n") {
+		t.Errorf("get=warren = %q, %v; want warren_control_refused_total=3", got, err)
+	}
+}
+
+// TestC13TenThousandConnections: 10,000 clients connect at once and none
+// closes; the server keeps DefaultMaxConns of them, refuses the rest at
+// once, counts them, and still answers on a connection it kept.
+func TestC13TenThousandConnections(t *testing.T) {
+	srv := uapi.NewServer(&uapitest.Device{}, nil)
+	l := serve(t, srv)
+	const clients = 10_000
+	conns := make([]net.Conn, clients)
+	for i := range conns {
+		conns[i] = l.dial(t)
+	}
+	// Each refused connection is closed by the server: its read ends.
+	refused := 0
+	var kept []net.Conn
+	for _, c := range conns {
+		c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		_, err := c.Read(make([]byte, 1))
+		switch {
+		case err == io.EOF:
+			refused++
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			kept = append(kept, c)
+		default:
+			t.Fatalf("read: %v", err)
+		}
+		c.SetReadDeadline(time.Time{})
+	}
+	if len(kept) != uapi.DefaultMaxConns || refused != clients-uapi.DefaultMaxConns {
+		t.Errorf("%d connections kept and %d refused, want %d and %d", len(kept), refused, uapi.DefaultMaxConns, clients-uapi.DefaultMaxConns)
+	}
+	if got := srv.Refused(); got != clients-uapi.DefaultMaxConns {
+		t.Errorf("Refused() = %d, want %d", got, clients-uapi.DefaultMaxConns)
+	}
+	if got, err := request(t, kept[0], "get=1\n\n"); err != nil || got != "errno=0\n\n" {
+		t.Errorf("get on a kept connection = %q, %v", got, err)
+	}
 }
 
 // TestC14AcceptErrors covers C14: Accept failing with EMFILE is logged and

@@ -27,6 +27,10 @@ const (
 	// DefaultMaxConns is the most connections served at once; more are
 	// accepted, closed at once and counted (Server.Refused).
 	DefaultMaxConns = 64
+	// RefusedExtra is the get=warren line of Refused, present once a
+	// connection was refused: warren show prints it, the metrics export
+	// it as a counter.
+	RefusedExtra = "warren_control_refused_total"
 )
 
 // Backoff of Serve after a temporary Accept error (EMFILE and the like), as
@@ -274,6 +278,9 @@ func (s *Server) get(w io.Writer, warren bool) error {
 	}
 	if warren && s.Extras != nil {
 		s.Extras(st)
+	}
+	if n := s.refused.Load(); warren && n != 0 {
+		st.Extras = append(st.Extras, Extra{Key: RefusedExtra, Value: strconv.FormatUint(n, 10)})
 	}
 	err = writeState(w, st, warren)
 	wipeState(st)
