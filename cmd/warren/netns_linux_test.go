@@ -2,7 +2,8 @@ package main
 
 // A port of the relevant parts of the kernel's WireGuard selftest
 // (tools/testing/selftests/wireguard/netns.sh) against real `warren up`
-// processes in two namespaces (root): N1, N2, N3 (TCP only), N6, N9 and L4
+// processes in two namespaces (root): N1, N2, N3 (TCP each way, 4 streams
+// and UDP), N6, N9 and L4
 // of RELIABILITY.md. The kernel's 192.168.241.0/24 overlay becomes the demo's
 // 198.19.0.0/24, and its 127.0.0.1 underlay is the lab's veth.
 
