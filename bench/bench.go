@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,6 +54,10 @@ type Options struct {
 	WarrenPath string
 	// WireGuardGoPath is the wireguard-go binary; "" looks it up on PATH.
 	WireGuardGoPath string
+	// TunnelProcs, if above 0, is the GOMAXPROCS of every tunnel process
+	// (warren up and wireguard-go alike); the generators keep the
+	// machine's. 0 leaves the Go runtime's default (the cores).
+	TunnelProcs int
 	// Prefix names the lab's namespaces (PREFIX-a-..., PREFIX-b-...).
 	Prefix string
 	// Progress receives one line per step; nil discards them. With
@@ -113,6 +118,15 @@ func cmpOr[T comparable](v, def T) T {
 
 // tunnelMTU is the MTU of the tunnel interfaces in a lab of o.MTU.
 func (o *Options) tunnelMTU() int { return o.MTU - tunnelOverhead }
+
+// tunnelEnv is the environment a tunnel process gets beyond the bench's
+// own: env, and GOMAXPROCS when TunnelProcs sets it.
+func (o *Options) tunnelEnv(env ...string) []string {
+	if o.TunnelProcs > 0 {
+		env = append(env, "GOMAXPROCS="+strconv.Itoa(o.TunnelProcs))
+	}
+	return env
+}
 
 // tapMTU is the MTU of the TAPs of ScenarioWarrenTAP: a frame carries an
 // Ethernet header and warren's 4-byte frame header more than an IP packet,
@@ -185,6 +199,7 @@ func run(ctx context.Context, o *Options, l lab) (*Report, error) {
 			LatencyPPS:      o.LatencyPPS,
 			Quick:           o.Quick,
 			Tool:            o.Tool,
+			TunnelProcs:     o.TunnelProcs,
 		},
 		Scenarios: []Result{},
 	}

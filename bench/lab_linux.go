@@ -204,7 +204,7 @@ func (l *nsLab) startWireGuardGo(ctx context.Context) (*endpoints, error) {
 		return nil, fmt.Errorf("%w: wg (wireguard-tools) not found: %v", ErrUnavailable, lerr)
 	}
 	return l.startTunnel(ScenarioWireGuardGo, func(s, peer side, port uint16) (*proc, error) {
-		p, err := startProc(ctx, s.ns, "wireguard-go "+s.iface, []string{"WG_PROCESS_FOREGROUND=1"}, bin, "-f", s.iface)
+		p, err := startProc(ctx, s.ns, "wireguard-go "+s.iface, l.o.tunnelEnv("WG_PROCESS_FOREGROUND=1"), bin, "-f", s.iface)
 		if err != nil {
 			return nil, err
 		}
@@ -255,7 +255,7 @@ func (l *nsLab) startWarren(ctx context.Context, scenario string) (*endpoints, e
 		if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 			return nil, err
 		}
-		p, err := startProc(ctx, s.ns, "warren up "+s.iface, nil, bin, "up", conf)
+		p, err := startProc(ctx, s.ns, "warren up "+s.iface, l.o.tunnelEnv(), bin, "up", conf)
 		if err != nil {
 			return nil, err
 		}

@@ -50,6 +50,7 @@ type Config struct {
 	LatencyPPS      int      `json:"latency_pps"`
 	Quick           bool     `json:"quick"`
 	Tool            string   `json:"tool,omitempty"`
+	TunnelProcs     int      `json:"tunnel_gomaxprocs,omitempty"` // 0: the runtime's default
 }
 
 // Skip names a scenario that did not run and why.
@@ -241,8 +242,12 @@ func (r *Report) WriteTable(w io.Writer) error {
 		return err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d run(s) of %gs per test; %s; %d CPUs, kernel %s\n",
+	fmt.Fprintf(&b, "%d run(s) of %gs per test; %s; %d CPUs, kernel %s",
 		r.Config.Runs, r.Config.DurationSeconds, "median [min-max]", r.Machine.CPUs, r.Machine.Kernel)
+	if n := r.Config.TunnelProcs; n > 0 {
+		fmt.Fprintf(&b, "; tunnels at GOMAXPROCS=%d", n)
+	}
+	b.WriteString("\n")
 	for _, s := range r.Skipped {
 		fmt.Fprintf(&b, "skipped %s: %s\n", s.Name, s.Reason)
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,34 @@ func TestGolden(t *testing.T) {
 			}
 			checkGolden(t, tc.file, b.Bytes())
 		})
+	}
+}
+
+// TestTunnelProcs: --tunnel-procs reaches both kinds of tunnel process as
+// GOMAXPROCS, and the table's last line and the JSON say it was set.
+func TestTunnelProcs(t *testing.T) {
+	o := Options{TunnelProcs: 1}
+	if got := o.tunnelEnv("WG_PROCESS_FOREGROUND=1"); !slices.Equal(got, []string{"WG_PROCESS_FOREGROUND=1", "GOMAXPROCS=1"}) {
+		t.Errorf("tunnelEnv = %q", got)
+	}
+	if got := (&Options{}).tunnelEnv(); len(got) != 0 {
+		t.Errorf("tunnelEnv without TunnelProcs = %q, want nothing", got)
+	}
+	r := sampleReport()
+	r.Config.TunnelProcs = 1
+	var b bytes.Buffer
+	if err := r.WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "kernel 6.18.44-test; tunnels at GOMAXPROCS=1\n") {
+		t.Errorf("table does not say GOMAXPROCS=1:\n%s", b.String())
+	}
+	b.Reset()
+	if err := r.WriteJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), `"tunnel_gomaxprocs": 1`) {
+		t.Errorf("JSON lacks tunnel_gomaxprocs:\n%s", b.String())
 	}
 }
 

@@ -48,6 +48,7 @@ func defineBenchFlags(fs *flag.FlagSet) *benchFlags {
 	fs.StringVar(&o.Tool, "tool", "", "cross-check TCP and UDP with an external `tool` (iperf3)")
 	fs.StringVar(&o.WarrenPath, "warren", "", "warren binary to run as `warren up` (default: this executable)")
 	fs.StringVar(&o.WireGuardGoPath, "wireguard-go", "", "wireguard-go binary (default: from PATH)")
+	fs.IntVar(&o.TunnelProcs, "tunnel-procs", 0, "GOMAXPROCS of every tunnel process, warren's and wireguard-go's (0: the Go runtime's default, the cores)")
 	fs.StringVar(&o.Prefix, "prefix", "wbench", "name prefix of the lab's namespaces")
 	fs.StringVar(&f.jsonOut, "json", "", "write the report as JSON to `FILE` (- for standard output)")
 	fs.StringVar(&f.chart, "chart", "", "write a bar chart of throughput and packet rate to `FILE.svg`")
@@ -68,6 +69,8 @@ func (f *benchFlags) check() error {
 		return fmt.Errorf("--streams %d: want at least 1", o.Streams)
 	case o.MTU < config.MinIPv6MTU || o.MTU > config.MaxMTU:
 		return fmt.Errorf("--mtu %d: want %d to %d (the lab carries IPv6)", o.MTU, config.MinIPv6MTU, config.MaxMTU)
+	case o.TunnelProcs < 0:
+		return fmt.Errorf("--tunnel-procs %d: want 0 (the default) or more", o.TunnelProcs)
 	case o.LatencyPPS < 1:
 		return fmt.Errorf("--latency-rate %d: want at least 1", o.LatencyPPS)
 	case o.Tool != "" && o.Tool != "iperf3":

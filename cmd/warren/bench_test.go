@@ -37,6 +37,7 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"--streams", "0"}, true, "--streams 0"},
 		{[]string{"--mtu", "576"}, true, "--mtu 576"},
 		{[]string{"--latency-rate", "0"}, true, "--latency-rate 0"},
+		{[]string{"--tunnel-procs", "-1"}, true, "--tunnel-procs -1: want 0 (the default) or more"},
 		{[]string{"--tool", "netperf"}, true, `--tool "netperf"`},
 		{[]string{"--scenarios", "veth,bogus"}, true, `unknown scenario "bogus"`},
 		{[]string{"--scenarios", "veth,veth"}, true, `"veth" given twice`},
