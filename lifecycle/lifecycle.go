@@ -468,6 +468,10 @@ func (t *Tunnel) undoOnError(err *error) {
 // Name returns the interface name.
 func (t *Tunnel) Name() string { return t.name }
 
+// DataPathCores is tunnel.Engine.DataPathCores: the cores the data path
+// keeps busy when each pipeline's directions share one.
+func (t *Tunnel) DataPathCores() int { return t.eng.DataPathCores() }
+
 // ListenPort returns the UDP port the transport was first opened on, if it
 // reports one (transport.UDP does), else 0.
 func (t *Tunnel) ListenPort() uint16 { return t.listenPort }

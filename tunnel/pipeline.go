@@ -60,6 +60,17 @@ func (e *Engine) addPipelines(pls []Pipeline) {
 // Pipelines returns how many pipelines the engine runs.
 func (e *Engine) Pipelines() int { return 1 + len(e.extra) }
 
+// DataPathCores is how many cores the data path keeps busy when each
+// pipeline's two directions take turns on one: its pipelines and its
+// crypto helpers.
+func (e *Engine) DataPathCores() int {
+	n := e.Pipelines()
+	if e.helpers != nil {
+		n += e.helpers.n
+	}
+	return n
+}
+
 // adapterOf returns pipe's adapter; nil is pipeline 0.
 func (e *Engine) adapterOf(pipe *pipeline) Adapter {
 	if pipe == nil {

@@ -102,6 +102,8 @@ func runMeshNode(ctx context.Context, ifc *config.Config, mc *mesh.Config, log *
 	log.Info("mesh up", "interface", t.Name(), "network", mc.Network, "node", mc.Name,
 		"public_key", self.PublicKey.String(), "endpoints", fmt.Sprint(self.Endpoints), "allowed_ips", fmt.Sprint(self.AllowedIPs))
 
+	stopGoverning := startGoverning(t, log)
+	defer stopGoverning()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	meshDone := make(chan error, 1)

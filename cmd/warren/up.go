@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -34,6 +35,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/warrenvpn/warren/config"
+	"github.com/warrenvpn/warren/internal/gomaxprocs"
 	"github.com/warrenvpn/warren/internal/sdnotify"
 	"github.com/warrenvpn/warren/lifecycle"
 )
@@ -232,6 +234,7 @@ func upReloading(ctx context.Context, cfg *config.Config, path string, hup <-cha
 	if hup != nil && path != "" {
 		wg.Go(func() { reloadLoop(ctx, t, path, hup, done, log, sd) })
 	}
+	stopGoverning := startGoverning(t, log)
 	var saveErr error
 	save := func() {
 		if c := t.Config(); c != nil && c.Interface.SaveConfig && path != "" {
@@ -241,8 +244,48 @@ func upReloading(ctx context.Context, cfg *config.Config, path string, hup <-cha
 		}
 	}
 	err = waitAndClose(ctx, t, log, done, sd, save)
+	stopGoverning()
 	wg.Wait()
 	return errors.Join(err, saveErr)
+}
+
+// startGoverning runs a gomaxprocs.Governor for t until the function it
+// returns is called (which waits for it): GOMAXPROCS stays at the cores
+// t's data path keeps busy when each pipeline's directions share one
+// (Tunnel.DataPathCores) while the process uses less than that, and is the
+// machine's otherwise. A GOMAXPROCS set in the environment is left alone.
+func startGoverning(t *lifecycle.Tunnel, log *slog.Logger) (stop func()) {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		governProcs(ctx, t.DataPathCores(), log)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// governProcs is startGoverning's goroutine.
+func governProcs(ctx context.Context, cores int, log *slog.Logger) {
+	g := gomaxprocs.Governor{
+		Low:  cores,
+		High: runtime.GOMAXPROCS(0),
+		CPU: func() (time.Duration, error) {
+			var ru unix.Rusage
+			if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+				return 0, err
+			}
+			return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+		},
+		Set: func(n int) { runtime.GOMAXPROCS(n) },
+		Log: log,
+	}
+	g.Run(ctx)
 }
 
 // reloadLoop applies the config file at path at each SIGHUP, until done

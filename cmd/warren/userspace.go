@@ -149,5 +149,7 @@ func serveUserspace(ctx context.Context, name string, log *slog.Logger, opts lif
 	log.Info("userspace device ready", "interface", name, "socket", t.ControlAddr())
 	sd := sdnotify.New()
 	sd.Ready(name + " ready for wg and ip: " + t.ControlAddr())
+	stop := startGoverning(t, log)
+	defer stop()
 	return waitAndClose(ctx, t, log, nil, sd, nil)
 }
