@@ -77,7 +77,7 @@ _warren() {
 		--scenarios) COMPREPLY=($(compgen -W "veth warren warren-tap wireguard-go veth,warren,wireguard-go" -- "$cur")); return ;;
 		--tool) COMPREPLY=($(compgen -W "iperf3" -- "$cur")); return ;;
 		esac
-		COMPREPLY=($(compgen -W "--scenarios --runs --duration --streams --mtu --latency-rate --quick --tool --warren --wireguard-go --prefix --json --chart --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "--scenarios --runs --duration --streams --mtu --latency-rate --quick --tool --warren --wireguard-go --tunnel-procs --prefix --json --chart --help" -- "$cur"))
 		;;
 	link)
 		if ((n == 0)); then

@@ -66,9 +66,6 @@ func (g *Governor) Run(ctx context.Context) {
 	}
 	g.cur = g.Low
 	g.Set(g.cur)
-	if g.Log != nil {
-		g.Log.Info("GOMAXPROCS start", "low", g.Low, "high", g.High)
-	}
 	g.lastCPU, _ = g.CPU()
 	g.lastWindow = time.Now()
 	tick := time.NewTicker(interval)
@@ -87,7 +84,7 @@ func (g *Governor) Run(ctx context.Context) {
 			if n, changed := g.Observe(busy); changed {
 				g.Set(n)
 				if g.Log != nil {
-					g.Log.Info("GOMAXPROCS changed", "gomaxprocs", n, "busy_cores", busy)
+					g.Log.Debug("GOMAXPROCS changed", "gomaxprocs", n, "busy_cores", busy)
 				}
 			}
 		}
