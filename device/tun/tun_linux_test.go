@@ -507,7 +507,7 @@ func TestTUNReadGathers(t *testing.T) {
 			t.Fatalf("Read: %v", err)
 		}
 	})
-	if allocs != 0 {
+	if allocs != 0 && !raceEnabled {
 		t.Errorf("%v allocations per Read of a small packet, want 0", allocs)
 	}
 }
