@@ -207,36 +207,54 @@ func run(ctx context.Context, o *Options, l lab) (*Report, error) {
 	p := &progress{w: o.Progress, tty: o.ProgressTTY, total: len(o.Scenarios) * o.Runs * len(tests)}
 	defer p.done()
 
+	// Runs are interleaved: each run starts every scenario in turn, runs
+	// each test once through it and stops it, so that a swing of the
+	// host's load over minutes falls on every scenario, not on one.
 	var errs []error
+	s := make([]samples, len(o.Scenarios))
+	dropped := make([]bool, len(o.Scenarios))
+	for r := range o.Runs {
+		for i, name := range o.Scenarios {
+			if dropped[i] {
+				continue
+			}
+			first := p.n
+			err := runRound(ctx, o, l, p, name, tests, r, &s[i])
+			if err == nil {
+				continue
+			}
+			// The steps this scenario will not take leave the count.
+			p.total -= (o.Runs-r)*len(tests) - (p.n - first)
+			dropped[i] = true
+			switch {
+			case ctx.Err() != nil:
+				return rep, ctx.Err()
+			case errors.Is(err, ErrUnavailable):
+				rep.Skipped = append(rep.Skipped, Skip{Name: name, Reason: err.Error()})
+				p.note(fmt.Sprintf("%s: skipped: %v", name, err))
+			default:
+				rep.Skipped = append(rep.Skipped, Skip{Name: name, Reason: "failed: " + err.Error()})
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				p.note(fmt.Sprintf("%s: failed: %v", name, err))
+			}
+		}
+	}
 	for i, name := range o.Scenarios {
-		res, err := runScenario(ctx, o, l, p, name, tests)
-		// Whatever happened, the count moves on to the next scenario.
-		p.n = (i + 1) * o.Runs * len(tests)
-		switch {
-		case ctx.Err() != nil:
-			return rep, ctx.Err()
-		case errors.Is(err, ErrUnavailable):
-			rep.Skipped = append(rep.Skipped, Skip{Name: name, Reason: err.Error()})
-			p.note(fmt.Sprintf("%s: skipped: %v", name, err))
-		case err != nil:
-			rep.Skipped = append(rep.Skipped, Skip{Name: name, Reason: "failed: " + err.Error()})
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			p.note(fmt.Sprintf("%s: failed: %v", name, err))
-		default:
-			rep.Scenarios = append(rep.Scenarios, res)
+		if !dropped[i] {
+			rep.Scenarios = append(rep.Scenarios, s[i].result(name))
 		}
 	}
 	rep.setRatios()
 	return rep, errors.Join(errs...)
 }
 
-// runScenario starts one scenario, runs every test o.Runs times through it
-// and stops it.
-func runScenario(ctx context.Context, o *Options, l lab, p *progress, name string, tests []test) (res Result, err error) {
-	p.note(name + ": starting")
+// runRound starts one scenario, runs every test once through it (run r of
+// o.Runs), adding to s, and stops it.
+func runRound(ctx context.Context, o *Options, l lab, p *progress, name string, tests []test, r int, s *samples) (err error) {
+	p.note(fmt.Sprintf("%s: starting (run %d/%d)", name, r+1, o.Runs))
 	ep, err := l.start(ctx, name)
 	if err != nil {
-		return Result{}, err
+		return err
 	}
 	if ep.close != nil {
 		defer func() {
@@ -245,16 +263,13 @@ func runScenario(ctx context.Context, o *Options, l lab, p *progress, name strin
 			}
 		}()
 	}
-	var s samples
-	for r := range o.Runs {
-		for _, t := range tests {
-			p.step(fmt.Sprintf("%s: %s, run %d/%d", name, t.name, r+1, o.Runs))
-			if err := t.run(ctx, ep, &s); err != nil {
-				return Result{}, fmt.Errorf("%s: %w", t.name, err)
-			}
+	for _, t := range tests {
+		p.step(fmt.Sprintf("%s: %s, run %d/%d", name, t.name, r+1, o.Runs))
+		if err := t.run(ctx, ep, s); err != nil {
+			return fmt.Errorf("%s: %w", t.name, err)
 		}
 	}
-	return s.result(name), nil
+	return nil
 }
 
 // test is one measurement, which adds its figures to samples.

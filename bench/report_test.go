@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -259,10 +260,12 @@ func TestNormalize(t *testing.T) {
 
 // fakeLab runs scenarios over loopback; the scenario named fail fails to start.
 type fakeLab struct {
-	fail string
+	fail   string
+	starts []string // scenarios started, in order
 }
 
 func (l *fakeLab) start(ctx context.Context, scenario string) (*endpoints, error) {
+	l.starts = append(l.starts, scenario)
 	if scenario == l.fail {
 		return nil, errors.New("tunnel did not come up")
 	}
@@ -310,6 +313,38 @@ func TestRun(t *testing.T) {
 	}
 	if got := strings.Count(progress.String(), "\n"); got < 12 {
 		t.Errorf("progress has %d lines, want one per step at least:\n%s", got, progress.String())
+	}
+}
+
+// TestRunInterleaves: each run starts every scenario in turn and runs each
+// test once through it, so that the host's load swings fall on all of
+// them; a scenario that fails is not started again, and the progress count
+// drops its steps.
+func TestRunInterleaves(t *testing.T) {
+	leakcheck.Check(t)
+	var progress bytes.Buffer
+	o := Options{
+		Scenarios: []string{"veth", "warren", "wireguard-go"},
+		Runs:      2, Duration: 100 * time.Millisecond, LatencyPPS: 500,
+		Progress: &progress,
+	}
+	if err := o.normalize(); err != nil {
+		t.Fatal(err)
+	}
+	l := &fakeLab{fail: "wireguard-go"}
+	rep, err := run(context.Background(), &o, l)
+	if err == nil {
+		t.Error("run = nil, want the wireguard-go failure")
+	}
+	if want := []string{"veth", "warren", "wireguard-go", "veth", "warren"}; !slices.Equal(l.starts, want) {
+		t.Errorf("started %v, want %v", l.starts, want)
+	}
+	if len(rep.Scenarios) != 2 || rep.Scenarios[0].TCPGbps.Median <= 0 {
+		t.Fatalf("scenarios = %+v, want veth and warren", rep.Scenarios)
+	}
+	steps := len(o.tests())
+	if want := fmt.Sprintf("[%d/%d]", 4*steps, 4*steps); !strings.Contains(progress.String(), want) {
+		t.Errorf("progress never reached %s:\n%s", want, progress.String())
 	}
 }
 
