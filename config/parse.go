@@ -219,7 +219,7 @@ type parser struct {
 	interfaceLine  int // line of the [Interface] header; 0 = none yet
 	privateKeyLine int // p.seen forgets it when a [Peer] starts
 	mtuLine        int
-	threadsLine    int // where Threads was set; 0: not set
+	threadsLine    int                      // where Threads was set; 0: not set
 	mtuSet         bool                     // the file sets an MTU (MTU = with a value)
 	layer2Keys     []keyLine                // the layer 2 keys in the file, checked against Mode at the end
 	peers          []peerLines              // one per c.Peers entry
