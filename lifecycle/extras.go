@@ -1,8 +1,6 @@
 package lifecycle
 
 import (
-	"strconv"
-
 	"github.com/warrenvpn/warren/metrics"
 	"github.com/warrenvpn/warren/tunnel"
 	"github.com/warrenvpn/warren/uapi"
@@ -35,10 +33,8 @@ func (t *Tunnel) metricsSource() metrics.Source {
 		if t.opts.Extras != nil {
 			t.opts.Extras(st)
 		}
-		if srv := t.ctl.served.Load(); srv != nil {
-			if n := srv.Refused(); n != 0 {
-				st.Extras = append(st.Extras, uapi.Extra{Key: uapi.RefusedExtra, Value: strconv.FormatUint(n, 10)})
-			}
+		if srv := t.ctl.srv.Load(); srv != nil {
+			srv.AddRefused(st)
 		}
 	}}
 }

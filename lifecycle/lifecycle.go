@@ -81,11 +81,10 @@ type Tunnel struct {
 	// ctl is the control socket, served by controlLoop until the undo
 	// stack closes ln.
 	ctl struct {
-		ln     net.Listener
-		srv    *uapi.Server
-		served atomic.Pointer[uapi.Server] // srv, for the metrics' goroutines
-		done   chan struct{}               // closed when controlLoop returns
-		err    error                       // what Serve returned; read after done
+		ln   net.Listener
+		srv  atomic.Pointer[uapi.Server] // atomic: the metrics' goroutines read it
+		done chan struct{}               // closed when controlLoop returns
+		err  error                       // what Serve returned; read after done
 	}
 	wg sync.WaitGroup // controlLoop; Close waits for it
 
@@ -632,9 +631,9 @@ func (t *Tunnel) serveControl() error {
 		return fmt.Errorf("control socket for %s: %w", t.name, err)
 	}
 	t.ctl.ln = ln
-	t.ctl.srv = uapi.NewServer(t.eng, t.log)
-	t.ctl.srv.Extras = t.opts.Extras
-	t.ctl.served.Store(t.ctl.srv)
+	srv := uapi.NewServer(t.eng, t.log)
+	srv.Extras = t.opts.Extras
+	t.ctl.srv.Store(srv)
 	t.ctl.done = make(chan struct{})
 	t.wg.Go(t.controlLoop)
 	t.undo.push(func() error {
@@ -655,7 +654,7 @@ func (t *Tunnel) serveControl() error {
 // fails.
 func (t *Tunnel) controlLoop() {
 	defer close(t.ctl.done)
-	t.ctl.err = t.ctl.srv.Serve(t.ctl.ln)
+	t.ctl.err = t.ctl.srv.Load().Serve(t.ctl.ln)
 }
 
 // enginePeers resolves endpoints and converts the config's peers. A name

@@ -474,13 +474,8 @@ func (e *Engine) Drops(r DropReason) uint64 {
 // kernel's drops at the pipelines' sockets as "socket" (as in get=warren).
 func (e *Engine) DropCounts() map[string]uint64 {
 	m := make(map[string]uint64)
-	for r := range numDropReasons {
-		if n := e.drops[r].Load(); n != 0 {
-			m[r.String()] = n
-		}
-	}
-	if n := e.socketDrops(); n != 0 {
-		m["socket"] = n
+	for _, d := range e.dropList() {
+		m[d.Reason] = d.Count
 	}
 	return m
 }

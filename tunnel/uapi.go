@@ -41,14 +41,7 @@ func (e *Engine) State() (*uapi.State, error) {
 		}
 		s.Peers = append(s.Peers, ps)
 	}
-	for r := range numDropReasons {
-		if n := e.drops[r].Load(); n != 0 {
-			s.Drops = append(s.Drops, uapi.Drop{Reason: r.String(), Count: n})
-		}
-	}
-	if n := e.socketDrops(); n != 0 {
-		s.Drops = append(s.Drops, uapi.Drop{Reason: "socket", Count: n})
-	}
+	s.Drops = e.dropList()
 	s.Extras = append(e.pipelineExtras(), e.macExtras()...)
 	return s, nil
 }
@@ -376,6 +369,22 @@ func (s *setPacer) chunkDone() {
 		s.sleep(pause)
 	}
 	s.chunk = time.Now()
+}
+
+// dropList is the non-zero drop counters in reason order, then the
+// kernel's drops at the pipelines' sockets as "socket": get=warren's drop
+// lines and DropCounts.
+func (e *Engine) dropList() []uapi.Drop {
+	var ds []uapi.Drop
+	for r := range numDropReasons {
+		if n := e.drops[r].Load(); n != 0 {
+			ds = append(ds, uapi.Drop{Reason: r.String(), Count: n})
+		}
+	}
+	if n := e.socketDrops(); n != 0 {
+		ds = append(ds, uapi.Drop{Reason: "socket", Count: n})
+	}
+	return ds
 }
 
 // socketDrops sums what the kernel dropped at the pipelines' sockets before

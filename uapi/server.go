@@ -153,6 +153,14 @@ func (s *Server) Serve(l net.Listener) error {
 // MaxConns were open.
 func (s *Server) Refused() uint64 { return s.refused.Load() }
 
+// AddRefused appends RefusedExtra to st's extras once a connection was
+// refused: get=warren does, and so do the metrics' states.
+func (s *Server) AddRefused(st *State) {
+	if n := s.refused.Load(); n != 0 {
+		st.Extras = append(st.Extras, Extra{Key: RefusedExtra, Value: strconv.FormatUint(n, 10)})
+	}
+}
+
 // isTemporary reports whether an Accept error may pass: a shortage of
 // descriptors, buffers or memory, or an aborted connection.
 func isTemporary(err error) bool {
@@ -279,8 +287,8 @@ func (s *Server) get(w io.Writer, warren bool) error {
 	if warren && s.Extras != nil {
 		s.Extras(st)
 	}
-	if n := s.refused.Load(); warren && n != 0 {
-		st.Extras = append(st.Extras, Extra{Key: RefusedExtra, Value: strconv.FormatUint(n, 10)})
+	if warren {
+		s.AddRefused(st)
 	}
 	err = writeState(w, st, warren)
 	wipeState(st)
